@@ -1,0 +1,12 @@
+//! `finetune`: train LoRA adapters directly on quantized GGUF weights.
+//!
+//! The pipeline, in reading order: [`gguf`] (the container: read, validate, write) →
+//! [`quant`] (block formats: decode, encode, SIMD kernels) → [`inspect`] (model summaries) →
+//! the `finetune` binary (`src/main.rs`).
+
+#![warn(missing_docs)]
+
+pub mod gguf;
+pub mod inspect;
+pub mod npy;
+pub mod quant;
