@@ -7,7 +7,7 @@ pub mod value;
 pub mod writer;
 
 pub use error::{ErrorKind, GgufError};
-pub use reader::{GgufFile, TensorInfo, TensorView, DEFAULT_ALIGNMENT};
+pub use reader::{GgufFile, GgufHeader, TensorInfo, TensorView, DEFAULT_ALIGNMENT};
 pub use split::GgufModel;
 pub use value::{Value, ValueType};
 pub use writer::{GgufWriter, TensorSink};

@@ -93,10 +93,9 @@ impl TensorView<'_> {
     }
 }
 
-/// An opened, validated GGUF file.
-pub struct GgufFile {
-    path: PathBuf,
-    backing: Backing,
+/// The parsed and validated header of a GGUF file (everything but the tensor bytes).
+#[derive(Clone, Debug)]
+pub struct GgufHeader {
     /// Format version (2 or 3).
     pub version: u32,
     /// Metadata in file order.
@@ -111,13 +110,54 @@ pub struct GgufFile {
     pub data_offset: u64,
 }
 
+/// An opened, validated GGUF file: its header plus the mapped bytes.
+pub struct GgufFile {
+    path: PathBuf,
+    backing: Backing,
+    header: GgufHeader,
+}
+
+impl std::ops::Deref for GgufFile {
+    type Target = GgufHeader;
+    fn deref(&self) -> &GgufHeader {
+        &self.header
+    }
+}
+
+impl GgufHeader {
+    /// Metadata value for `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.meta_index.get(key).map(|&i| &self.metadata[i].1)
+    }
+
+    /// String metadata, or `None` when absent or of another type.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(Value::as_str)
+    }
+
+    /// Integer metadata of any integer type.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(Value::as_u64)
+    }
+
+    /// `general.architecture`.
+    pub fn architecture(&self) -> Option<&str> {
+        self.get_str("general.architecture")
+    }
+
+    /// Tensor info by name.
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
+    }
+}
+
 impl std::fmt::Debug for GgufFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GgufFile")
             .field("path", &self.path)
-            .field("version", &self.version)
-            .field("n_kv", &self.metadata.len())
-            .field("n_tensors", &self.tensors.len())
+            .field("version", &self.header.version)
+            .field("n_kv", &self.header.metadata.len())
+            .field("n_tensors", &self.header.tensors.len())
             .finish()
     }
 }
@@ -148,31 +188,6 @@ impl GgufFile {
         self.backing.bytes()
     }
 
-    /// Metadata value for `key`.
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        self.meta_index.get(key).map(|&i| &self.metadata[i].1)
-    }
-
-    /// String metadata, or `None` when absent or of another type.
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(Value::as_str)
-    }
-
-    /// Integer metadata of any integer type.
-    pub fn get_u64(&self, key: &str) -> Option<u64> {
-        self.get(key).and_then(Value::as_u64)
-    }
-
-    /// `general.architecture`.
-    pub fn architecture(&self) -> Option<&str> {
-        self.get_str("general.architecture")
-    }
-
-    /// Tensor info by name.
-    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
-        self.tensor_index.get(name).map(|&i| &self.tensors[i])
-    }
-
     /// Zero-copy view of a tensor by name.
     pub fn tensor(&self, name: &str) -> Option<TensorView<'_>> {
         self.tensor_info(name).map(|info| self.view(info))
@@ -185,8 +200,15 @@ impl GgufFile {
     }
 
     fn parse(path: PathBuf, backing: Backing) -> Result<Self, GgufError> {
-        let bytes = backing.bytes();
-        let mut c = Cursor { buf: bytes, pos: 0, path: &path };
+        let header = GgufHeader::parse(&path, backing.bytes())?;
+        Ok(GgufFile { path, backing, header })
+    }
+}
+
+impl GgufHeader {
+    /// Parse and validate a complete file image held in `bytes` (`path` names it in errors).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, GgufError> {
+        let mut c = Cursor { buf: bytes, pos: 0, path };
         let magic: [u8; 4] = c.take(4, "magic")?.try_into().expect("4 bytes");
         if magic != MAGIC {
             return Err(c.err_at(0, ErrorKind::BadMagic(magic)));
@@ -227,7 +249,7 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(Value::U32(a)) if a.is_power_of_two() => *a as u64,
             Some(other) => {
-                return Err(GgufError::file(&path, ErrorKind::BadAlignment(format!("{other:?}"))));
+                return Err(GgufError::file(path, ErrorKind::BadAlignment(format!("{other:?}"))));
             }
         };
 
@@ -300,7 +322,7 @@ impl GgufFile {
                     if let Some(p) = prev {
                         if t.offset < prev_end {
                             return Err(GgufError::at(
-                                &path,
+                                path,
                                 info_offsets[i],
                                 ErrorKind::Overlap { name: t.name.clone(), other: tensors[p].name.clone() },
                             ));
@@ -312,7 +334,7 @@ impl GgufFile {
                 }
                 _ => {
                     return Err(GgufError::at(
-                        &path,
+                        path,
                         info_offsets[i],
                         ErrorKind::DataPastEof {
                             name: t.name.clone(),
@@ -325,9 +347,7 @@ impl GgufFile {
             }
         }
 
-        Ok(GgufFile {
-            path,
-            backing,
+        Ok(GgufHeader {
             version,
             metadata,
             meta_index,

@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Reference answers from the real implementations, for the Rust tests to compare against.
+
+Oracles: the `gguf` PyPI package (ggml's numpy decoders/encoders and GGUFReader), ggml's C
+library as built by llama-cpp-python (`quantize_row_*_ref` / `dequantize_row_*` via ctypes), and
+llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdout.
+
+  meta FILE                      metadata + tensor infos as GGUFReader sees them
+  hashes FILE                    sha256 of each tensor dequantized to float32 by gguf
+  dequant FILE OUTDIR            each tensor dequantized by gguf, raw float32 in OUTDIR/<name>.f32
+  encode-compare DIR             for each DIR/ours.<TYPE>.bin beside DIR/src.<TYPE>.f32: reference
+                                 quantization RMSE vs ours, and the oracle's decode of our blocks
+                                 written to DIR/deq.<TYPE>.f32
+  llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
+"""
+import ctypes
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import gguf
+from gguf import GGMLQuantizationType as T
+from gguf.constants import GGML_QUANT_SIZES
+
+
+def _ggml():
+    import llama_cpp  # noqa: F401  (only to locate the bundled libraries)
+    d = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    return ctypes.CDLL(os.path.join(d, "libggml-base.so"))
+
+
+def _cname(t):
+    # ggml's symbol names: q4_K, q8_0, iq4_nl, bf16 ...
+    n = t.name.lower()
+    return n[:-2] + "_K" if n.endswith("_k") else n
+
+
+def ggml_quantize(t, x):
+    lib = _ggml()
+    bs, ts = GGML_QUANT_SIZES[t]
+    x = np.ascontiguousarray(x, dtype=np.float32).ravel()
+    out = np.zeros(x.size // bs * ts, dtype=np.uint8)
+    fn = getattr(lib, f"quantize_row_{_cname(t)}_ref")
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn.restype = None
+    fn(x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
+def ggml_dequantize(t, raw):
+    lib = _ggml()
+    bs, ts = GGML_QUANT_SIZES[t]
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).ravel()
+    n = raw.size // ts * bs
+    out = np.zeros(n, dtype=np.float32)
+    fn = getattr(lib, f"dequantize_row_{_cname(t)}")
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn.restype = None
+    fn(raw.ctypes.data, out.ctypes.data, n)
+    return out
+
+
+def dequantize(t, raw):
+    """gguf's numpy decoder; ggml's C decoder only for types gguf lacks (Q8_K)."""
+    raw = np.ascontiguousarray(raw, dtype=np.uint8).ravel()
+    bs, ts = GGML_QUANT_SIZES[t]
+    try:
+        return gguf.quants.dequantize(raw.reshape(-1, ts), t).ravel().astype(np.float32, copy=False)
+    except NotImplementedError:
+        return ggml_dequantize(t, raw)
+
+
+def tensor_raw(tensor):
+    return np.frombuffer(tensor.data.tobytes(), dtype=np.uint8)
+
+
+def jsonable(v):
+    if isinstance(v, (np.floating, float)):
+        return float(v)
+    if isinstance(v, (np.integer, int)):
+        return int(v)
+    if isinstance(v, np.ndarray):
+        return [jsonable(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8")
+    return v
+
+
+def field_value(f):
+    types = list(f.types)
+    if types[0] == gguf.GGUFValueType.ARRAY:
+        sub = types[1] if len(types) > 1 else None
+        if sub == gguf.GGUFValueType.STRING:
+            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+        return [jsonable(f.parts[i][0]) for i in f.data]
+    if types[0] == gguf.GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode("utf-8")
+    return jsonable(f.parts[f.data[0]][0])
+
+
+def cmd_meta(path):
+    r = gguf.GGUFReader(path)
+    kv = []
+    for name, f in r.fields.items():
+        if name.startswith("GGUF."):
+            continue
+        types = [t.name for t in f.types]
+        kv.append({"key": name, "types": types, "value": field_value(f)})
+    tensors = [
+        {"name": t.name, "type": t.tensor_type.name, "ne": [int(x) for x in t.shape],
+         "offset": int(t.data_offset) - int(r.data_offset), "n_bytes": int(t.n_bytes)}
+        for t in r.tensors
+    ]
+    print(json.dumps({"kv": kv, "tensors": tensors, "alignment": int(r.alignment),
+                      "data_offset": int(r.data_offset)}))
+
+
+def cmd_hashes(path):
+    r = gguf.GGUFReader(path)
+    out = {}
+    for t in r.tensors:
+        y = dequantize(t.tensor_type, tensor_raw(t))
+        out[t.name] = {"type": t.tensor_type.name, "n": int(y.size),
+                       "sha256": hashlib.sha256(y.astype("<f4").tobytes()).hexdigest()}
+    print(json.dumps(out))
+
+
+def cmd_dequant(path, outdir):
+    r = gguf.GGUFReader(path)
+    os.makedirs(outdir, exist_ok=True)
+    names = []
+    for t in r.tensors:
+        y = dequantize(t.tensor_type, tensor_raw(t))
+        y.astype("<f4").tofile(os.path.join(outdir, t.name + ".f32"))
+        names.append(t.name)
+    print(json.dumps({"tensors": names}))
+
+
+def reference_quantize(t, x):
+    """gguf's encoder where it has one (the issue's reference), else ggml's C reference."""
+    if t == T.F16:
+        return x.astype("<f2").view(np.uint8).ravel(), "numpy"
+    bs, _ = GGML_QUANT_SIZES[t]
+    try:
+        q = gguf.quants.quantize(x.reshape(-1, bs), t)
+        return np.ascontiguousarray(q).view(np.uint8).ravel(), "gguf"
+    except NotImplementedError:
+        return ggml_quantize(t, x), "ggml-c"
+
+
+def cmd_encode_compare(d):
+    res = {}
+    for fn in sorted(os.listdir(d)):
+        if not (fn.startswith("ours.") and fn.endswith(".bin")):
+            continue
+        tname = fn[len("ours."):-len(".bin")]
+        t = T[tname]
+        x = np.fromfile(os.path.join(d, f"src.{tname}.f32"), dtype="<f4")
+        ours = np.fromfile(os.path.join(d, fn), dtype=np.uint8)
+        ref, ref_src = reference_quantize(t, x)
+        deq_ours = dequantize(t, ours)
+        deq_ref = dequantize(t, ref)
+        deq_ours.astype("<f4").tofile(os.path.join(d, f"deq.{tname}.f32"))
+        _, ts = GGML_QUANT_SIZES[t]
+        same_blocks = int(np.sum(np.all(ours.reshape(-1, ts) == ref.reshape(-1, ts), axis=1)))
+        ggml_same = None
+        try:
+            g = ggml_quantize(t, x)
+            ggml_same = int(np.sum(np.all(ours.reshape(-1, ts) == g.reshape(-1, ts), axis=1)))
+        except AttributeError:
+            pass
+        res[tname] = {
+            "reference": ref_src,
+            "rmse_ours": float(np.sqrt(np.mean((deq_ours.astype(np.float64) - x) ** 2))),
+            "rmse_ref": float(np.sqrt(np.mean((deq_ref.astype(np.float64) - x) ** 2))),
+            "blocks": int(ours.size // ts),
+            "identical_blocks": same_blocks,
+            "identical_blocks_ggml_c": ggml_same,
+        }
+    print(json.dumps(res))
+
+
+def cmd_llama_top(path, prompt):
+    from llama_cpp import Llama
+    llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=False, verbose=False)
+    toks = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
+    llm.eval(toks)
+    logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+    top = int(np.argmax(logits))
+    print(json.dumps({"n_prompt": len(toks), "top": top,
+                      "top_piece": llm.detokenize([top]).decode("utf-8", "replace"),
+                      "logits_sha256": hashlib.sha256(logits.tobytes()).hexdigest()}))
+
+
+def main(argv):
+    cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
+            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top}
+    if len(argv) < 2 or argv[1] not in cmds:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmds[argv[1]](*argv[2:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
