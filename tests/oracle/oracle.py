@@ -77,6 +77,8 @@ def tensor_raw(tensor):
 
 
 def jsonable(v):
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
     if isinstance(v, (np.floating, float)):
         return float(v)
     if isinstance(v, (np.integer, int)):
@@ -186,7 +188,7 @@ def cmd_encode_compare(d):
 
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
-    llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=False, verbose=False)
+    llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
     toks = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=False)
     llm.eval(toks)
     logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
