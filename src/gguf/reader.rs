@@ -108,6 +108,8 @@ pub struct GgufHeader {
     pub alignment: u64,
     /// Absolute offset of the data section.
     pub data_offset: u64,
+    /// Absolute offset where the tensor-info table starts (the end of the metadata).
+    pub tensor_info_offset: u64,
 }
 
 /// An opened, validated GGUF file: its header plus the mapped bytes.
@@ -209,33 +211,33 @@ impl GgufHeader {
     /// Parse and validate a complete file image held in `bytes` (`path` names it in errors).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, GgufError> {
         let mut c = Cursor { buf: bytes, pos: 0, path };
-        let magic: [u8; 4] = c.take(4, "magic")?.try_into().expect("4 bytes");
+        let magic: [u8; 4] = c.take(4, &|| "magic".into())?.try_into().expect("4 bytes");
         if magic != MAGIC {
             return Err(c.err_at(0, ErrorKind::BadMagic(magic)));
         }
-        let version = c.u32("version")?;
+        let version = c.u32(&|| "version".into())?;
         if version & 0xFFFF == 0 && version != 0 {
             return Err(c.err_at(4, ErrorKind::BigEndian(version.swap_bytes())));
         }
         if version != 2 && version != 3 {
             return Err(c.err_at(4, ErrorKind::UnsupportedVersion(version)));
         }
-        let n_tensors = c.u64("tensor count")?;
-        let n_kv = c.u64("metadata count")?;
+        let n_tensors = c.u64(&|| "tensor count".into())?;
+        let n_kv = c.u64(&|| "metadata count".into())?;
         // A key-value pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info
         // at least 8 + 4 + 4 + 8.
-        c.check_count(n_kv, 13, "metadata")?;
-        c.check_count(n_tensors, 24, "tensor")?;
+        c.check_count(n_kv, 13, &|| "metadata".into())?;
+        c.check_count(n_tensors, 24, &|| "tensor".into())?;
 
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut meta_index = HashMap::with_capacity(n_kv as usize);
         for i in 0..n_kv {
             let key_at = c.pos as u64;
-            let key = c.string(&format!("metadata key #{i}"))?;
+            let key = c.string(&|| format!("metadata key #{i}"))?;
             if key.is_empty() {
                 return Err(c.err_at(key_at, ErrorKind::EmptyKey { index: i }));
             }
-            let ty_id = c.u32(&format!("type of '{key}'"))?;
+            let ty_id = c.u32(&|| format!("type of '{key}'"))?;
             let ty = ValueType::from_u32(ty_id)
                 .ok_or_else(|| c.err_here(ErrorKind::UnknownValueType { key: key.clone(), id: ty_id }))?;
             let value = c.value(ty, &key)?;
@@ -253,33 +255,34 @@ impl GgufHeader {
             }
         };
 
+        let tensor_info_offset = c.pos as u64;
         let mut tensors = Vec::with_capacity(n_tensors as usize);
         let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
         let mut info_offsets = Vec::with_capacity(n_tensors as usize);
         for i in 0..n_tensors {
             let at = c.pos as u64;
-            let name = c.string(&format!("name of tensor #{i}"))?;
+            let name = c.string(&|| format!("name of tensor #{i}"))?;
             if name.is_empty() {
                 return Err(c.err_at(at, ErrorKind::EmptyTensorName(i)));
             }
             if name.len() > MAX_NAME_LEN {
                 return Err(c.err_at(at, ErrorKind::NameTooLong(name)));
             }
-            let n_dims = c.u32(&format!("n_dims of '{name}'"))?;
+            let n_dims = c.u32(&|| format!("n_dims of '{name}'"))?;
             if n_dims == 0 || n_dims > 4 {
                 return Err(c.err_here(ErrorKind::TooManyDims { name, n_dims }));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for d in 0..n_dims {
-                dims.push(c.u64(&format!("ne[{d}] of '{name}'"))?);
+                dims.push(c.u64(&|| format!("ne[{d}] of '{name}'"))?);
             }
             let ty_at = c.pos as u64;
-            let ty_id = c.u32(&format!("type of '{name}'"))?;
+            let ty_id = c.u32(&|| format!("type of '{name}'"))?;
             let ty = GgmlType::from_id(ty_id).ok_or_else(|| {
                 let removed = matches!(ty_id, 4 | 5 | 31..=33 | 36..=38);
                 c.err_at(ty_at, ErrorKind::UnknownTensorType { name: name.clone(), id: ty_id, removed })
             })?;
-            let offset = c.u64(&format!("data offset of '{name}'"))?;
+            let offset = c.u64(&|| format!("data offset of '{name}'"))?;
             // Sizes: every dimension must keep the byte count inside u64 (and inside the file,
             // checked below).
             let Some(row_bytes) = ty.row_bytes(dims[0]) else {
@@ -355,9 +358,13 @@ impl GgufHeader {
             tensor_index,
             alignment,
             data_offset,
+            tensor_info_offset,
         })
     }
 }
+
+/// Describes what is being read, formatted only when an error is reported.
+type W<'a> = &'a dyn Fn() -> String;
 
 /// Bounds-checked little-endian reader over the file image.
 struct Cursor<'a> {
@@ -376,10 +383,10 @@ impl Cursor<'_> {
     fn err_here(&self, kind: ErrorKind) -> GgufError {
         self.err_at(self.pos as u64, kind)
     }
-    fn take(&mut self, n: u64, what: &str) -> Result<&[u8], GgufError> {
+    fn take(&mut self, n: u64, what: W<'_>) -> Result<&[u8], GgufError> {
         if n > self.remaining() {
             return Err(self.err_here(ErrorKind::Truncated {
-                what: what.to_string(),
+                what: what(),
                 need: n,
                 have: self.remaining(),
             }));
@@ -388,56 +395,56 @@ impl Cursor<'_> {
         self.pos += n as usize;
         Ok(s)
     }
-    fn check_count(&self, count: u64, min_each: u64, what: &str) -> Result<(), GgufError> {
+    fn check_count(&self, count: u64, min_each: u64, what: W<'_>) -> Result<(), GgufError> {
         if count.saturating_mul(min_each) > self.remaining() {
             return Err(self.err_here(ErrorKind::CountTooLarge {
-                what: what.to_string(),
+                what: what(),
                 count,
                 remaining: self.remaining(),
             }));
         }
         Ok(())
     }
-    fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
+    fn arr<const N: usize>(&mut self, what: W<'_>) -> Result<[u8; N], GgufError> {
         Ok(self.take(N as u64, what)?.try_into().expect("N bytes"))
     }
-    fn u32(&mut self, what: &str) -> Result<u32, GgufError> {
+    fn u32(&mut self, what: W<'_>) -> Result<u32, GgufError> {
         Ok(u32::from_le_bytes(self.arr(what)?))
     }
-    fn u64(&mut self, what: &str) -> Result<u64, GgufError> {
+    fn u64(&mut self, what: W<'_>) -> Result<u64, GgufError> {
         Ok(u64::from_le_bytes(self.arr(what)?))
     }
-    fn string(&mut self, what: &str) -> Result<String, GgufError> {
+    fn string(&mut self, what: W<'_>) -> Result<String, GgufError> {
         let at = self.pos as u64;
         let len = self.u64(what)?;
         let raw = self.take(len, what)?;
         String::from_utf8(raw.to_vec())
-            .map_err(|_| self.err_at(at, ErrorKind::InvalidUtf8 { what: what.to_string() }))
+            .map_err(|_| self.err_at(at, ErrorKind::InvalidUtf8 { what: what() }))
     }
     fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, GgufError> {
         Ok(match ty {
-            ValueType::U8 => Value::U8(self.arr::<1>(key)?[0]),
-            ValueType::I8 => Value::I8(self.arr::<1>(key)?[0] as i8),
-            ValueType::U16 => Value::U16(u16::from_le_bytes(self.arr(key)?)),
-            ValueType::I16 => Value::I16(i16::from_le_bytes(self.arr(key)?)),
-            ValueType::U32 => Value::U32(u32::from_le_bytes(self.arr(key)?)),
-            ValueType::I32 => Value::I32(i32::from_le_bytes(self.arr(key)?)),
-            ValueType::F32 => Value::F32(f32::from_le_bytes(self.arr(key)?)),
-            ValueType::U64 => Value::U64(u64::from_le_bytes(self.arr(key)?)),
-            ValueType::I64 => Value::I64(i64::from_le_bytes(self.arr(key)?)),
-            ValueType::F64 => Value::F64(f64::from_le_bytes(self.arr(key)?)),
-            ValueType::Bool => Value::Bool(self.arr::<1>(key)?[0] != 0),
-            ValueType::String => Value::String(self.string(&format!("value of '{key}'"))?),
+            ValueType::U8 => Value::U8(self.arr::<1>(&|| key.to_string())?[0]),
+            ValueType::I8 => Value::I8(self.arr::<1>(&|| key.to_string())?[0] as i8),
+            ValueType::U16 => Value::U16(u16::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::I16 => Value::I16(i16::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::U32 => Value::U32(u32::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::I32 => Value::I32(i32::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::F32 => Value::F32(f32::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::U64 => Value::U64(u64::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::I64 => Value::I64(i64::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::F64 => Value::F64(f64::from_le_bytes(self.arr(&|| key.to_string())?)),
+            ValueType::Bool => Value::Bool(self.arr::<1>(&|| key.to_string())?[0] != 0),
+            ValueType::String => Value::String(self.string(&|| format!("value of '{key}'"))?),
             ValueType::Array => {
-                let et_id = self.u32(&format!("element type of '{key}'"))?;
+                let et_id = self.u32(&|| format!("element type of '{key}'"))?;
                 let et = ValueType::from_u32(et_id).ok_or_else(|| {
                     self.err_here(ErrorKind::UnknownValueType { key: key.to_string(), id: et_id })
                 })?;
                 if et == ValueType::Array {
                     return Err(self.err_here(ErrorKind::NestedArray { key: key.to_string() }));
                 }
-                let n = self.u64(&format!("length of '{key}'"))?;
-                self.check_count(n, et.min_size() as u64, &format!("array '{key}'"))?;
+                let n = self.u64(&|| format!("length of '{key}'"))?;
+                self.check_count(n, et.min_size() as u64, &|| format!("array '{key}'"))?;
                 let mut items = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     items.push(self.value(et, key)?);
