@@ -31,7 +31,7 @@ pub enum ErrorKind {
     UnsupportedVersion(u32),
     #[error("file truncated while reading {what}: needs {need} bytes, {have} left")]
     Truncated { what: String, need: u64, have: u64 },
-    #[error("{what} count {count} cannot fit in the {remaining} bytes left in the file")]
+    #[error("{what} count {count} cannot fit in the {remaining} bytes left in the file (truncated or corrupt)")]
     CountTooLarge { what: String, count: u64, remaining: u64 },
     #[error("unknown metadata value type {id} for key '{key}'")]
     UnknownValueType { key: String, id: u32 },

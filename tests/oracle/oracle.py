@@ -11,6 +11,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
   encode-compare DIR             for each DIR/ours.<TYPE>.bin beside DIR/src.<TYPE>.f32: reference
                                  quantization RMSE vs ours, and the oracle's decode of our blocks
                                  written to DIR/deq.<TYPE>.f32
+  npy-compare FILE TENSOR NPY    np.load(NPY) vs gguf's dequantization of TENSOR, bit for bit
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -186,6 +187,15 @@ def cmd_encode_compare(d):
     print(json.dumps(res))
 
 
+def cmd_npy_compare(path, name, npy):
+    r = gguf.GGUFReader(path)
+    t = next(t for t in r.tensors if t.name == name)
+    want = dequantize(t.tensor_type, tensor_raw(t)).reshape([int(x) for x in reversed(t.shape)])
+    got = np.load(npy)
+    print(json.dumps({"shape": list(got.shape), "want_shape": list(want.shape), "dtype": str(got.dtype),
+                      "bit_equal": bool(got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)))}))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -200,7 +210,8 @@ def cmd_llama_top(path, prompt):
 
 def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
-            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top}
+            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
+            "npy-compare": cmd_npy_compare}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
