@@ -4,7 +4,15 @@ use half::f16;
 
 /// F32: the bytes are the values.
 pub fn decode_f32(b: &[u8], y: &mut [f32]) {
-    for (o, c) in y.iter_mut().zip(b.chunks_exact(4)) {
+    let n = y.len().min(b.len() / 4);
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `y` has room for n f32 = 4n bytes, `b` holds at least 4n bytes, the regions
+        // are distinct borrows, and every bit pattern is a valid f32.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), y.as_mut_ptr() as *mut u8, 4 * n) }
+    }
+    #[cfg(not(target_endian = "little"))]
+    for (o, c) in y[..n].iter_mut().zip(b.chunks_exact(4)) {
         *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
     }
 }

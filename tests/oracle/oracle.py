@@ -12,6 +12,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
                                  quantization RMSE vs ours, and the oracle's decode of our blocks
                                  written to DIR/deq.<TYPE>.f32
   npy-compare FILE TENSOR NPY    np.load(NPY) vs gguf's dequantization of TENSOR, bit for bit
+  bench-ggml DIR                 single-thread time of ggml's C dequantize_row_* on DIR/blocks.<TYPE>.bin
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -196,6 +197,35 @@ def cmd_npy_compare(path, name, npy):
                       "bit_equal": bool(got.shape == want.shape and np.array_equal(got.view(np.uint32), want.view(np.uint32)))}))
 
 
+def cmd_bench_ggml(d):
+    """Single-thread throughput of ggml's C dequantize_row_* on DIR/blocks.<TYPE>.bin (best of 7)."""
+    import time
+    lib = _ggml()
+    res = {}
+    for fn in sorted(os.listdir(d)):
+        if not (fn.startswith("blocks.") and fn.endswith(".bin")):
+            continue
+        tname = fn[len("blocks."):-len(".bin")]
+        t = T[tname]
+        raw = np.fromfile(os.path.join(d, fn), dtype=np.uint8)
+        bs, ts = GGML_QUANT_SIZES[t]
+        n = raw.size // ts * bs
+        out = np.zeros(n, dtype=np.float32)
+        try:
+            f = getattr(lib, f"dequantize_row_{_cname(t)}")
+        except AttributeError:
+            continue
+        f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        f.restype = None
+        best = float("inf")
+        for _ in range(7):
+            t0 = time.perf_counter()
+            f(raw.ctypes.data, out.ctypes.data, n)
+            best = min(best, time.perf_counter() - t0)
+        res[tname] = {"seconds": best, "elements": n}
+    print(json.dumps(res))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -211,7 +241,7 @@ def cmd_llama_top(path, prompt):
 def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
-            "npy-compare": cmd_npy_compare}
+            "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
