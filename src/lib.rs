@@ -6,7 +6,9 @@
 
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod gguf;
 pub mod inspect;
 pub mod npy;
 pub mod quant;
+pub mod tokenizer;
