@@ -4,11 +4,10 @@
 //! Set FINETUNE_PYTHON to the oracle venv's python, or run `bash tests/oracle/setup.sh` first.
 #[path = "../tests/common/rng.rs"]
 mod rng;
-mod common {
-    pub use super::rng::Rng;
-}
-#[path = "../tests/random_blocks.rs"]
+#[path = "../tests/common/random_blocks.rs"]
 mod random_blocks;
+#[allow(unused_imports)]
+use rng::Rng;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,7 +36,7 @@ fn oracle_python() -> PathBuf {
 }
 
 fn main() {
-    let mut rng = rng::Rng(1);
+    let mut rng = Rng(1);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-decode");
     std::fs::create_dir_all(&dir).unwrap();
     let target_bytes = 8 << 20;

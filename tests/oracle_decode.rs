@@ -2,7 +2,6 @@
 //! library for Q8_K, which gguf lacks): thousands of random blocks of every type, and every
 //! tensor of both real models. Bytes of the f32 results are compared, not a tolerance.
 mod common;
-mod random_blocks;
 
 use std::collections::BTreeMap;
 
@@ -18,10 +17,10 @@ fn random_blocks_of_every_type_decode_like_ggml() {
     let mut w = GgufWriter::new();
     w.set("general.architecture", Value::String("test".into()));
     let mut data = BTreeMap::new();
-    let types = random_blocks::decodable_types();
+    let types = common::random_blocks::decodable_types();
     for &ty in &types {
         // 64 rows × 32 blocks = 2048 blocks per type
-        let blocks = random_blocks::random_blocks(ty, 2048, &mut rng);
+        let blocks = common::random_blocks::random_blocks(ty, 2048, &mut rng);
         let name = format!("t.{}", ty.name());
         w.add_tensor(&name, ty, &[32 * ty.block_size() as u64, 64]).unwrap();
         data.insert(name, (ty, blocks));

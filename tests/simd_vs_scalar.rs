@@ -1,7 +1,6 @@
 //! Every SIMD decoder must agree bit for bit with its scalar reference, on random blocks with
 //! extreme scales.
 mod common;
-mod random_blocks;
 
 use common::Rng;
 use finetune::quant::{self, avx2};
@@ -11,10 +10,10 @@ fn avx2_decoders_match_scalar_bit_for_bit() {
     assert!(avx2::available(), "this machine is expected to have AVX2+FMA+F16C (CI does)");
     let mut rng = Rng(0x5EED);
     let mut checked = 0;
-    for ty in random_blocks::decodable_types() {
+    for ty in common::random_blocks::decodable_types() {
         let Some(simd) = avx2::decoder(ty) else { continue };
         for n_blocks in [1usize, 3, 4096] {
-            let bytes = random_blocks::random_blocks(ty, n_blocks, &mut rng);
+            let bytes = common::random_blocks::random_blocks(ty, n_blocks, &mut rng);
             let n = n_blocks * ty.block_size();
             let mut a = vec![0f32; n];
             let mut b = vec![0f32; n];

@@ -93,4 +93,6 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+#[allow(unused_imports)]
 pub use rng::Rng;
+pub mod random_blocks;

@@ -3,7 +3,7 @@
 
 use finetune::quant::GgmlType;
 
-use crate::common::Rng;
+use super::Rng;
 
 /// Offsets of the f16 scale fields inside one block of `ty` (everything else is random bits).
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
