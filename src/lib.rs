@@ -9,6 +9,8 @@
 pub mod chat;
 pub mod gguf;
 pub mod inspect;
+pub mod model;
 pub mod npy;
+pub mod ops;
 pub mod quant;
 pub mod tokenizer;

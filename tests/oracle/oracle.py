@@ -13,6 +13,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
                                  written to DIR/deq.<TYPE>.f32
   npy-compare FILE TENSOR NPY    np.load(NPY) vs gguf's dequantization of TENSOR, bit for bit
   bench-ggml DIR                 single-thread time of ggml's C dequantize_row_* on DIR/blocks.<TYPE>.bin
+  llama-logits FILE PROMPTS.json OUTDIR   token ids, logits at every position, 32 greedy tokens
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -226,6 +227,31 @@ def cmd_bench_ggml(d):
     print(json.dumps(res))
 
 
+def cmd_llama_logits(path, prompts_json, outdir):
+    """For each prompt: llama.cpp's token ids (add_bos per the model) and logits at every position,
+    written to OUTDIR/logits.<i>.f32 ([n_tokens, n_vocab]); also 32 greedy tokens."""
+    from llama_cpp import Llama
+    prompts = json.load(open(prompts_json))
+    llm = Llama(model_path=path, n_ctx=1024, n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    os.makedirs(outdir, exist_ok=True)
+    res = []
+    for i, p in enumerate(prompts):
+        llm.reset()
+        toks = llm.tokenize(p.encode("utf-8"), add_bos=True, special=True)
+        llm.eval(toks)
+        np.array(llm.scores[: len(toks)], dtype="<f4").tofile(os.path.join(outdir, f"logits.{i}.f32"))
+        # 32 greedy tokens continuing the prompt
+        gen = []
+        for _ in range(32):
+            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            gen.append(nxt)
+            if llm.token_eos() == nxt:
+                break
+            llm.eval([nxt])
+        res.append({"tokens": toks, "greedy": gen, "n_vocab": llm.n_vocab()})
+    print(json.dumps(res))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -241,7 +267,8 @@ def cmd_llama_top(path, prompt):
 def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
-            "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml}
+            "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
+            "llama-logits": cmd_llama_logits}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2

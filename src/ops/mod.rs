@@ -1,0 +1,9 @@
+//! Tensor operations of the transformer, each a small module with its forward pass (and, as
+//! training arrives, its backward pass beside it with the same shapes). Activations are f32,
+//! row-major `[tokens, features]`.
+
+pub mod activation;
+pub mod attention;
+pub mod matmul;
+pub mod norm;
+pub mod rope;
