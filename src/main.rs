@@ -11,6 +11,9 @@ use finetune::inspect;
 #[derive(Parser)]
 #[command(name = "finetune", version, about = "Train LoRA adapters directly on quantized GGUF weights")]
 struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,10 +41,53 @@ enum Command {
         #[arg(long, requires = "tensor")]
         out: Option<PathBuf>,
     },
+    /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
+    #[command(after_help = "Examples:\n  \
+        finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
+        finetune bench --model models/gemma-3-270m-q4_k_m.gguf --threads 2 \\\n      \
+        --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)")]
+    Bench {
+        /// The GGUF model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Prompt tokens processed in one batch (ppN).
+        #[arg(short = 'p', long, default_value_t = 512)]
+        n_prompt: usize,
+        /// Generated tokens, one at a time (tgN).
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_gen: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Python with llama-cpp-python installed: measure llama.cpp too and print the ratio.
+        #[arg(long)]
+        llama_cpp: Option<PathBuf>,
+    },
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())?;
     match cli.command {
+        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
+            if n_prompt == 0 {
+                return Err("--n-prompt must be at least 1".into());
+            }
+            let g = GgufModel::open(&model).map_err(|e| e.to_string())?;
+            let m = finetune::model::Model::load(&g).map_err(|e| e.to_string())?;
+            let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
+            println!("model: {} ({} threads, median of {reps})", model.display(), threads);
+            println!("| engine | pp{n_prompt} t/s | tg{n_gen} t/s |");
+            println!("|---|---|---|");
+            println!("| finetune | {:.1} | {:.1} |", ours.pp, ours.tg);
+            if let Some(py) = llama_cpp {
+                let oracle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
+                let l = finetune::bench::measure_llama_cpp(&py, &oracle, &model, n_prompt, n_gen, threads, reps)?;
+                println!("| llama.cpp | {:.1} | {:.1} |", l.pp, l.tg);
+                println!("| ratio | {:.2}× | {:.2}× |", ours.pp / l.pp, ours.tg / l.tg);
+            }
+            Ok(())
+        }
         Command::Inspect { model, json, tensors, tensor, out } => {
             let m = GgufModel::open(&model).map_err(|e| e.to_string())?;
             if let (Some(name), Some(out)) = (tensor, out) {

@@ -91,6 +91,53 @@ fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
     );
 }
 
+/// Plain f32 GEMM on one thread: `C[m×n] = A[m×k] · Bᵀ` where `B` is given as `n` rows of
+/// length `k` (row stride `ldb`), A with row stride `lda`, C with row stride `ldc`.
+/// Uses the same packing and micro-kernel as [`matmul`]; `packed` is scratch space.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_bt(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    ldc: usize,
+    packed: &mut Vec<f32>,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + k && b.len() >= (n - 1) * ldb + k && c.len() >= (m - 1) * ldc + n);
+    let n_sl = n.div_ceil(NR);
+    packed.resize(n_sl * NR * k, 0.0);
+    for (s, sl) in packed.chunks_exact_mut(NR * k).enumerate() {
+        for r in 0..NR {
+            let src = s * NR + r;
+            if src < n {
+                let row = &b[src * ldb..src * ldb + k];
+                for (kk, &v) in row.iter().enumerate() {
+                    sl[kk * NR + r] = v;
+                }
+            } else {
+                for kk in 0..k {
+                    sl[kk * NR + r] = 0.0;
+                }
+            }
+        }
+    }
+    for m0 in (0..m).step_by(MR) {
+        let mr = MR.min(m - m0);
+        for s in 0..n_sl {
+            let nr = NR.min(n - s * NR);
+            // SAFETY: the assert above bounds rows m0..m0+mr, columns s·16..s·16+nr of c.
+            unsafe { kernel(mr, nr, k, &a[m0 * lda..], lda, &packed[s * NR * k..(s + 1) * NR * k], c.as_mut_ptr().add(m0 * ldc + s * NR), ldc) };
+        }
+    }
+}
+
 /// Repack `nrows` rows of length k into slivers of 16 rows, each `[k][16]`, zero-padded.
 fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
     for (s, sl) in out.chunks_exact_mut(NR * k).enumerate() {
@@ -114,6 +161,7 @@ fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
 ///
 /// # Safety
 /// `c` must be valid for `mr` rows of `nr` writes at stride `ldc`.
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
     let mut acc = [0f32; MR * NR];
     #[cfg(target_arch = "x86_64")]

@@ -14,6 +14,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
   npy-compare FILE TENSOR NPY    np.load(NPY) vs gguf's dequantization of TENSOR, bit for bit
   bench-ggml DIR                 single-thread time of ggml's C dequantize_row_* on DIR/blocks.<TYPE>.bin
   llama-logits FILE PROMPTS.json OUTDIR   token ids, logits at every position, 32 greedy tokens
+  bench-llama FILE NP NG THREADS [REPS]   llama.cpp pp/tg tokens per second (median of REPS)
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -252,6 +253,29 @@ def cmd_llama_logits(path, prompts_json, outdir):
     print(json.dumps(res))
 
 
+def cmd_bench_llama(path, n_prompt, n_gen, threads, reps="3"):
+    """llama.cpp prompt processing (one batch of n_prompt random tokens, logits for the last) and
+    generation (n_gen single-token steps) speed, median of REPS runs, like llama-bench."""
+    import time
+    from llama_cpp import Llama
+    n_prompt, n_gen, threads, reps = int(n_prompt), int(n_gen), int(threads), int(reps)
+    llm = Llama(model_path=path, n_ctx=n_prompt + n_gen + 8, n_batch=n_prompt, n_ubatch=n_prompt,
+                n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False)
+    rng = np.random.default_rng(0)
+    toks = [int(t) for t in rng.integers(100, min(20000, llm.n_vocab()), n_prompt)]
+    pp, tg = [], []
+    llm.reset(); llm.eval(toks[:16])  # warm-up
+    for _ in range(reps):
+        llm.reset()
+        t0 = time.perf_counter(); llm.eval(toks); pp.append(n_prompt / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for i in range(n_gen):
+            llm.eval([toks[i % n_prompt]])
+        tg.append(n_gen / (time.perf_counter() - t0))
+    print(json.dumps({"pp_tps": float(np.median(pp)), "tg_tps": float(np.median(tg)),
+                      "pp_all": pp, "tg_all": tg}))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -268,7 +292,7 @@ def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
-            "llama-logits": cmd_llama_logits}
+            "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
