@@ -9,6 +9,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
+pub mod synth;
 
 pub use config::{Arch, Config, ModelError};
 pub use kv_cache::KvCache;

@@ -15,6 +15,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
   bench-ggml DIR                 single-thread time of ggml's C dequantize_row_* on DIR/blocks.<TYPE>.bin
   llama-logits FILE PROMPTS.json OUTDIR   token ids, logits at every position, 32 greedy tokens
   bench-llama FILE NP NG THREADS [REPS]   llama.cpp pp/tg tokens per second (median of REPS)
+  llama-logits-ids FILE IDS.json OUT     llama.cpp logits at every position for given ids
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -276,6 +277,16 @@ def cmd_bench_llama(path, n_prompt, n_gen, threads, reps="3"):
                       "pp_all": pp, "tg_all": tg}))
 
 
+def cmd_llama_logits_ids(path, ids_json, out):
+    """llama.cpp logits at every position for the given token ids → OUT ([n, n_vocab] f32)."""
+    from llama_cpp import Llama
+    ids = json.load(open(ids_json))
+    llm = Llama(model_path=path, n_ctx=max(64, len(ids) + 8), n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    llm.eval(ids)
+    np.array(llm.scores[: len(ids)], dtype="<f4").tofile(out)
+    print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab()}))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -292,7 +303,8 @@ def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
-            "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama}
+            "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama,
+            "llama-logits-ids": cmd_llama_logits_ids}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
