@@ -13,5 +13,6 @@ pub mod inspect;
 pub mod model;
 pub mod npy;
 pub mod ops;
+pub mod perplexity;
 pub mod quant;
 pub mod tokenizer;

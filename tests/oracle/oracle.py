@@ -16,6 +16,7 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
   llama-logits FILE PROMPTS.json OUTDIR   token ids, logits at every position, 32 greedy tokens
   bench-llama FILE NP NG THREADS [REPS]   llama.cpp pp/tg tokens per second (median of REPS)
   llama-logits-ids FILE IDS.json OUT     llama.cpp logits at every position for given ids
+  llama-perplexity FILE TEXT N_CTX       llama.cpp perplexity (its method, its logits), and its tokens
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -287,6 +288,38 @@ def cmd_llama_logits_ids(path, ids_json, out):
     print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab()}))
 
 
+def cmd_llama_perplexity(path, text_file, n_ctx):
+    """llama.cpp's perplexity method (default mode) with llama.cpp computing the logits:
+    tokenize with add_bos, chunks of n_ctx, BOS as each chunk's first token when the model adds
+    BOS, score positions n_ctx/2 .. n_ctx-2."""
+    from llama_cpp import Llama
+    n_ctx = int(n_ctx)
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=2, logits_all=True, verbose=False)
+    text = open(text_file, encoding="utf-8").read()
+    toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+    add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else True
+    bos = llm.token_bos()
+    n_chunk = len(toks) // n_ctx
+    first = n_ctx // 2
+    nll, count, running = 0.0, 0, []
+    for c in range(n_chunk):
+        chunk = list(toks[c * n_ctx:(c + 1) * n_ctx])
+        if add_bos:
+            chunk[0] = bos
+        llm.reset()
+        llm.eval(chunk)
+        logits = np.array(llm.scores[:n_ctx], dtype=np.float64)
+        for j in range(first, n_ctx - 1):
+            row = logits[j]
+            m = row.max()
+            lse = np.log(np.exp(row - m).sum()) + m
+            nll -= row[toks[c * n_ctx + j + 1]] - lse
+            count += 1
+        running.append(float(np.exp(nll / count)))
+    print(json.dumps({"ppl": float(np.exp(nll / count)), "per_chunk": running, "scored": count,
+                      "tokens": [int(t) for t in toks], "add_bos": bool(add_bos), "bos": int(bos)}))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -304,7 +337,7 @@ def main(argv):
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
             "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama,
-            "llama-logits-ids": cmd_llama_logits_ids}
+            "llama-logits-ids": cmd_llama_logits_ids, "llama-perplexity": cmd_llama_perplexity}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
