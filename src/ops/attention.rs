@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::matmul::gemm_f32_bt;
+use super::matmul::{dot, gemm_f32_bt};
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -129,21 +129,4 @@ fn batched(s: AttnShape, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: us
             }
         },
     );
-}
-
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent partial sums so the compiler vectorizes it.
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
-    }
-    s
 }

@@ -249,8 +249,19 @@ fn gemv(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
     );
 }
 
-/// f32 dot product (8 partial sums, vectorized by the compiler).
+/// f32 dot product: AVX2+FMA when available (runtime-detected), else a portable loop.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd_enabled() {
+        // SAFETY: AVX2/FMA presence checked by simd_enabled(); reads stay within n.
+        return unsafe { dot_avx2(&a[..n], &b[..n]) };
+    }
+    dot_scalar(&a[..n], &b[..n])
+}
+
+/// Portable twin of the dot product (16 partial sums).
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let n = a.len().min(b.len());
     let chunks = n / 16;
@@ -265,6 +276,35 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         s += a[i] * b[i];
     }
     s
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (l, acc_l) in acc.iter_mut().enumerate() {
+            *acc_l = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8 * l)), _mm256_loadu_ps(pb.add(i + 8 * l)), *acc_l);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), s);
+    let mut total: f32 = lanes.iter().sum();
+    while i < n {
+        total += a[i] * b[i];
+        i += 1;
+    }
+    total
 }
 
 #[cfg(test)]
