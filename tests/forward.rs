@@ -37,7 +37,7 @@ struct Stats {
 }
 
 fn compare(path: &std::path::Path) -> Stats {
-    let dir = tmpdir("forward");
+    let dir = tmpdir(&format!("forward-{}", path.file_stem().unwrap().to_string_lossy()));
     let pj = dir.join("prompts.json");
     std::fs::write(&pj, serde_json::to_string(PROMPTS).unwrap()).unwrap();
     let res = oracle(&["llama-logits", path.to_str().unwrap(), pj.to_str().unwrap(), dir.to_str().unwrap()]);
