@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod generate;
 pub mod gguf;
 pub mod inspect;
 pub mod model;

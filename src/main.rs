@@ -1,12 +1,13 @@
 //! The `finetune` command-line tool.
 
+mod cmd;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use finetune::gguf::GgufModel;
-use finetune::inspect;
+use finetune::generate::SamplerConfig;
 
 #[derive(Parser)]
 #[command(name = "finetune", version, about = "Train LoRA adapters directly on quantized GGUF weights")]
@@ -41,6 +42,81 @@ enum Command {
         #[arg(long, requires = "tensor")]
         out: Option<PathBuf>,
     },
+    /// Print the token ids of a text, as llama.cpp's tokenizer gives them.
+    #[command(after_help = "Examples:\n  \
+        finetune tokenize --model models/SmolLM2-135M-Instruct.Q4_1.gguf --text 'Hello world'\n  \
+        finetune tokenize --model models/gemma-3-270m-q4_k_m.gguf --file notes.txt --json")]
+    Tokenize {
+        /// The GGUF model whose tokenizer to use.
+        #[arg(long)]
+        model: PathBuf,
+        /// Text to tokenize.
+        #[arg(long, conflicts_with = "file")]
+        text: Option<String>,
+        /// File to tokenize.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// JSON with ids and pieces.
+        #[arg(long)]
+        json: bool,
+        /// Do not add BOS/EOS even if the model asks for them.
+        #[arg(long)]
+        no_special: bool,
+        /// Recognise special-token text such as `<|im_start|>` in the input.
+        #[arg(long)]
+        parse_special: bool,
+    },
+    /// Continue a prompt, streaming tokens; ends with a tokens/s line.
+    #[command(after_help = "Examples:\n  \
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompt 'The capital of France is' -n 16\n  \
+        finetune generate --model models/gemma-3-270m-q4_k_m.gguf --prompt 'Once upon a time' --temp 0.8 --top-k 40 --top-p 0.95 --seed 1")]
+    Generate {
+        /// The GGUF model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Prompt text (special tokens like <|im_start|> are recognised).
+        #[arg(long, conflicts_with = "file")]
+        prompt: Option<String>,
+        /// Read the prompt from a file.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Tokens to generate at most.
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_predict: usize,
+        /// Temperature (0 = greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Top-k (0 = off).
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        /// Top-p (1 = off).
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        /// RNG seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Context size (prompt + generated tokens).
+        #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+    },
+    /// Perplexity of a text file, computed like llama.cpp's perplexity tool.
+    #[command(after_help = "Method (as llama.cpp's `perplexity`): the text is tokenized (with BOS when the model\n\
+        adds one) and cut into non-overlapping chunks of --ctx tokens; each chunk's first token is\n\
+        replaced by BOS when the model adds BOS; each chunk is evaluated from an empty cache and only\n\
+        its second half is scored (positions ctx/2 .. ctx-2 predicting the next token).\n\
+        PPL = exp(mean negative log-likelihood).\n\n\
+        Example:\n  finetune perplexity --model models/SmolLM2-135M-Instruct.Q4_1.gguf --file tests/data/ppl_text.txt --ctx 256")]
+    Perplexity {
+        /// The GGUF model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Text file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Chunk size in tokens.
+        #[arg(long, default_value_t = 512)]
+        ctx: usize,
+    },
     /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
     #[command(after_help = "Examples:\n  \
         finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
@@ -67,55 +143,28 @@ enum Command {
 
 fn run(cli: Cli) -> Result<(), String> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())?;
     match cli.command {
-        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
-            if n_prompt == 0 {
-                return Err("--n-prompt must be at least 1".into());
-            }
-            let g = GgufModel::open(&model).map_err(|e| e.to_string())?;
-            let m = finetune::model::Model::load(&g).map_err(|e| e.to_string())?;
-            let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
-            println!("model: {} ({} threads, median of {reps})", model.display(), threads);
-            println!("| engine | pp{n_prompt} t/s | tg{n_gen} t/s |");
-            println!("|---|---|---|");
-            println!("| finetune | {:.1} | {:.1} |", ours.pp, ours.tg);
-            if let Some(py) = llama_cpp {
-                let oracle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
-                let l = finetune::bench::measure_llama_cpp(&py, &oracle, &model, n_prompt, n_gen, threads, reps)?;
-                println!("| llama.cpp | {:.1} | {:.1} |", l.pp, l.tg);
-                println!("| ratio | {:.2}× | {:.2}× |", ours.pp / l.pp, ours.tg / l.tg);
-            }
-            Ok(())
+        Command::Inspect { model, json, tensors, tensor, out } => cmd::inspect::run(model, json, tensors, tensor, out),
+        Command::Tokenize { model, text, file, json, no_special, parse_special } => {
+            cmd::tokenize::run(model, text, file, json, no_special, parse_special)
         }
-        Command::Inspect { model, json, tensors, tensor, out } => {
-            let m = GgufModel::open(&model).map_err(|e| e.to_string())?;
-            if let (Some(name), Some(out)) = (tensor, out) {
-                inspect::export_tensor_npy(&m, &name, &out)?;
-                let info = m.require(&name).map_err(|e| e.to_string())?.info;
-                eprintln!("wrote {} ({} {:?} -> f32 {:?})", out.display(), info.ty, info.dims, info.torch_shape());
-                return Ok(());
-            }
-            let s = inspect::summarize(&model, &m);
-            if json {
-                let mut j = s.to_json();
-                if tensors {
-                    j["tensors"] = m
-                        .tensor_infos()
-                        .map(|t| serde_json::json!({"name": t.name, "type": t.ty.name(), "ne": t.dims, "offset": t.offset}))
-                        .collect();
-                }
-                println!("{}", serde_json::to_string_pretty(&j).expect("json"));
-            } else {
-                print!("{}", s.to_text());
-                if tensors {
-                    println!("tensors:");
-                    for t in m.tensor_infos() {
-                        println!("  {:<40} {:<7} {:?} @ {}", t.name, t.ty.name(), t.dims, t.offset);
-                    }
-                }
-            }
-            Ok(())
+        Command::Generate { model, prompt, file, n_predict, temp, top_k, top_p, seed, ctx } => {
+            cmd::generate::run(cmd::generate::GenerateArgs {
+                model,
+                prompt,
+                file,
+                n: n_predict,
+                sampler: SamplerConfig { temp, top_k, top_p, seed },
+                ctx,
+            })
+        }
+        Command::Perplexity { model, file, ctx } => cmd::perplexity::run(model, file, ctx),
+        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
+            cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
         }
     }
 }

@@ -1,0 +1,205 @@
+//! The minijinja environment that reproduces transformers' chat-template environment:
+//! jinja2's `ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)` with loop
+//! controls, the `{% generation %}` tag, `tojson` = `json.dumps(ensure_ascii=False)`, and the
+//! globals `raise_exception` and `strftime_now`.
+//!
+//! Sandboxing: the environment has no loader (no file or network access; `include`/`import` can
+//! only name the template itself), no `debug()` global, a recursion limit, and a cap on the bytes
+//! that `{{ … }}` expressions may print. minijinja's `fuel` feature (an instruction budget) is
+//! not enabled in this build, so a template that loops for a long time without printing is not
+//! cut short.
+
+use std::borrow::Cow;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
+
+use super::pyfmt::{py_str, to_json, JsonOpts};
+use super::strftime::strftime_now;
+
+/// Name under which the chat template is stored in its environment.
+pub(crate) const TEMPLATE_NAME: &str = "chat_template";
+/// Recursion limit (nested blocks, macro calls, self-includes).
+const RECURSION_LIMIT: usize = 200;
+/// Most bytes `{{ … }}` expressions may print in one render (64 MiB).
+pub(crate) const MAX_PRINTED_BYTES: usize = 64 << 20;
+
+/// Marks an error raised by the template's own `raise_exception(msg)`.
+#[derive(Debug)]
+pub(crate) struct Raised(pub String);
+
+impl std::fmt::Display for Raised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Raised {}
+
+/// Bytes printed so far by one render (kept in the render's [`State`]).
+struct Printed(usize);
+
+fn raise_exception(msg: Option<Value>) -> Result<Value, Error> {
+    let msg = msg.map(|m| py_str(&m)).transpose()?.unwrap_or_default();
+    Err(Error::new(ErrorKind::InvalidOperation, msg.clone()).with_source(Raised(msg)))
+}
+
+fn strftime_global(fmt: &str) -> String {
+    strftime_now(fmt)
+}
+
+/// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
+fn tojson(value: &Value, args: Rest<Value>) -> Result<Value, Error> {
+    const NAMES: [&str; 4] = ["ensure_ascii", "indent", "separators", "sort_keys"];
+    let mut params: [Option<Value>; 4] = Default::default();
+    let mut positional = args.0;
+    if let Some(kw) = positional.last().filter(|v| v.is_kwargs()).cloned() {
+        positional.pop();
+        for key in kw.try_iter()? {
+            let name = key.as_str().unwrap_or_default();
+            let Some(i) = NAMES.iter().position(|n| *n == name) else {
+                return Err(Error::new(
+                    ErrorKind::TooManyArguments,
+                    format!("tojson() got an unexpected keyword argument '{name}'"),
+                ));
+            };
+            params[i] = Some(kw.get_item(&key)?);
+        }
+    }
+    if positional.len() > NAMES.len() {
+        return Err(Error::new(ErrorKind::TooManyArguments, "tojson() takes at most 5 arguments"));
+    }
+    for (i, v) in positional.into_iter().enumerate() {
+        if params[i].is_some() {
+            return Err(Error::new(
+                ErrorKind::TooManyArguments,
+                format!("tojson() got multiple values for argument '{}'", NAMES[i]),
+            ));
+        }
+        params[i] = Some(v);
+    }
+    let given = |v: &Option<Value>| v.clone().filter(|v| !v.is_none() && !v.is_undefined());
+    let mut o = JsonOpts::default();
+    if let Some(v) = given(&params[0]) {
+        o.ensure_ascii = v.is_true();
+    }
+    if let Some(v) = given(&params[1]) {
+        o.indent = Some(match v.kind() {
+            ValueKind::String => v.as_str().unwrap_or_default().to_string(),
+            ValueKind::Bool => " ".repeat(usize::from(v.is_true())),
+            _ => " ".repeat(v.as_i64().ok_or_else(|| bad_arg("indent", &v))?.clamp(0, 64) as usize),
+        });
+        o.item_sep = ",".into();
+    }
+    if let Some(v) = given(&params[2]) {
+        let seps: Vec<Value> = v.try_iter().map_err(|_| bad_arg("separators", &v))?.collect();
+        match seps.as_slice() {
+            [a, b] if a.as_str().is_some() && b.as_str().is_some() => {
+                o.item_sep = a.as_str().unwrap_or_default().into();
+                o.key_sep = b.as_str().unwrap_or_default().into();
+            }
+            _ => return Err(bad_arg("separators", &v)),
+        }
+    }
+    if let Some(v) = given(&params[3]) {
+        o.sort_keys = v.is_true();
+    }
+    to_json(value, &o).map(Value::from)
+}
+
+fn bad_arg(name: &str, v: &Value) -> Error {
+    Error::new(ErrorKind::InvalidOperation, format!("tojson(): invalid {name} {v}"))
+}
+
+/// Python's `str(x)` for `|string`.
+fn string_filter(value: &Value) -> Result<Value, Error> {
+    if value.kind() == ValueKind::String {
+        return Ok(value.clone());
+    }
+    py_str(value).map(Value::from)
+}
+
+/// Rewrite transformers' `{% generation %}…{% endgeneration %}` tags (which only mark assistant
+/// text for masks) into the no-op block `{% if true %}…{% endif %}`: same output, same whitespace
+/// handling (both are block tags), same line numbers.
+pub(crate) fn rewrite_generation_tags(src: &str) -> Cow<'_, str> {
+    if !src.contains("generation") {
+        return Cow::Borrowed(src);
+    }
+    let mut out = String::with_capacity(src.len());
+    let mut rest = src;
+    while let Some(i) = rest.find("{%") {
+        out.push_str(&rest[..i]);
+        let tag = &rest[i..];
+        let Some(end) = tag.find("%}") else { break };
+        let inner = &tag[2..end];
+        let (lead, body) = split_marker(inner, true);
+        let (body, trail) = split_marker(body, false);
+        let replacement = match body.trim() {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => out.push_str(&format!("{{%{lead} {r} {trail}%}}")),
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Split a whitespace-control marker (`-` or `+`) off the start or end of a tag's inside.
+fn split_marker(s: &str, front: bool) -> (&str, &str) {
+    if front {
+        match s.strip_prefix(['-', '+']) {
+            Some(r) => (&s[..1], r),
+            None => ("", s),
+        }
+    } else {
+        match s.strip_suffix(['-', '+']) {
+            Some(r) => (r, &s[s.len() - 1..]),
+            None => (s, ""),
+        }
+    }
+}
+
+/// Build the environment holding `source` (already rewritten) as [`TEMPLATE_NAME`].
+pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
+    let mut env = Environment::new();
+    env.set_syntax(SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build()?);
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_recursion_limit(RECURSION_LIMIT);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.remove_global("debug");
+    // jinja2 built-ins that minijinja keeps in its contrib crate.
+    env.add_filter("truncate", minijinja_contrib::filters::truncate);
+    env.add_filter("striptags", minijinja_contrib::filters::striptags);
+    env.add_filter("filesizeformat", minijinja_contrib::filters::filesizeformat);
+    env.add_function("cycler", minijinja_contrib::globals::cycler);
+    env.add_function("joiner", minijinja_contrib::globals::joiner);
+    // transformers' additions.
+    env.add_filter("tojson", tojson);
+    env.add_filter("string", string_filter);
+    env.add_function("raise_exception", raise_exception);
+    env.add_function("strftime_now", strftime_global);
+    env.set_formatter(|out: &mut Output, state: &mut State, value: &Value| {
+        let s: Cow<'_, str> = match value.as_str() {
+            Some(s) if value.kind() == ValueKind::String => Cow::Borrowed(s),
+            _ => Cow::Owned(py_str(value)?),
+        };
+        let printed = state.get_or_insert_extension(Printed(0));
+        printed.0 += s.len();
+        if printed.0 > MAX_PRINTED_BYTES {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("template output exceeds {MAX_PRINTED_BYTES} bytes"),
+            ));
+        }
+        out.write_str(&s).map_err(|_| Error::from(ErrorKind::WriteFailure))
+    });
+    env.add_template_owned(TEMPLATE_NAME, source)?;
+    Ok(env)
+}

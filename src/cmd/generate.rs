@@ -1,0 +1,55 @@
+//! `finetune generate`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
+use finetune::model::Model;
+
+/// Options of `generate`.
+pub struct GenerateArgs {
+    pub model: PathBuf,
+    pub prompt: Option<String>,
+    pub file: Option<PathBuf>,
+    pub n: usize,
+    pub sampler: SamplerConfig,
+    pub ctx: usize,
+}
+
+/// Stream a continuation of the prompt and end with a tokens/s line (on stderr).
+pub fn run(a: GenerateArgs) -> Result<(), String> {
+    let g = super::open(&a.model)?;
+    let tok = super::tokenizer(&g)?;
+    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let prompt = super::text_arg(a.prompt, a.file.as_deref())?;
+    let ids = tok.encode(&prompt, true, true);
+    if ids.is_empty() {
+        return Err("the prompt tokenizes to nothing".into());
+    }
+    if ids.len() + 1 > a.ctx {
+        return Err(format!("the prompt has {} tokens, more than --ctx {}", ids.len(), a.ctx));
+    }
+    let mut session = Session::new(&m, a.ctx);
+    let mut sampler = Sampler::new(a.sampler);
+    let mut stream = Utf8Stream::default();
+    let out = std::io::stdout();
+    let mut out = out.lock();
+    let stats = session.generate(&tok, &ids, a.n, &mut sampler, |id| {
+        let text = stream.push(&tok.token_to_piece(id));
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        true
+    })?;
+    let _ = writeln!(out, "{}", stream.finish());
+    eprintln!(
+        "\nprompt: {} tokens in {:.2} s ({:.1} t/s); generated: {} tokens in {:.2} s ({:.1} t/s){}",
+        stats.prompt_evaluated,
+        stats.prompt_secs,
+        stats.prompt_evaluated as f64 / stats.prompt_secs.max(1e-9),
+        stats.generated,
+        stats.gen_secs,
+        stats.generated as f64 / stats.gen_secs.max(1e-9),
+        if stats.stopped_at_eog { ", stopped at end of generation" } else { "" }
+    );
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! `finetune inspect`.
+
+use std::path::PathBuf;
+
+use finetune::inspect;
+
+/// Print the summary (text or JSON), or export one tensor to .npy.
+pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, out: Option<PathBuf>) -> Result<(), String> {
+    let m = super::open(&model)?;
+    if let (Some(name), Some(out)) = (tensor, out) {
+        inspect::export_tensor_npy(&m, &name, &out)?;
+        let info = m.require(&name).map_err(|e| e.to_string())?.info;
+        eprintln!("wrote {} ({} {:?} -> f32 {:?})", out.display(), info.ty, info.dims, info.torch_shape());
+        return Ok(());
+    }
+    let s = inspect::summarize(&model, &m);
+    if json {
+        let mut j = s.to_json();
+        if tensors {
+            j["tensors"] = m
+                .tensor_infos()
+                .map(|t| serde_json::json!({"name": t.name, "type": t.ty.name(), "ne": t.dims, "offset": t.offset}))
+                .collect();
+        }
+        println!("{}", serde_json::to_string_pretty(&j).expect("json"));
+    } else {
+        print!("{}", s.to_text());
+        if tensors {
+            println!("tensors:");
+            for t in m.tensor_infos() {
+                println!("  {:<40} {:<7} {:?} @ {}", t.name, t.ty.name(), t.dims, t.offset);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! `finetune perplexity`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use finetune::model::Model;
+
+/// Compute and print `PPL = <value>` (llama.cpp's method).
+pub fn run(model: PathBuf, file: PathBuf, ctx: usize) -> Result<(), String> {
+    let g = super::open(&model)?;
+    let tok = super::tokenizer(&g)?;
+    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let ids = tok.encode(&text, true, false);
+    let bos = if tok.add_bos() { tok.bos() } else { None };
+    eprintln!("{}: {} tokens, {} chunks of {ctx}", file.display(), ids.len(), ids.len() / ctx.max(1));
+    let t0 = std::time::Instant::now();
+    let r = finetune::perplexity::perplexity(&m, &ids, ctx, bos, |i, n, running| {
+        eprint!("[{i}/{n}]{running:.4} ");
+        let _ = std::io::stderr().flush();
+    })?;
+    eprintln!();
+    println!("PPL = {:.4} ({} tokens scored, ctx {ctx}, {:.1} s)", r.ppl, r.scored, t0.elapsed().as_secs_f64());
+    Ok(())
+}

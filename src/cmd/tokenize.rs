@@ -1,0 +1,19 @@
+//! `finetune tokenize`.
+
+use std::path::PathBuf;
+
+/// Print the token ids of the text (one line), or JSON with pieces.
+pub fn run(model: PathBuf, text: Option<String>, file: Option<PathBuf>, json: bool, no_special: bool, parse_special: bool) -> Result<(), String> {
+    let g = super::open(&model)?;
+    let tok = super::tokenizer(&g)?;
+    let text = super::text_arg(text, file.as_deref())?;
+    let ids = tok.encode(&text, !no_special, parse_special);
+    if json {
+        let pieces: Vec<String> = ids.iter().map(|&i| String::from_utf8_lossy(&tok.token_to_piece(i)).into_owned()).collect();
+        println!("{}", serde_json::json!({ "ids": ids, "pieces": pieces, "n": ids.len() }));
+    } else {
+        let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        println!("{}", s.join(" "));
+    }
+    Ok(())
+}
