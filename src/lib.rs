@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod bench;
 pub mod chat;
 pub mod generate;
@@ -17,3 +18,4 @@ pub mod ops;
 pub mod perplexity;
 pub mod quant;
 pub mod tokenizer;
+pub mod train;

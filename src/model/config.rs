@@ -18,6 +18,18 @@ pub enum Arch {
     Gemma3,
 }
 
+impl Arch {
+    /// The `general.architecture` string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3",
+        }
+    }
+}
+
 /// Supported `general.architecture` values.
 pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 

@@ -21,6 +21,7 @@ use crate::ops::matmul::{matmul, QMatrix};
 use crate::ops::norm::rms_norm_inplace;
 use crate::ops::rope::Rope;
 use crate::quant;
+use crate::train::lora::{LoraSet, Target};
 
 /// Which optional tensors an architecture's blocks carry.
 #[derive(Clone, Copy, Debug, Default)]
@@ -83,6 +84,9 @@ pub struct Model<'a> {
     pub output: QMatrix<'a>,
     rope: Rope,
     rope_swa: Rope,
+    /// LoRA adapters applied on top of the weights, each with its user scale (llama.cpp's
+    /// `--lora A.gguf:scale`; the pair multiplier is `scale · alpha / r`).
+    pub adapters: Vec<(LoraSet, f32)>,
 }
 
 struct Loader<'a> {
@@ -169,7 +173,50 @@ impl<'a> Model<'a> {
         };
         let rope = Rope::new(cfg.rope_style, cfg.n_rot, cfg.rope_base, cfg.rope_freq_scale, factors.as_deref());
         let rope_swa = Rope::new(cfg.rope_style, cfg.n_rot, cfg.rope_base_swa, 1.0, None);
-        Ok(Model { output_norm: l.vector("output_norm.weight", e)?, cfg, tok_embd, layers, output, rope, rope_swa })
+        Ok(Model {
+            output_norm: l.vector("output_norm.weight", e)?,
+            cfg,
+            tok_embd,
+            layers,
+            output,
+            rope,
+            rope_swa,
+            adapters: Vec::new(),
+        })
+    }
+
+    /// The frozen weight of `target` in layer `il`.
+    pub fn weight(&self, il: usize, target: Target) -> &QMatrix<'a> {
+        let l = &self.layers[il];
+        match target {
+            Target::Q => &l.wq,
+            Target::K => &l.wk,
+            Target::V => &l.wv,
+            Target::O => &l.wo,
+            Target::Gate => &l.w_gate,
+            Target::Up => &l.w_up,
+            Target::Down => &l.w_down,
+        }
+    }
+
+    /// The rope of layer `il` (sliding-window layers have their own base).
+    pub fn rope_for(&self, il: usize) -> &Rope {
+        if self.cfg.is_swa(il) {
+            &self.rope_swa
+        } else {
+            &self.rope
+        }
+    }
+
+    /// `y = x·Wᵀ` for the weight of `target` in layer `il`, plus every applied adapter's
+    /// `scale · B·A·x`.
+    pub fn project(&self, il: usize, target: Target, x: &[f32], y: &mut [f32]) {
+        matmul(self.weight(il, target), x, y);
+        for (set, user_scale) in &self.adapters {
+            if let Some(p) = set.get(il, target) {
+                p.forward_add(x, user_scale * set.scale(p), y);
+            }
+        }
     }
 
     /// A KV cache for up to `n_ctx` positions.
@@ -219,9 +266,9 @@ impl<'a> Model<'a> {
         let mut q = vec![0f32; t * qd];
         let mut k = vec![0f32; t * kd];
         let mut v = vec![0f32; t * vvd];
-        matmul(&l.wq, &cur, &mut q);
-        matmul(&l.wk, &cur, &mut k);
-        matmul(&l.wv, &cur, &mut v);
+        self.project(il, Target::Q, &cur, &mut q);
+        self.project(il, Target::K, &cur, &mut k);
+        self.project(il, Target::V, &cur, &mut v);
         for (buf, b) in [(&mut q, &l.bq), (&mut k, &l.bk), (&mut v, &l.bv)] {
             if let Some(b) = b {
                 buf.chunks_exact_mut(b.len()).for_each(|r| r.iter_mut().zip(b).for_each(|(a, &bb)| *a += bb));
@@ -234,7 +281,7 @@ impl<'a> Model<'a> {
             rms_norm_inplace(&mut k, hd, c.eps, Some(w));
         }
         let swa = c.is_swa(il);
-        let rope = if swa { &self.rope_swa } else { &self.rope };
+        let rope = self.rope_for(il);
         let n_past = cache.n_past;
         for tt in 0..t {
             rope.apply(&mut q[tt * qd..(tt + 1) * qd], c.n_head, hd, n_past + tt);
@@ -254,7 +301,7 @@ impl<'a> Model<'a> {
         let mut attn = vec![0f32; t * c.n_head * vd];
         causal_attention(shape, &q, &cache.k[il], &cache.v[il], n_past, &mut attn);
         let mut o = vec![0f32; t * e];
-        matmul(&l.wo, &attn, &mut o);
+        self.project(il, Target::O, &attn, &mut o);
         if let Some(w) = &l.post_attn_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));
         }
@@ -264,10 +311,10 @@ impl<'a> Model<'a> {
         rms_norm_inplace(&mut cur, e, c.eps, Some(&l.ffn_norm));
         let mut gate = vec![0f32; t * c.n_ff];
         let mut up = vec![0f32; t * c.n_ff];
-        matmul(&l.w_gate, &cur, &mut gate);
-        matmul(&l.w_up, &cur, &mut up);
+        self.project(il, Target::Gate, &cur, &mut gate);
+        self.project(il, Target::Up, &cur, &mut up);
         glu_inplace(c.act, &mut gate, &up);
-        matmul(&l.w_down, &gate, &mut o);
+        self.project(il, Target::Down, &gate, &mut o);
         if let Some(w) = &l.post_ffw_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));
         }

@@ -1,0 +1,350 @@
+//! The training forward and backward of the whole model with LoRA on frozen quantized weights.
+//!
+//! Memory plan (per-layer activation checkpointing): the forward keeps only each block's input
+//! `[T, n_embd]`; the backward recomputes one block's intermediates from its input, then runs
+//! that block's backward, so at most one block's intermediates exist at a time. The loss is
+//! computed in row chunks ([`cross_entropy`]), so full `[T, n_vocab]` logits never exist.
+//!
+//! Forward of block `il` (pre-norm transformer; optional pieces by architecture):
+//! ```text
+//! xn1 = rmsnorm(x)·attn_norm
+//! q,k,v = xn1·Wᵀ (+ LoRA) (+ bias) → per-head q/k norm → rope → q·attn_scale
+//! a = attention(q, k, v)            o = a·Woᵀ (+ LoRA) → post_attn_norm
+//! x1 = x + o
+//! xn2 = rmsnorm(x1)·ffn_norm        g,u = xn2·Wᵀ (+ LoRA)      h = act(g)·u
+//! d = h·W_downᵀ (+ LoRA) → post_ffw_norm           out = x1 + d
+//! ```
+
+use crate::model::Model;
+use crate::ops::activation::{glu_backward, glu_inplace};
+use crate::ops::attention::AttnShape;
+use crate::ops::attention_train::{attention_backward, attention_forward};
+use crate::ops::loss::cross_entropy;
+use crate::ops::matmul::matmul_backward_input;
+use crate::ops::norm::{rms_norm, rms_norm_backward};
+use crate::train::lora::{LoraSet, Target};
+
+/// One training sequence as the model sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqView<'s> {
+    /// Token ids.
+    pub tokens: &'s [u32],
+    /// `labels[t]` = the id position `t` should predict, or −1 (not trained).
+    pub labels: &'s [i32],
+    /// Rope position of each token (restarting at 0 in each packed sample).
+    pub positions: &'s [u32],
+    /// Segment id of each token (packed samples do not attend to each other); `None` = one.
+    pub segments: Option<&'s [u32]>,
+}
+
+/// Intermediates of one block's forward, kept for its backward.
+struct Saved {
+    xn1: Vec<f32>,
+    q_pre: Vec<f32>,
+    k_pre: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    lse: Vec<f32>,
+    o_pre: Vec<f32>,
+    x1: Vec<f32>,
+    xn2: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    h: Vec<f32>,
+    d_pre: Vec<f32>,
+    /// LoRA codes `u = x·Aᵀ` per target (empty when the target is not adapted).
+    codes: [Vec<f32>; 7],
+}
+
+fn tidx(t: Target) -> usize {
+    Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
+}
+
+fn add_bias(buf: &mut [f32], b: &Option<Vec<f32>>) {
+    if let Some(b) = b {
+        buf.chunks_exact_mut(b.len()).for_each(|r| r.iter_mut().zip(b).for_each(|(a, &bb)| *a += bb));
+    }
+}
+
+/// Context for running blocks of one model with one trainable LoRA set.
+pub struct Trainable<'m, 'a> {
+    /// The frozen model (weights memory-mapped and quantized).
+    pub model: &'m Model<'a>,
+}
+
+impl<'m, 'a> Trainable<'m, 'a> {
+    fn attn_shape(&self, il: usize) -> AttnShape {
+        let c = &self.model.cfg;
+        AttnShape {
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: c.head_dim,
+            v_dim: c.v_dim,
+            window: if c.is_swa(il) { c.swa.map(|(w, _)| w) } else { None },
+            softcap: c.attn_softcap,
+        }
+    }
+
+    /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA; returns the LoRA code.
+    fn proj(&self, lora: &LoraSet, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
+        self.model.project(il, t, x, y);
+        match lora.get(il, t) {
+            Some(p) => p.forward_add(x, lora.scale(p), y),
+            None => Vec::new(),
+        }
+    }
+
+    /// Backward of [`proj`](Self::proj): accumulates LoRA gradients into `grads` and returns
+    /// `dx = dy·W (+ LoRA)`, overwritten into `dx` when `accumulate` is false, added otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn proj_backward(
+        &self,
+        lora: &LoraSet,
+        grads: &mut LoraSet,
+        il: usize,
+        t: Target,
+        x: &[f32],
+        code: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+    ) {
+        let w = self.model.weight(il, t);
+        if accumulate {
+            let mut tmp = vec![0f32; dx.len()];
+            matmul_backward_input(w, dy, &mut tmp);
+            dx.iter_mut().zip(&tmp).for_each(|(a, &b)| *a += b);
+        } else {
+            matmul_backward_input(w, dy, dx);
+        }
+        for (set, user_scale) in &self.model.adapters {
+            if let Some(p) = set.get(il, t) {
+                // Frozen applied adapter: input gradient only.
+                let s = user_scale * set.scale(p);
+                let u = p.down(x);
+                let mut scratch = crate::train::lora::LoraPair::zeros(p.n_in, p.n_out, p.r);
+                p.backward(x, &u, dy, s, &mut scratch, Some(dx));
+            }
+        }
+        if let (Some(p), Some(g)) = (lora.get(il, t), grads.get_mut(il, t)) {
+            p.backward(x, code, dy, lora.scale(p), g, Some(dx));
+        }
+    }
+
+    fn forward_block(&self, lora: &LoraSet, il: usize, x: &[f32], seq: &SeqView) -> (Vec<f32>, Saved) {
+        let m = self.model;
+        let c = &m.cfg;
+        let l = &m.layers[il];
+        let (e, hd, vd) = (c.n_embd, c.head_dim, c.v_dim);
+        let t = x.len() / e;
+        let (qd, kd, vvd, ad) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * vd, c.n_head * vd);
+        let mut codes: [Vec<f32>; 7] = Default::default();
+
+        let mut xn1 = vec![0f32; t * e];
+        rms_norm(x, &mut xn1, e, c.eps, Some(&l.attn_norm));
+        let mut q_pre = vec![0f32; t * qd];
+        let mut k_pre = vec![0f32; t * kd];
+        let mut v = vec![0f32; t * vvd];
+        codes[0] = self.proj(lora, il, Target::Q, &xn1, &mut q_pre);
+        codes[1] = self.proj(lora, il, Target::K, &xn1, &mut k_pre);
+        codes[2] = self.proj(lora, il, Target::V, &xn1, &mut v);
+        add_bias(&mut q_pre, &l.bq);
+        add_bias(&mut k_pre, &l.bk);
+        add_bias(&mut v, &l.bv);
+        let mut q = q_pre.clone();
+        let mut k = k_pre.clone();
+        if let Some(w) = &l.q_norm {
+            rms_norm(&q_pre, &mut q, hd, c.eps, Some(w));
+        }
+        if let Some(w) = &l.k_norm {
+            rms_norm(&k_pre, &mut k, hd, c.eps, Some(w));
+        }
+        let rope = m.rope_for(il);
+        rope.apply_positions(&mut q, c.n_head, hd, seq.positions);
+        rope.apply_positions(&mut k, c.n_head_kv, hd, seq.positions);
+        q.iter_mut().for_each(|a| *a *= c.attn_scale);
+        let mut attn = vec![0f32; t * ad];
+        let mut lse = vec![0f32; t * c.n_head];
+        attention_forward(self.attn_shape(il), &q, &k, &v, seq.segments, &mut attn, &mut lse);
+        let mut o_pre = vec![0f32; t * e];
+        codes[3] = self.proj(lora, il, Target::O, &attn, &mut o_pre);
+        let mut x1 = x.to_vec();
+        match &l.post_attn_norm {
+            Some(w) => {
+                let mut o = vec![0f32; t * e];
+                rms_norm(&o_pre, &mut o, e, c.eps, Some(w));
+                x1.iter_mut().zip(&o).for_each(|(a, &b)| *a += b);
+            }
+            None => x1.iter_mut().zip(&o_pre).for_each(|(a, &b)| *a += b),
+        }
+
+        let mut xn2 = vec![0f32; t * e];
+        rms_norm(&x1, &mut xn2, e, c.eps, Some(&l.ffn_norm));
+        let mut gate = vec![0f32; t * c.n_ff];
+        let mut up = vec![0f32; t * c.n_ff];
+        codes[4] = self.proj(lora, il, Target::Gate, &xn2, &mut gate);
+        codes[5] = self.proj(lora, il, Target::Up, &xn2, &mut up);
+        let mut h = gate.clone();
+        glu_inplace(c.act, &mut h, &up);
+        let mut d_pre = vec![0f32; t * e];
+        codes[6] = self.proj(lora, il, Target::Down, &h, &mut d_pre);
+        let mut out = x1.clone();
+        match &l.post_ffw_norm {
+            Some(w) => {
+                let mut d = vec![0f32; t * e];
+                rms_norm(&d_pre, &mut d, e, c.eps, Some(w));
+                out.iter_mut().zip(&d).for_each(|(a, &b)| *a += b);
+            }
+            None => out.iter_mut().zip(&d_pre).for_each(|(a, &b)| *a += b),
+        }
+        let saved = Saved { xn1, q_pre, k_pre, q, k, v, attn, lse, o_pre, x1, xn2, gate, up, h, d_pre, codes };
+        (out, saved)
+    }
+
+    /// Given the block input `x`, its saved forward and `dout`, accumulate LoRA gradients and
+    /// return `dx`.
+    fn backward_block(
+        &self,
+        lora: &LoraSet,
+        grads: &mut LoraSet,
+        il: usize,
+        x: &[f32],
+        s: &Saved,
+        seq: &SeqView,
+        dout: &[f32],
+    ) -> Vec<f32> {
+        let m = self.model;
+        let c = &m.cfg;
+        let l = &m.layers[il];
+        let (e, hd, vd) = (c.n_embd, c.head_dim, c.v_dim);
+        let t = x.len() / e;
+        let (qd, kd, vvd, ad) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * vd, c.n_head * vd);
+
+        // out = x1 + post_ffw_norm(d_pre)
+        let mut dx1 = dout.to_vec();
+        let dd_pre = match &l.post_ffw_norm {
+            Some(w) => {
+                let mut g = vec![0f32; t * e];
+                rms_norm_backward(&s.d_pre, Some(w), e, c.eps, dout, &mut g);
+                g
+            }
+            None => dout.to_vec(),
+        };
+        let mut dh = vec![0f32; t * c.n_ff];
+        self.proj_backward(lora, grads, il, Target::Down, &s.h, &s.codes[6], &dd_pre, &mut dh, false);
+        let mut dgate = vec![0f32; t * c.n_ff];
+        let mut dup = vec![0f32; t * c.n_ff];
+        glu_backward(c.act, &s.gate, &s.up, &dh, &mut dgate, &mut dup);
+        drop(dh);
+        let mut dxn2 = vec![0f32; t * e];
+        self.proj_backward(lora, grads, il, Target::Gate, &s.xn2, &s.codes[4], &dgate, &mut dxn2, false);
+        self.proj_backward(lora, grads, il, Target::Up, &s.xn2, &s.codes[5], &dup, &mut dxn2, true);
+        let mut g = vec![0f32; t * e];
+        rms_norm_backward(&s.x1, Some(&l.ffn_norm), e, c.eps, &dxn2, &mut g);
+        dx1.iter_mut().zip(&g).for_each(|(a, &b)| *a += b);
+
+        // x1 = x + post_attn_norm(o_pre)
+        let mut dx = dx1.clone();
+        let do_pre = match &l.post_attn_norm {
+            Some(w) => {
+                let mut g = vec![0f32; t * e];
+                rms_norm_backward(&s.o_pre, Some(w), e, c.eps, &dx1, &mut g);
+                g
+            }
+            None => dx1,
+        };
+        let mut dattn = vec![0f32; t * ad];
+        self.proj_backward(lora, grads, il, Target::O, &s.attn, &s.codes[3], &do_pre, &mut dattn, false);
+        let mut dq = vec![0f32; t * qd];
+        let mut dk = vec![0f32; t * kd];
+        let mut dv = vec![0f32; t * vvd];
+        attention_backward(
+            self.attn_shape(il),
+            &s.q,
+            &s.k,
+            &s.v,
+            seq.segments,
+            &s.attn,
+            &s.lse,
+            &dattn,
+            &mut dq,
+            &mut dk,
+            &mut dv,
+        );
+        dq.iter_mut().for_each(|a| *a *= c.attn_scale);
+        let rope = m.rope_for(il);
+        rope.apply_backward_positions(&mut dq, c.n_head, hd, seq.positions);
+        rope.apply_backward_positions(&mut dk, c.n_head_kv, hd, seq.positions);
+        if let Some(w) = &l.q_norm {
+            let mut g = vec![0f32; t * qd];
+            rms_norm_backward(&s.q_pre, Some(w), hd, c.eps, &dq, &mut g);
+            dq = g;
+        }
+        if let Some(w) = &l.k_norm {
+            let mut g = vec![0f32; t * kd];
+            rms_norm_backward(&s.k_pre, Some(w), hd, c.eps, &dk, &mut g);
+            dk = g;
+        }
+        let mut dxn1 = vec![0f32; t * e];
+        self.proj_backward(lora, grads, il, Target::Q, &s.xn1, &s.codes[0], &dq, &mut dxn1, false);
+        self.proj_backward(lora, grads, il, Target::K, &s.xn1, &s.codes[1], &dk, &mut dxn1, true);
+        self.proj_backward(lora, grads, il, Target::V, &s.xn1, &s.codes[2], &dv, &mut dxn1, true);
+        let mut g = vec![0f32; t * e];
+        rms_norm_backward(x, Some(&l.attn_norm), e, c.eps, &dxn1, &mut g);
+        dx.iter_mut().zip(&g).for_each(|(a, &b)| *a += b);
+        dx
+    }
+
+    /// Loss of one sequence: returns (Σ −log p over trained positions, their count). When
+    /// `grads` is given, also runs the backward and adds `scale · d(Σ loss)/dθ` to it.
+    pub fn forward_backward(
+        &self,
+        lora: &LoraSet,
+        grads: Option<&mut LoraSet>,
+        seq: &SeqView,
+        scale: f32,
+    ) -> Result<(f64, usize), String> {
+        let m = self.model;
+        let c = &m.cfg;
+        let n = seq.tokens.len();
+        if seq.labels.len() != n || seq.positions.len() != n || seq.segments.is_some_and(|s| s.len() != n) {
+            return Err("sequence tokens/labels/positions/segments lengths differ".into());
+        }
+        if let Some(&bad) = seq.labels.iter().find(|&&l| l >= c.n_vocab as i32) {
+            return Err(format!("label {bad} is outside the vocabulary (size {})", c.n_vocab));
+        }
+        let mut x = m.embed(seq.tokens)?;
+        let keep = grads.is_some();
+        let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(if keep { c.n_layer } else { 0 });
+        for il in 0..c.n_layer {
+            let (out, _) = self.forward_block(lora, il, &x, seq);
+            let xin = std::mem::replace(&mut x, out);
+            if keep {
+                inputs.push(xin);
+            }
+        }
+        let mut xf = vec![0f32; x.len()];
+        rms_norm(&x, &mut xf, c.n_embd, c.eps, Some(&m.output_norm));
+        let Some(grads) = grads else {
+            return Ok(cross_entropy(&m.output, c.final_softcap, &xf, seq.labels, scale, None));
+        };
+        let mut dxf = vec![0f32; xf.len()];
+        let (loss, count) = cross_entropy(&m.output, c.final_softcap, &xf, seq.labels, scale, Some(&mut dxf));
+        let mut dx = vec![0f32; x.len()];
+        rms_norm_backward(&x, Some(&m.output_norm), c.n_embd, c.eps, &dxf, &mut dx);
+        drop((xf, dxf, x));
+        for il in (0..c.n_layer).rev() {
+            let xin = inputs.pop().expect("one input per layer");
+            let (_, saved) = self.forward_block(lora, il, &xin, seq);
+            dx = self.backward_block(lora, grads, il, &xin, &saved, seq, &dx);
+        }
+        Ok((loss, count))
+    }
+
+    /// Plain forward logits-free loss evaluation (no gradients), e.g. for validation.
+    pub fn loss(&self, lora: &LoraSet, seq: &SeqView) -> Result<(f64, usize), String> {
+        self.forward_backward(lora, None, seq, 1.0)
+    }
+}

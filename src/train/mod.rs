@@ -1,0 +1,5 @@
+//! Training: LoRA parameters ([`lora`]), the training forward/backward of a block ([`block`]),
+//! the optimizer ([`optim`]) and the training loop ([`trainer`]).
+
+pub mod lora;
+pub mod optim;
