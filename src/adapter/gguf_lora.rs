@@ -113,7 +113,7 @@ pub fn write_adapter(path: &Path, base: &BaseInfo, lora: &LoraSet, ty: GgmlType)
 }
 
 /// Parse `blk.N.<proj>.weight.lora_{a,b}` into (layer, target, is_a).
-fn parse_name(name: &str) -> Option<(usize, Target, bool)> {
+pub fn parse_name(name: &str) -> Option<(usize, Target, bool)> {
     let (stem, is_a) = if let Some(s) = name.strip_suffix(".weight.lora_a") {
         (s, true)
     } else {

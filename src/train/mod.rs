@@ -3,3 +3,6 @@
 
 pub mod lora;
 pub mod optim;
+pub mod block;
+pub mod checkpoint;
+pub mod trainer;

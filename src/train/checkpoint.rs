@@ -1,0 +1,205 @@
+//! Training checkpoints: one GGUF file per checkpoint (`checkpoint-000120.gguf`), written
+//! atomically (temp file + rename), holding the LoRA weights (named as in an adapter, so a
+//! checkpoint also loads as an adapter in this engine), AdamW moments (`adam_m.*`, `adam_v.*`),
+//! the optimizer step, the data position, the run's fingerprint and the metrics so far.
+//! Data order and LoRA init are functions of the seed, so these are all the state a resumed run
+//! needs to continue on exactly the same trajectory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::adapter::gguf_lora::parse_name;
+use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
+use crate::model::Model;
+use crate::quant::{self, GgmlType};
+use crate::train::lora::{LoraPair, LoraSet};
+use crate::train::optim::{AdamW, AdamWConfig};
+use crate::train::trainer::{DataPos, StepMetrics};
+
+const VERSION: u32 = 1;
+
+/// Everything needed to continue a run.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// LoRA weights.
+    pub lora: LoraSet,
+    /// Optimizer state (its `step` is the number of completed steps).
+    pub adam: AdamW,
+    /// Data position of the next step.
+    pub pos: DataPos,
+    /// Steps of the whole run (the LR schedule depends on it).
+    pub total_steps: u64,
+    /// Metrics of the completed steps.
+    pub history: Vec<StepMetrics>,
+    /// Options that must match on resume (rank, alpha, targets, lr, seed, data, …).
+    pub fingerprint: String,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn arr_f64(v: impl Iterator<Item = f64>) -> Value {
+    Value::Array(ValueType::F64, v.map(Value::F64).collect())
+}
+
+/// Write `ck` as `dir/checkpoint-<step>.gguf` (creating `dir`); returns the path.
+pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join(format!("checkpoint-{:06}.gguf", ck.adam.step));
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", Value::String(model.cfg.arch.name().into()));
+    w.set("general.type", Value::String("adapter".into()));
+    w.set("adapter.type", Value::String("lora".into()));
+    w.set("adapter.lora.alpha", Value::F32(ck.lora.alpha));
+    w.set("finetune.checkpoint.version", Value::U32(VERSION));
+    w.set("finetune.checkpoint.fingerprint", Value::String(ck.fingerprint.clone()));
+    w.set("finetune.checkpoint.step", Value::U64(ck.adam.step));
+    w.set("finetune.checkpoint.total_steps", Value::U64(ck.total_steps));
+    w.set("finetune.checkpoint.epoch", Value::U64(ck.pos.epoch));
+    w.set("finetune.checkpoint.index", Value::U64(ck.pos.index));
+    let c = ck.adam.cfg;
+    w.set("finetune.checkpoint.adam", Value::Array(
+        ValueType::F32,
+        [c.beta1, c.beta2, c.eps, c.weight_decay].into_iter().map(Value::F32).collect(),
+    ));
+    let h = &ck.history;
+    w.set("finetune.metrics.step", Value::Array(ValueType::U64, h.iter().map(|m| Value::U64(m.step)).collect()));
+    w.set("finetune.metrics.loss", arr_f64(h.iter().map(|m| m.loss)));
+    w.set("finetune.metrics.val_loss", arr_f64(h.iter().map(|m| m.val_loss.unwrap_or(f64::NAN))));
+    w.set("finetune.metrics.lr", arr_f64(h.iter().map(|m| m.lr as f64)));
+    w.set("finetune.metrics.grad_norm", arr_f64(h.iter().map(|m| m.grad_norm)));
+    w.set("finetune.metrics.tok_per_s", arr_f64(h.iter().map(|m| m.tok_per_s)));
+    let mut tensors: Vec<(String, Vec<u64>, &[f32])> = Vec::new();
+    for (prefix, set) in [("", &ck.lora), ("adam_m.", &ck.adam.m), ("adam_v.", &ck.adam.v)] {
+        for (il, layer) in set.layers.iter().enumerate() {
+            for (t, p) in layer {
+                let name = t.tensor_name(il);
+                tensors.push((format!("{prefix}{name}.lora_a"), vec![p.n_in as u64, p.r as u64], &p.a));
+                tensors.push((format!("{prefix}{name}.lora_b"), vec![p.r as u64, p.n_out as u64], &p.b));
+            }
+        }
+    }
+    for (name, dims, _) in &tensors {
+        w.add_tensor(name, GgmlType::F32, dims).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
+    }
+    let mut sink = w.create(&path).map_err(|e| e.to_string())?;
+    for (_, _, data) in &tensors {
+        sink.write_tensor(&f32_bytes(data)).map_err(|e| e.to_string())?;
+    }
+    sink.finish().map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// The newest `checkpoint-*.gguf` in `dir`, or `dir` itself when it is a file.
+pub fn latest(dir: &Path) -> Result<PathBuf, String> {
+    if dir.is_file() {
+        return Ok(dir.to_path_buf());
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("--resume {}: {e}", dir.display()))?;
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("checkpoint-").and_then(|s| s.strip_suffix(".gguf")) else { continue };
+        let Ok(step) = n.parse::<u64>() else { continue };
+        if best.as_ref().is_none_or(|(b, _)| step > *b) {
+            best = Some((step, e.path()));
+        }
+    }
+    best.map(|(_, p)| p).ok_or_else(|| format!("--resume {}: no checkpoint-*.gguf in it", dir.display()))
+}
+
+/// Read a checkpoint written by [`save`].
+pub fn load(path: &Path) -> Result<Checkpoint, String> {
+    let f = GgufFile::open(path).map_err(|e| e.to_string())?;
+    let bad = |p: &str| format!("{}: not a finetune checkpoint ({p})", path.display());
+    let ver = f.get_u64("finetune.checkpoint.version").ok_or_else(|| bad("no finetune.checkpoint.version"))?;
+    if ver != VERSION as u64 {
+        return Err(bad(&format!("version {ver}, this build reads {VERSION}")));
+    }
+    let u = |k: &str| f.get_u64(&format!("finetune.checkpoint.{k}")).ok_or_else(|| bad(&format!("missing {k}")));
+    let step = u("step")?;
+    let total_steps = u("total_steps")?;
+    let pos = DataPos { epoch: u("epoch")?, index: u("index")? };
+    let fingerprint = f.get_str("finetune.checkpoint.fingerprint").unwrap_or("").to_string();
+    let adam_vals: Vec<f32> = f
+        .get("finetune.checkpoint.adam")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_f32).collect())
+        .unwrap_or_default();
+    let [beta1, beta2, eps, weight_decay] = adam_vals[..] else { return Err(bad("finetune.checkpoint.adam")) };
+    let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).ok_or_else(|| bad("adapter.lora.alpha"))?;
+    // Tensors → three sets.
+    let mut parts: [BTreeMap<(usize, crate::train::lora::Target), [Option<(Vec<u64>, Vec<f32>)>; 2]>; 3] =
+        Default::default();
+    for info in &f.tensors {
+        let (k, name) = if let Some(n) = info.name.strip_prefix("adam_m.") {
+            (1, n)
+        } else if let Some(n) = info.name.strip_prefix("adam_v.") {
+            (2, n)
+        } else {
+            (0, info.name.as_str())
+        };
+        let (il, t, is_a) = parse_name(name).ok_or_else(|| bad(&format!("unexpected tensor {}", info.name)))?;
+        if info.ty != GgmlType::F32 || info.dims.len() != 2 {
+            return Err(bad(&format!("tensor {} is not a 2-D F32 tensor", info.name)));
+        }
+        let mut data = vec![0f32; info.n_elements() as usize];
+        quant::decode(info.ty, f.view(info).data, &mut data).map_err(|e| bad(&e.to_string()))?;
+        parts[k].entry((il, t)).or_default()[usize::from(!is_a)] = Some((info.dims.clone(), data));
+    }
+    let n_layer = parts[0].keys().map(|(il, _)| il + 1).max().ok_or_else(|| bad("no LoRA tensors"))?;
+    let mut sets: Vec<LoraSet> = Vec::new();
+    for part in parts {
+        let mut layers: Vec<Vec<_>> = vec![Vec::new(); n_layer];
+        for ((il, t), [a, b]) in part {
+            let (Some((da, a)), Some((db, b))) = (a, b) else { return Err(bad("a lora_a/lora_b half is missing")) };
+            let (n_in, r, n_out) = (da[0] as usize, da[1] as usize, db[1] as usize);
+            if db[0] as usize != r || il >= n_layer {
+                return Err(bad("inconsistent LoRA shapes"));
+            }
+            layers[il].push((t, LoraPair { n_in, n_out, r, a, b }));
+        }
+        sets.push(LoraSet { alpha, layers });
+    }
+    let v = sets.pop().unwrap_or_else(|| unreachable!());
+    let m = sets.pop().unwrap_or_else(|| unreachable!());
+    let lora = sets.pop().unwrap_or_else(|| unreachable!());
+    if m.layers.iter().map(Vec::len).ne(lora.layers.iter().map(Vec::len))
+        || v.layers.iter().map(Vec::len).ne(lora.layers.iter().map(Vec::len))
+    {
+        return Err(bad("optimizer state does not match the LoRA tensors"));
+    }
+    let arr = |k: &str| -> Vec<f64> {
+        f.get(&format!("finetune.metrics.{k}"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|v| match v {
+                        Value::F64(x) => *x,
+                        other => other.as_u64().map_or(f64::NAN, |x| x as f64),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (steps, loss, val, lr, gn, tps) =
+        (arr("step"), arr("loss"), arr("val_loss"), arr("lr"), arr("grad_norm"), arr("tok_per_s"));
+    let n = steps.len();
+    if [loss.len(), val.len(), lr.len(), gn.len(), tps.len()].iter().any(|&l| l != n) {
+        return Err(bad("metrics arrays differ in length"));
+    }
+    let history = (0..n)
+        .map(|i| StepMetrics {
+            step: steps[i] as u64,
+            loss: loss[i],
+            val_loss: (!val[i].is_nan()).then_some(val[i]),
+            lr: lr[i] as f32,
+            grad_norm: gn[i],
+            tok_per_s: tps[i],
+            rss: None,
+        })
+        .collect();
+    let adam = AdamW { cfg: AdamWConfig { beta1, beta2, eps, weight_decay }, m, v, step };
+    Ok(Checkpoint { lora, adam, pos, total_steps, history, fingerprint })
+}

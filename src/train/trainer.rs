@@ -1,0 +1,347 @@
+//! The training loop: LoRA init, micro-batches with gradient accumulation, loss normalised by
+//! the number of trained tokens in each optimizer step, global-norm clipping, AdamW with a
+//! warmup + decay schedule, validation, metrics, checkpoints and resume.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::model::Model;
+use crate::train::block::{SeqView, Trainable};
+use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::data::{Dataset, Sequence};
+use crate::train::lora::{init_pair, LoraSet, SplitMix64, Target};
+use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
+
+/// Set by a Ctrl-C handler: the loop saves a checkpoint and returns.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Everything that shapes a run.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA alpha.
+    pub alpha: f32,
+    /// rsLoRA: scale α/√r instead of α/r.
+    pub rslora: bool,
+    /// Adapted projections.
+    pub targets: Vec<Target>,
+    /// Peak learning rate.
+    pub lr: f32,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// Linear warmup steps.
+    pub warmup: u64,
+    /// AdamW β, ε, weight decay.
+    pub adam: AdamWConfig,
+    /// Sequences per optimizer step.
+    pub grad_accum: usize,
+    /// Clip the global gradient norm to this (0 = off).
+    pub max_grad_norm: f32,
+    /// Passes over the data (ignored when `steps` is set).
+    pub epochs: f64,
+    /// Optimizer steps (overrides `epochs`).
+    pub steps: Option<u64>,
+    /// Seed of LoRA init and data order.
+    pub seed: u64,
+    /// Validation every N steps (0 = only at the end).
+    pub eval_every: u64,
+    /// Checkpoint every N steps (0 = never, except on Ctrl-C).
+    pub save_every: u64,
+    /// Where checkpoints go.
+    pub checkpoint_dir: PathBuf,
+    /// Metrics JSON lines file.
+    pub log: Option<PathBuf>,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// One line of the metrics log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// 1-based step.
+    pub step: u64,
+    /// Mean loss over the trained tokens of the step.
+    pub loss: f64,
+    /// Validation loss, when evaluated at this step.
+    pub val_loss: Option<f64>,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (all positions) per second in this step.
+    pub tok_per_s: f64,
+    /// Resident memory in bytes, when known.
+    pub rss: Option<u64>,
+}
+
+/// What a run returns.
+#[derive(Debug)]
+pub struct TrainResult {
+    /// The trained adapter.
+    pub lora: LoraSet,
+    /// Per-step metrics of this process (and of the checkpoint it resumed from).
+    pub history: Vec<StepMetrics>,
+    /// Whether the run stopped early on Ctrl-C (a checkpoint was saved).
+    pub interrupted: bool,
+}
+
+/// The stored alpha for the requested scaling: rsLoRA's α/√r is written as alpha' = α·√r so
+/// that llama.cpp's alpha'/r equals it.
+pub fn stored_alpha(alpha: f32, rank: usize, rslora: bool) -> f32 {
+    if rslora {
+        alpha * (rank as f32).sqrt()
+    } else {
+        alpha
+    }
+}
+
+/// LoRA pairs for every layer and target, initialised from `seed` (A Kaiming-uniform, B zero).
+pub fn init_lora(model: &Model, targets: &[Target], rank: usize, alpha: f32, seed: u64) -> LoraSet {
+    let mut rng = SplitMix64(seed ^ 0x4C6F_5241);
+    let layers = (0..model.cfg.n_layer)
+        .map(|il| {
+            let mut ts = targets.to_vec();
+            ts.sort();
+            ts.into_iter()
+                .map(|t| {
+                    let w = model.weight(il, t);
+                    (t, init_pair(w.n_in, w.n_out, rank, &mut rng))
+                })
+                .collect()
+        })
+        .collect();
+    LoraSet { alpha, layers }
+}
+
+/// Resident set size of this process (Linux), in bytes.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn view(s: &Sequence) -> SeqView<'_> {
+    let segmented = s.segments.last().is_some_and(|&g| g > 0);
+    SeqView {
+        tokens: &s.tokens,
+        labels: &s.labels,
+        positions: &s.positions,
+        segments: if segmented { Some(&s.segments) } else { None },
+    }
+}
+
+/// Mean validation loss over `seqs` (None when there is nothing to score).
+pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>, String> {
+    let tr = Trainable { model };
+    let (mut sum, mut n) = (0.0, 0usize);
+    for s in seqs {
+        let (l, c) = tr.loss(lora, &view(s))?;
+        sum += l;
+        n += c;
+    }
+    Ok((n > 0).then(|| sum / n as f64))
+}
+
+/// Where the data stream stands: epoch and index of the next sequence in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataPos {
+    /// Epoch of the next sequence.
+    pub epoch: u64,
+    /// Index of the next sequence within its epoch's order.
+    pub index: u64,
+}
+
+/// Optimizer steps a run makes.
+pub fn total_steps(opts: &TrainOptions, seqs_per_epoch: usize) -> u64 {
+    let per_epoch = seqs_per_epoch.div_ceil(opts.grad_accum.max(1)) as f64;
+    opts.steps.unwrap_or_else(|| (opts.epochs * per_epoch).ceil().max(1.0) as u64)
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// Train. `resume`: a checkpoint to continue from (its options must match). Checkpoints are
+/// written to `opts.checkpoint_dir` every `save_every` steps and on Ctrl-C.
+pub fn train(
+    model: &Model,
+    data: &Dataset,
+    opts: &TrainOptions,
+    resume: Option<Checkpoint>,
+) -> Result<TrainResult, String> {
+    if opts.grad_accum == 0 {
+        return Err("--grad-accum must be at least 1".into());
+    }
+    if data.train.is_empty() {
+        return Err("no training samples".into());
+    }
+    let mut epoch_seqs = data.epoch_sequences(0);
+    let seqs_per_epoch = epoch_seqs.len();
+    let total = total_steps(opts, seqs_per_epoch);
+    let alpha = stored_alpha(opts.alpha, opts.rank, opts.rslora);
+    let targets: Vec<&str> = opts.targets.iter().map(|t| t.short()).collect();
+    let fingerprint = format!(
+        "rank={} alpha={} rslora={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} train_samples={} train_tokens={} seqs_per_epoch={seqs_per_epoch}",
+        opts.rank, opts.alpha, opts.rslora, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
+        opts.grad_accum, opts.max_grad_norm, opts.seed, data.train.len(), data.stats.tokens
+    );
+    let (mut lora, mut adam, mut pos, mut history, start_step) = match resume {
+        Some(ck) => {
+            if ck.fingerprint != fingerprint {
+                return Err(format!(
+                    "the checkpoint belongs to a different run:\n  checkpoint: {}\n  this run:   {fingerprint}\nresume with the same data and options",
+                    ck.fingerprint
+                ));
+            }
+            if ck.total_steps != total {
+                return Err(format!(
+                    "the checkpoint was made for a run of {} steps, this run has {total}: use the same data and options",
+                    ck.total_steps
+                ));
+            }
+            let step = ck.adam.step;
+            (ck.lora, ck.adam, ck.pos, ck.history, step)
+        }
+        None => {
+            let lora = init_lora(model, &opts.targets, opts.rank, alpha, opts.seed);
+            let adam = AdamW::new(opts.adam, &lora);
+            (lora, adam, DataPos::default(), Vec::new(), 0)
+        }
+    };
+    if pos.epoch != 0 {
+        epoch_seqs = data.epoch_sequences(pos.epoch);
+    }
+    let val_seqs = data.val_sequences();
+    let tr = Trainable { model };
+    let mut grads = lora.zeros_like();
+    let mut log = match &opts.log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(start_step > 0)
+                .write(true)
+                .truncate(start_step == 0)
+                .open(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    let started = Instant::now();
+    let mut smoothed: Option<f64> = history.last().map(|h| h.loss);
+    let mut interrupted = false;
+    for step in start_step..total {
+        let t0 = Instant::now();
+        // This step's sequences (a step may run over an epoch boundary).
+        let mut owned: Vec<Sequence> = Vec::with_capacity(opts.grad_accum);
+        for _ in 0..opts.grad_accum {
+            if pos.index as usize >= epoch_seqs.len() {
+                pos = DataPos { epoch: pos.epoch + 1, index: 0 };
+                epoch_seqs = data.epoch_sequences(pos.epoch);
+            }
+            owned.push(epoch_seqs[pos.index as usize].clone());
+            pos.index += 1;
+        }
+        let n_trained: usize = owned.iter().map(|s| s.labels.iter().filter(|&&l| l >= 0).count()).sum();
+        let n_tokens: usize = owned.iter().map(Sequence::len).sum();
+        grads.clear();
+        let mut loss_sum = 0.0;
+        if n_trained > 0 {
+            let scale = 1.0 / n_trained as f32;
+            for s in &owned {
+                let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale)?;
+                loss_sum += l;
+            }
+        }
+        let loss = if n_trained > 0 { loss_sum / n_trained as f64 } else { 0.0 };
+        if !loss.is_finite() {
+            return Err(format!(
+                "loss became {loss} at step {}: stopping (the last checkpoint in {} is kept); try a lower --lr",
+                step + 1,
+                opts.checkpoint_dir.display()
+            ));
+        }
+        let grad_norm = clip_global_norm(&mut grads, opts.max_grad_norm);
+        if !grad_norm.is_finite() {
+            return Err(format!("gradient norm became {grad_norm} at step {}: stopping; try a lower --lr", step + 1));
+        }
+        let lr = opts.schedule.lr(opts.lr, step, total, opts.warmup);
+        adam.update(&mut lora, &grads, lr);
+        let done = step + 1;
+        let val_loss = if !val_seqs.is_empty() && ((opts.eval_every > 0 && done % opts.eval_every == 0) || done == total) {
+            evaluate(model, &lora, &val_seqs)?
+        } else {
+            None
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        let m = StepMetrics {
+            step: done,
+            loss,
+            val_loss,
+            lr,
+            grad_norm,
+            tok_per_s: n_tokens as f64 / secs.max(1e-9),
+            rss: rss_bytes(),
+        };
+        if let Some(f) = &mut log {
+            let line = serde_json::json!({
+                "step": m.step, "loss": m.loss, "val_loss": m.val_loss, "lr": m.lr,
+                "grad_norm": m.grad_norm, "tok_per_s": m.tok_per_s, "rss": m.rss,
+            });
+            writeln!(f, "{line}").map_err(|e| format!("writing the metrics log: {e}"))?;
+        }
+        smoothed = Some(match smoothed {
+            Some(s) => 0.9 * s + 0.1 * loss,
+            None => loss,
+        });
+        if opts.progress {
+            let el = started.elapsed().as_secs_f64();
+            let eta = el / (done - start_step) as f64 * (total - done) as f64;
+            let epoch_f = pos.epoch as f64 + pos.index as f64 / seqs_per_epoch.max(1) as f64;
+            let val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
+            eprintln!(
+                "step {done}/{total} | epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
+                loss,
+                smoothed.unwrap_or(loss),
+                m.tok_per_s,
+                fmt_secs(eta),
+                m.rss.map_or(0, |r| r >> 20)
+            );
+        }
+        history.push(m);
+        let stop = INTERRUPTED.load(Ordering::SeqCst);
+        if (opts.save_every > 0 && done % opts.save_every == 0) || stop {
+            let ck = Checkpoint {
+                lora: lora.clone(),
+                adam: adam.clone(),
+                pos,
+                total_steps: total,
+                history: history.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            let path = checkpoint::save(&opts.checkpoint_dir, &ck, model)?;
+            if opts.progress {
+                eprintln!("checkpoint: {}", path.display());
+            }
+        }
+        if stop {
+            interrupted = true;
+            break;
+        }
+    }
+    Ok(TrainResult { lora, history, interrupted })
+}
+
+/// The default adapter path: `<model stem>-<data stem>-lora.gguf` in the current directory.
+pub fn default_out(model: &Path, data: &Path) -> PathBuf {
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "x".into());
+    PathBuf::from(format!("{}-{}-lora.gguf", stem(model), stem(data)))
+}
