@@ -1,5 +1,6 @@
 //! Activations of the feed-forward block: SwiGLU (`silu(gate)·up`) and GeGLU with the tanh
-//! approximation of GELU (`gelu_tanh(gate)·up`), as llama.cpp computes them.
+//! approximation of GELU (`gelu_tanh(gate)·up`), as llama.cpp computes them, and their
+//! backward ([`glu_backward`]).
 
 /// silu(x) = x·σ(x)
 #[inline]
@@ -28,5 +29,37 @@ pub fn glu_inplace(act: Act, gate: &mut [f32], up: &[f32]) {
     match act {
         Act::SwiGlu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = silu(*g) * u),
         Act::GeGlu => gate.iter_mut().zip(up).for_each(|(g, &u)| *g = gelu_tanh(*g) * u),
+    }
+}
+
+/// d silu(x)/dx = σ(x)·(1 + x·(1 − σ(x))).
+#[inline]
+pub fn silu_grad(x: f32) -> f32 {
+    let s = 1.0 / (1.0 + (-x).exp());
+    s * (1.0 + x * (1.0 - s))
+}
+
+/// d gelu_tanh(x)/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²),
+/// t = tanh(√(2/π)·(x + 0.044715·x³)).
+#[inline]
+pub fn gelu_tanh_grad(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let t = (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh();
+    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x)
+}
+
+/// Backward of [`glu_inplace`] (`h = act(gate)·up`): `dgate = dh·up·act'(gate)`,
+/// `dup = dh·act(gate)`; both overwritten. `gate` is the forward's input (pre-activation).
+pub fn glu_backward(act: Act, gate: &[f32], up: &[f32], dh: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+    let n = gate.len();
+    assert!(up.len() == n && dh.len() == n && dgate.len() == n && dup.len() == n, "glu_backward: sizes differ");
+    let (f, df): (fn(f32) -> f32, fn(f32) -> f32) = match act {
+        Act::SwiGlu => (silu, silu_grad),
+        Act::GeGlu => (gelu_tanh, gelu_tanh_grad),
+    };
+    for i in 0..n {
+        let (g, d) = (gate[i], dh[i]);
+        dgate[i] = d * up[i] * df(g);
+        dup[i] = d * f(g);
     }
 }

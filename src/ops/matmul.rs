@@ -6,6 +6,9 @@
 //! (AVX2+FMA, runtime-detected; a scalar twin otherwise). Panels run in parallel (rayon).
 //! One or two tokens: each row is decoded and dotted with x directly.
 //! Never more than one panel per thread is dequantized at a time.
+//!
+//! Backward ([`matmul_backward_input`]): `dx = dy · W`, the same panels restricted to column
+//! ranges of W, accumulated by the same micro-kernel.
 
 use rayon::prelude::*;
 
@@ -91,6 +94,105 @@ fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
     );
 }
 
+/// Input gradient of [`matmul`] (W frozen): `dx[t, i] = Σ_o dy[t, o]·W[o, i]`, i.e.
+/// `dx[T, n_in] = dy[T, n_out] · W`; `dx` is overwritten.
+///
+/// Works on the quantized blocks: `dx` is split into column ranges (whole blocks, ≤ 512
+/// columns) that threads own; a task decodes a panel of rows restricted to its columns
+/// (≈64 KiB of f32), repacks it as `[rows][16]` slivers and accumulates `dy_panel · panel`
+/// with the micro-kernel. When there are fewer ranges than threads, the rows are also split
+/// and the partial sums added.
+pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+    let (k, n) = (w.n_in, w.n_out);
+    if k == 0 {
+        return;
+    }
+    let t = dx.len() / k;
+    assert_eq!(dx.len(), t * k, "dx is not a whole number of rows");
+    assert_eq!(dy.len(), t * n, "dy has the wrong size");
+    if t == 0 || n == 0 {
+        dx.fill(0.0);
+        return;
+    }
+    let bs = w.ty.block_size();
+    let unit = bs / gcd(bs, NR) * NR;
+    let threads = rayon::current_num_threads();
+    let per = (k.div_ceil(unit) / (2 * threads)).clamp(1, (512 / unit).max(1));
+    let cw = per * unit;
+    let n_col = k.div_ceil(cw);
+    let kp = (16 * 1024 / cw).max(16).min(n);
+    let n_panels = n.div_ceil(kp);
+    let n_split = (2 * threads).div_ceil(n_col).clamp(1, n_panels);
+    let parts: Vec<Vec<f32>> = (0..n_col)
+        .into_par_iter()
+        .map(|c| {
+            let (c0, c1) = (c * cw, ((c + 1) * cw).min(k));
+            (0..n_split)
+                .into_par_iter()
+                .map(|s| {
+                    let (p0, p1) = (s * n_panels / n_split, (s + 1) * n_panels / n_split);
+                    backward_input_part(w, dy, t, c0, c1, p0 * kp, (p1 * kp).min(n), kp)
+                })
+                .reduce_with(|mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                })
+                .expect("n_split ≥ 1")
+        })
+        .collect();
+    for (c, part) in parts.iter().enumerate() {
+        let (c0, c1) = (c * cw, ((c + 1) * cw).min(k));
+        for (dst, src) in dx.chunks_exact_mut(k).zip(part.chunks_exact(c1 - c0)) {
+            dst[c0..c1].copy_from_slice(src);
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// `dy[:, o0..o1] · W[o0..o1, c0..c1]` as a `[t, c1−c0]` buffer, `kp` rows decoded at a time.
+#[allow(clippy::too_many_arguments)]
+fn backward_input_part(w: &QMatrix, dy: &[f32], t: usize, c0: usize, c1: usize, o0: usize, o1: usize, kp: usize) -> Vec<f32> {
+    let (n, wc, bs, ts) = (w.n_out, c1 - c0, w.ty.block_size(), w.ty.type_size());
+    let rb = w.row_bytes();
+    let (b0, b1) = (c0 / bs * ts, c1 / bs * ts);
+    let n_sl = wc.div_ceil(NR);
+    let mut acc = vec![0f32; t * wc];
+    let mut rows = vec![0f32; kp * wc];
+    let mut packed = vec![0f32; n_sl * NR * kp];
+    for p0 in (o0..o1).step_by(kp) {
+        let nrows = kp.min(o1 - p0);
+        for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
+            let row = &w.data[(p0 + r) * rb..(p0 + r + 1) * rb];
+            quant::decode(w.ty, &row[b0..b1], out).expect("matrix sizes validated at load");
+        }
+        for sl in 0..n_sl {
+            let (j0, nj) = (sl * NR, NR.min(wc - sl * NR));
+            let dst = &mut packed[sl * NR * kp..sl * NR * kp + nrows * NR];
+            for (kk, d) in dst.chunks_exact_mut(NR).enumerate() {
+                d[..nj].copy_from_slice(&rows[kk * wc + j0..kk * wc + j0 + nj]);
+                d[nj..].fill(0.0);
+            }
+        }
+        for m0 in (0..t).step_by(MR) {
+            let mr = MR.min(t - m0);
+            for sl in 0..n_sl {
+                let nj = NR.min(wc - sl * NR);
+                let bp = &packed[sl * NR * kp..sl * NR * kp + nrows * NR];
+                // SAFETY: rows m0..m0+mr and columns sl·16..sl·16+nj lie inside acc [t, wc].
+                unsafe { kernel_op::<true>(mr, nj, nrows, &dy[m0 * n + p0..], n, bp, acc.as_mut_ptr().add(m0 * wc + sl * NR), wc) };
+            }
+        }
+    }
+    acc
+}
+
 /// Plain f32 GEMM on one thread: `C[m×n] = A[m×k] · Bᵀ` where `B` is given as `n` rows of
 /// length `k` (row stride `ldb`), A with row stride `lda`, C with row stride `ldc`.
 /// Uses the same packing and micro-kernel as [`matmul`]; `packed` is scratch space.
@@ -163,6 +265,15 @@ fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
 /// `c` must be valid for `mr` rows of `nr` writes at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
+    kernel_op::<false>(mr, nr, k, a, lda, b, c, ldc)
+}
+
+/// [`kernel`] with `ADD`: C += A·B instead of C = A·B.
+///
+/// # Safety
+/// As [`kernel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_op<const ADD: bool>(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
     let mut acc = [0f32; MR * NR];
     #[cfg(target_arch = "x86_64")]
     {
@@ -183,7 +294,11 @@ unsafe fn kernel(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32
     scalar_kernel(mr, k, a, lda, b, &mut acc);
     for i in 0..mr {
         for j in 0..nr {
-            *c.add(i * ldc + j) = acc[i * NR + j];
+            if ADD {
+                *c.add(i * ldc + j) += acc[i * NR + j];
+            } else {
+                *c.add(i * ldc + j) = acc[i * NR + j];
+            }
         }
     }
 }

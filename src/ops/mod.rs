@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod attention;
+pub mod attention_train;
+pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod rope;

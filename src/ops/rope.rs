@@ -1,6 +1,7 @@
 //! Rotary position embedding. NORM rotates adjacent pairs `(x[2i], x[2i+1])` (llama on GGUF);
 //! NEOX rotates `(x[i], x[i + n_rot/2])` (qwen, gemma). Pair i turns by
 //! `pos · freq_scale · base^(−2i/n_rot) / factor_i` (factor from `rope_freqs`, llama3 scaling).
+//! The rotation is orthogonal, so the backward is the transpose: the same pairs turned by −θ.
 
 /// Which pairs rotate together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,12 +40,43 @@ impl Rope {
 
     /// Rotate `n_heads` heads of width `head_dim` in `x` (one token) at position `pos`.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize) {
+        self.rotate(x, n_heads, head_dim, pos, false);
+    }
+
+    /// Backward of [`Rope::apply`], in place: the transpose of the rotation, i.e. a turn by −θ.
+    /// `dx` holds dL/d(output) on entry and dL/d(input) on return.
+    pub fn apply_backward(&self, dx: &mut [f32], n_heads: usize, head_dim: usize, pos: usize) {
+        self.rotate(dx, n_heads, head_dim, pos, true);
+    }
+
+    /// [`Rope::apply`] on T rows of `n_heads·head_dim` values, row t at `positions[t]`.
+    pub fn apply_positions(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[u32]) {
+        self.rotate_rows(x, n_heads, head_dim, positions, false);
+    }
+
+    /// [`Rope::apply_backward`] on T rows, row t at `positions[t]`.
+    pub fn apply_backward_positions(&self, dx: &mut [f32], n_heads: usize, head_dim: usize, positions: &[u32]) {
+        self.rotate_rows(dx, n_heads, head_dim, positions, true);
+    }
+
+    fn rotate_rows(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[u32], back: bool) {
+        let w = n_heads * head_dim;
+        assert_eq!(x.len(), positions.len() * w, "rope: x must hold one row of n_heads·head_dim per position");
+        for (row, &p) in x.chunks_exact_mut(w).zip(positions) {
+            self.rotate(row, n_heads, head_dim, p as usize, back);
+        }
+    }
+
+    /// Turn each pair by θ (`back`: by −θ, the transpose).
+    fn rotate(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, back: bool) {
+        assert!(self.n_rot <= head_dim && x.len() >= n_heads * head_dim, "rope: bad shape");
         let half = self.n_rot / 2;
         for h in 0..n_heads {
             let v = &mut x[h * head_dim..(h + 1) * head_dim];
             for i in 0..half {
                 let theta = pos as f32 * self.inv_freq[i];
                 let (s, c) = theta.sin_cos();
+                let s = if back { -s } else { s };
                 let (a, b) = match self.style {
                     RopeStyle::Norm => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + half),

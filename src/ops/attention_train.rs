@@ -1,0 +1,234 @@
+//! Attention for training: one whole sequence at positions `0..T` (no KV cache), causal, with
+//! grouped KV heads, an optional sliding window, optional score soft-capping and optional
+//! segment ids (several samples packed into one sequence attend only within themselves).
+//!
+//! Shapes (row-major, T rows): `q` [T, n_head·head_dim] (pre-scaled), `k` [T, n_head_kv·head_dim],
+//! `v` [T, n_head_kv·v_dim], `out` [T, n_head·v_dim], `lse` [T, n_head] (log-sum-exp of each
+//! query row's capped scores, `−∞` for a row that sees no key).
+//!
+//! Forward, per head h (kv head `h / (n_head/n_head_kv)`) and query i over its visible keys j:
+//! `s = q_i·k_j`, `z = c·tanh(s/c)` (or `z = s`), `p = softmax_j(z)`, `out_i = Σ_j p_j v_j`.
+//! Backward (flash-attention style, probabilities recomputed as `p = exp(z − lse_i)`):
+//! `D_i = dout_i·out_i`, `dp_ij = dout_i·v_j`, `dz = p·(dp − D_i)`, `ds = dz·(1 − (z/c)²)`,
+//! `dq_i = Σ_j ds_ij k_j`, `dk_j = Σ_i ds_ij q_i`, `dv_j = Σ_i p_ij dout_i`.
+//!
+//! Both run in parallel over query heads, a block of [`BQ`] query rows at a time; scores and
+//! `dp` of a block come from the f32 GEMM. Each head accumulates its own `dk`/`dv`, summed over
+//! the heads of a group at the end (no shared writes).
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+
+use super::attention::AttnShape;
+use super::matmul::{dot, gemm_f32_bt};
+
+/// Query rows per block: scratch per thread is `BQ × T` scores (and as many `dp` in backward).
+pub const BQ: usize = 32;
+
+/// Which keys each query sees: `j ≤ i`, `i − j < window`, same segment id.
+struct Mask<'a> {
+    window: usize,
+    seg: Option<&'a [u32]>,
+    /// First position of each query's segment id (a lower bound for its keys).
+    seg_lo: Vec<usize>,
+}
+
+impl<'a> Mask<'a> {
+    fn new(s: &AttnShape, seg: Option<&'a [u32]>, t: usize) -> Self {
+        let seg_lo = match seg {
+            Some(sg) => {
+                assert_eq!(sg.len(), t, "attention: seg must hold one id per token");
+                let mut first = HashMap::new();
+                sg.iter().enumerate().map(|(i, &id)| *first.entry(id).or_insert(i)).collect()
+            }
+            None => Vec::new(),
+        };
+        Mask { window: s.window.unwrap_or(usize::MAX), seg, seg_lo }
+    }
+    /// Smallest key index query `i` may see.
+    fn lo(&self, i: usize) -> usize {
+        let w = (i + 1).saturating_sub(self.window);
+        if self.seg.is_some() {
+            w.max(self.seg_lo[i])
+        } else {
+            w
+        }
+    }
+    fn visible(&self, i: usize, j: usize) -> bool {
+        j <= i && i - j < self.window && self.seg.is_none_or(|sg| sg[i] == sg[j])
+    }
+}
+
+/// Sizes of q, k, v, out rows; panics (invalid input) when the buffers disagree.
+fn check(s: &AttnShape, q: &[f32], k: &[f32], v: &[f32], out: &[f32], lse: &[f32]) -> usize {
+    assert!(s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0, "attention: n_head_kv must divide n_head");
+    let t = q.len() / (s.n_head * s.head_dim).max(1);
+    assert_eq!(q.len(), t * s.n_head * s.head_dim, "attention: q size");
+    assert_eq!(k.len(), t * s.n_head_kv * s.head_dim, "attention: k size");
+    assert_eq!(v.len(), t * s.n_head_kv * s.v_dim, "attention: v size");
+    assert_eq!(out.len(), t * s.n_head * s.v_dim, "attention: out size");
+    assert_eq!(lse.len(), t * s.n_head, "attention: lse size");
+    t
+}
+
+#[inline]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, &x)| *y += a * x);
+}
+
+/// Capped score and d z / d s.
+#[inline]
+fn cap(s: f32, softcap: Option<f32>) -> (f32, f32) {
+    match softcap {
+        Some(c) => {
+            let th = (s / c).tanh();
+            (c * th, 1.0 - th * th)
+        }
+        None => (s, 1.0),
+    }
+}
+
+/// Keys `klo..q1` cover every query of the block `q0..q1`.
+fn key_range(mask: &Mask, q0: usize, q1: usize) -> usize {
+    (q0..q1).map(|i| mask.lo(i)).min().unwrap_or(q0)
+}
+
+/// Causal attention over a whole sequence; writes `out` and the per-row `lse` (see module docs).
+/// `seg`: optional segment id per token (a query sees only keys with its id).
+pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Option<&[u32]>, out: &mut [f32], lse: &mut [f32]) {
+    let t = check(&s, q, k, v, out, lse);
+    if t == 0 {
+        return;
+    }
+    let mask = Mask::new(&s, seg, t);
+    let group = s.n_head / s.n_head_kv;
+    let (hd, vd) = (s.head_dim, s.v_dim);
+    let (qw, kw, vw, ow) = (s.n_head * hd, s.n_head_kv * hd, s.n_head_kv * vd, s.n_head * vd);
+    let per_head: Vec<(Vec<f32>, Vec<f32>)> = (0..s.n_head)
+        .into_par_iter()
+        .map(|h| {
+            let kvh = h / group;
+            let mut o_h = vec![0f32; t * vd];
+            let mut lse_h = vec![f32::NEG_INFINITY; t];
+            let (mut sc, mut packed) = (Vec::new(), Vec::new());
+            for q0 in (0..t).step_by(BQ) {
+                let q1 = (q0 + BQ).min(t);
+                let klo = key_range(&mask, q0, q1);
+                let l = q1 - klo;
+                sc.resize((q1 - q0) * l, 0.0);
+                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
+                for i in q0..q1 {
+                    let row = &mut sc[(i - q0) * l..(i - q0 + 1) * l];
+                    let mut max = f32::NEG_INFINITY;
+                    for (j, z) in (klo..q1).zip(row.iter_mut()) {
+                        *z = if mask.visible(i, j) { cap(*z, s.softcap).0 } else { f32::NEG_INFINITY };
+                        max = max.max(*z);
+                    }
+                    if max == f32::NEG_INFINITY {
+                        continue; // no visible key: out row stays 0, lse −∞
+                    }
+                    let mut sum = 0f32;
+                    for z in row.iter_mut() {
+                        *z = (*z - max).exp();
+                        sum += *z;
+                    }
+                    lse_h[i] = max + sum.ln();
+                    let inv = 1.0 / sum;
+                    let o = &mut o_h[i * vd..(i + 1) * vd];
+                    for (j, &p) in (klo..q1).zip(row.iter()) {
+                        if p != 0.0 {
+                            axpy(p * inv, &v[j * vw + kvh * vd..j * vw + (kvh + 1) * vd], o);
+                        }
+                    }
+                }
+            }
+            (o_h, lse_h)
+        })
+        .collect();
+    for (h, (o_h, lse_h)) in per_head.iter().enumerate() {
+        for i in 0..t {
+            out[i * ow + h * vd..i * ow + (h + 1) * vd].copy_from_slice(&o_h[i * vd..(i + 1) * vd]);
+            lse[i * s.n_head + h] = lse_h[i];
+        }
+    }
+}
+
+/// Input gradients of [`attention_forward`] given its inputs, its `out` and `lse`, and `dout`;
+/// `dq`, `dk`, `dv` (shaped like q, k, v) are overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    s: AttnShape,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    seg: Option<&[u32]>,
+    out: &[f32],
+    lse: &[f32],
+    dout: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let t = check(&s, q, k, v, out, lse);
+    assert!(dout.len() == out.len() && dq.len() == q.len() && dk.len() == k.len() && dv.len() == v.len(), "attention_backward: gradient sizes");
+    if t == 0 {
+        return;
+    }
+    let mask = Mask::new(&s, seg, t);
+    let group = s.n_head / s.n_head_kv;
+    let (hd, vd) = (s.head_dim, s.v_dim);
+    let (qw, kw, vw, ow) = (s.n_head * hd, s.n_head_kv * hd, s.n_head_kv * vd, s.n_head * vd);
+    let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..s.n_head)
+        .into_par_iter()
+        .map(|h| {
+            let kvh = h / group;
+            let mut dq_h = vec![0f32; t * hd];
+            let mut dk_h = vec![0f32; t * hd];
+            let mut dv_h = vec![0f32; t * vd];
+            let (mut sc, mut dp, mut packed) = (Vec::new(), Vec::new(), Vec::new());
+            for q0 in (0..t).step_by(BQ) {
+                let q1 = (q0 + BQ).min(t);
+                let klo = key_range(&mask, q0, q1);
+                let l = q1 - klo;
+                sc.resize((q1 - q0) * l, 0.0);
+                dp.resize((q1 - q0) * l, 0.0);
+                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
+                gemm_f32_bt(&dout[q0 * ow + h * vd..], ow, q1 - q0, &v[klo * vw + kvh * vd..], vw, l, vd, &mut dp, l, &mut packed);
+                for i in q0..q1 {
+                    let m = lse[i * s.n_head + h];
+                    if m == f32::NEG_INFINITY {
+                        continue;
+                    }
+                    let do_i = &dout[i * ow + h * vd..i * ow + (h + 1) * vd];
+                    let d_i = dot(do_i, &out[i * ow + h * vd..i * ow + (h + 1) * vd]);
+                    let q_i = &q[i * qw + h * hd..i * qw + (h + 1) * hd];
+                    let dq_i = &mut dq_h[i * hd..(i + 1) * hd];
+                    let r = (i - q0) * l;
+                    for j in klo.max(mask.lo(i))..=i {
+                        if !mask.visible(i, j) {
+                            continue;
+                        }
+                        let (z, dcap) = cap(sc[r + j - klo], s.softcap);
+                        let p = (z - m).exp();
+                        axpy(p, do_i, &mut dv_h[j * vd..(j + 1) * vd]);
+                        let ds = p * (dp[r + j - klo] - d_i) * dcap;
+                        axpy(ds, &k[j * kw + kvh * hd..j * kw + (kvh + 1) * hd], dq_i);
+                        axpy(ds, q_i, &mut dk_h[j * hd..(j + 1) * hd]);
+                    }
+                }
+            }
+            (dq_h, dk_h, dv_h)
+        })
+        .collect();
+    dk.fill(0.0);
+    dv.fill(0.0);
+    for (h, (dq_h, dk_h, dv_h)) in per_head.iter().enumerate() {
+        let kvh = h / group;
+        for i in 0..t {
+            dq[i * qw + h * hd..i * qw + (h + 1) * hd].copy_from_slice(&dq_h[i * hd..(i + 1) * hd]);
+            axpy(1.0, &dk_h[i * hd..(i + 1) * hd], &mut dk[i * kw + kvh * hd..i * kw + (kvh + 1) * hd]);
+            axpy(1.0, &dv_h[i * vd..(i + 1) * vd], &mut dv[i * vw + kvh * vd..i * vw + (kvh + 1) * vd]);
+        }
+    }
+}
