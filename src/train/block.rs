@@ -58,10 +58,6 @@ struct Saved {
     codes: [Vec<f32>; 7],
 }
 
-fn tidx(t: Target) -> usize {
-    Target::ALL.iter().position(|&x| x == t).unwrap_or(0)
-}
-
 fn add_bias(buf: &mut [f32], b: &Option<Vec<f32>>) {
     if let Some(b) = b {
         buf.chunks_exact_mut(b.len()).for_each(|r| r.iter_mut().zip(b).for_each(|(a, &bb)| *a += bb));

@@ -4,5 +4,7 @@
 pub mod lora;
 pub mod optim;
 pub mod block;
-pub mod checkpoint;
-pub mod trainer;
+// pub mod checkpoint;
+// pub mod trainer;
+pub mod plan;
+// pub mod plot;

@@ -1,0 +1,262 @@
+//! `finetune --model M --data D`: LoRA training.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use finetune::adapter::{write_adapter, BaseInfo};
+use finetune::chat::ChatTemplate;
+use finetune::model::Model;
+use finetune::quant::GgmlType;
+use finetune::train::checkpoint;
+use finetune::train::data::{DataOptions, Dataset, Format};
+use finetune::train::lora::Target;
+use finetune::train::optim::{AdamWConfig, Schedule};
+use finetune::train::plan::{human, parse_bytes, plan};
+use finetune::train::plot::write_svg;
+use finetune::train::trainer::{default_out, train, TrainOptions, INTERRUPTED};
+
+/// Training options (the top-level command).
+#[derive(clap::Args, Debug, Default)]
+pub struct TrainArgs {
+    /// The base model (GGUF; weights stay quantized and memory-mapped).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data: JSON lines or a JSON array of prompt/response, Alpaca, Dolly, chat
+    /// ({"messages": [...]}) or raw {"text"} records.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output adapter (GGUF LoRA); default `<model>-<data>-lora.gguf`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Record format (auto, prompt-response, alpaca, dolly, chat, text).
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// LoRA targets: q,k,v,o,gate,up,down (or all, attn, mlp).
+    #[arg(long, default_value = "q,k,v,o,gate,up,down")]
+    pub targets: String,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 16)]
+    pub rank: usize,
+    /// LoRA alpha (scale alpha/rank).
+    #[arg(long, default_value_t = 32.0)]
+    pub alpha: f32,
+    /// LoRA dropout on the adapter input.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// rsLoRA scaling alpha/sqrt(rank).
+    #[arg(long)]
+    pub rslora: bool,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f32,
+    /// LR schedule after warmup: cosine, linear or constant.
+    #[arg(long, default_value = "cosine")]
+    pub lr_schedule: String,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// AdamW beta1.
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f32,
+    /// AdamW beta2.
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f32,
+    /// AdamW epsilon.
+    #[arg(long, default_value_t = 1e-8)]
+    pub adam_eps: f32,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Sequences per optimizer step (gradient accumulation; batch size is 1 sequence).
+    #[arg(long, default_value_t = 8)]
+    pub grad_accum: usize,
+    /// Clip the global gradient norm (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 1.0)]
+    pub epochs: f64,
+    /// Optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Maximum tokens per sequence (longer samples are truncated and counted).
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Pack short samples into one sequence (no attention across samples).
+    #[arg(long)]
+    pub pack: bool,
+    /// Also train on prompt tokens (default: responses only).
+    #[arg(long)]
+    pub train_on_prompt: bool,
+    /// System prompt for every conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Chat template override (Jinja file).
+    #[arg(long)]
+    pub chat_template: Option<PathBuf>,
+    /// Skip malformed records (counted) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Hold out this fraction of the data for validation.
+    #[arg(long, default_value_t = 0.0)]
+    pub val_split: f32,
+    /// Validation data file (instead of --val-split).
+    #[arg(long)]
+    pub val_data: Option<PathBuf>,
+    /// Evaluate the validation loss every N steps (0 = at the end only).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Seed of LoRA init and data order (same seed + data + threads ⇒ same adapter bytes).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Save a checkpoint every N steps (0 = only on Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub save_every: u64,
+    /// Checkpoint directory (default `<out>.ckpt/`).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from a checkpoint file or the newest one in a directory.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Metrics log (one JSON line per step).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Refuse to start when the planned peak memory exceeds this (e.g. 6G).
+    #[arg(long)]
+    pub max_ram: Option<String>,
+    /// Adapter storage type: F32, F16, BF16, Q8_0.
+    #[arg(long, default_value = "F32")]
+    pub adapter_type: String,
+    /// Less output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Ok(match s {
+        "auto" => Format::Auto,
+        "prompt-response" | "pairs" => Format::PromptResponse,
+        "alpaca" => Format::Alpaca,
+        "dolly" => Format::Dolly,
+        "chat" | "messages" => Format::Chat,
+        "text" | "raw" => Format::Text,
+        _ => return Err(format!("unknown --format '{s}' (auto, prompt-response, alpaca, dolly, chat, text)")),
+    })
+}
+
+/// Run training.
+pub fn run(a: TrainArgs) -> Result<(), String> {
+    let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
+        return Err("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)".into());
+    };
+    if a.dropout != 0.0 {
+        return Err("--dropout other than 0 is not implemented yet".into());
+    }
+    if a.rank == 0 {
+        return Err("--rank must be at least 1".into());
+    }
+    let adapter_type = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
+        .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
+        .ok_or_else(|| format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type))?;
+    let targets = Target::parse_list(&a.targets)?;
+    let schedule = Schedule::parse(&a.lr_schedule)?;
+    let max_ram = a.max_ram.as_deref().map(parse_bytes).transpose()?;
+    let g = super::open(&model_path)?;
+    let tok = super::tokenizer(&g)?;
+    let model = Model::load(&g).map_err(|e| e.to_string())?;
+    let tmpl = match &a.chat_template {
+        Some(p) => {
+            let src = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let bos = tok.bos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
+            let eos = tok.eos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
+            Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => ChatTemplate::from_gguf_file(g.main()).ok(),
+    };
+    let dopts = DataOptions {
+        format: parse_format(&a.format)?,
+        seq_len: a.seq_len,
+        train_on_prompt: a.train_on_prompt,
+        pack: a.pack,
+        skip_bad_lines: a.skip_bad_lines,
+        val_split: a.val_split,
+        seed: a.seed,
+        system_prompt: a.system.clone(),
+    };
+    let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts).map_err(|e| e.to_string())?;
+    let say = |s: String| {
+        if !a.quiet {
+            eprintln!("{s}");
+        }
+    };
+    say(format!("data: {}", data.stats));
+    for e in &data.stats.skipped_errors {
+        say(format!("  skipped: {e}"));
+    }
+    let p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens);
+    say(format!("memory plan: peak ≈ {p}"));
+    if let Some(limit) = max_ram {
+        if p.total() > limit {
+            return Err(format!(
+                "the planned peak memory {} exceeds --max-ram {}: lower --seq-len or --rank, use fewer --targets, or a smaller model",
+                human(p.total()),
+                human(limit)
+            ));
+        }
+    }
+    let out = a.out.clone().unwrap_or_else(|| default_out(&model_path, &data_path));
+    let checkpoint_dir = a.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut s = out.as_os_str().to_owned();
+        s.push(".ckpt");
+        PathBuf::from(s)
+    });
+    let opts = TrainOptions {
+        rank: a.rank,
+        alpha: a.alpha,
+        rslora: a.rslora,
+        targets,
+        lr: a.lr,
+        schedule,
+        warmup: a.warmup,
+        adam: AdamWConfig { beta1: a.beta1, beta2: a.beta2, eps: a.adam_eps, weight_decay: a.weight_decay },
+        grad_accum: a.grad_accum,
+        max_grad_norm: a.max_grad_norm,
+        epochs: a.epochs,
+        steps: a.steps,
+        seed: a.seed,
+        eval_every: a.eval_every,
+        save_every: a.save_every,
+        checkpoint_dir: checkpoint_dir.clone(),
+        log: a.log.clone(),
+        progress: !a.quiet,
+    };
+    let resume = match &a.resume {
+        Some(dir) => {
+            let path = checkpoint::latest(dir)?;
+            say(format!("resuming from {}", path.display()));
+            Some(checkpoint::load(&path)?)
+        }
+        None => None,
+    };
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    });
+    let result = train(&model, &data, &opts, resume)?;
+    if result.interrupted {
+        say(format!("stopped early; resume with --resume {}", checkpoint_dir.display()));
+        return Ok(());
+    }
+    write_adapter(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type).map_err(|e| e.to_string())?;
+    let svg = out.with_extension("loss.svg");
+    write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()))?;
+    say(format!("adapter: {}\nloss curve: {}", out.display(), svg.display()));
+    say(format!(
+        "try it: finetune generate --model {} --lora {} --chat --prompt \"...\"",
+        model_path.display(),
+        out.display()
+    ));
+    Ok(())
+}
