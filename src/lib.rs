@@ -17,3 +17,4 @@ pub mod ops;
 pub mod perplexity;
 pub mod quant;
 pub mod tokenizer;
+pub mod train;
