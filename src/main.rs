@@ -10,13 +10,24 @@ use clap::{Parser, Subcommand};
 use finetune::generate::SamplerConfig;
 
 #[derive(Parser)]
-#[command(name = "finetune", version, about = "Train LoRA adapters directly on quantized GGUF weights")]
+#[command(
+    name = "finetune",
+    version,
+    about = "Train LoRA adapters directly on quantized GGUF weights",
+    args_conflicts_with_subcommands = true,
+    after_help = "Training (the top-level command):\n  \
+        finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
+        --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'"
+)]
 struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    #[command(flatten)]
+    train: cmd::train::TrainArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -147,7 +158,10 @@ fn run(cli: Cli) -> Result<(), String> {
         return Err("--threads must be at least 1".into());
     }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())?;
-    match cli.command {
+    let Some(command) = cli.command else {
+        return cmd::train::run(cli.train);
+    };
+    match command {
         Command::Inspect { model, json, tensors, tensor, out } => cmd::inspect::run(model, json, tensors, tensor, out),
         Command::Tokenize { model, text, file, json, no_special, parse_special } => {
             cmd::tokenize::run(model, text, file, json, no_special, parse_special)

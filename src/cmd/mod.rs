@@ -5,6 +5,7 @@ pub mod generate;
 pub mod inspect;
 pub mod perplexity;
 pub mod tokenize;
+pub mod train;
 
 use std::path::Path;
 

@@ -47,7 +47,7 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
     let sx = |x: f64| ml + (x - x0) / (x1 - x0) * pw;
     let sy = |y: f64| mt + (1.0 - (y - y0) / (y1 - y0)) * ph;
     // Axes, grid, ticks.
-    let _ = writeln!(s, r#"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"#);
+    let _ = writeln!(s, r##"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##);
     for t in nice_ticks(y0, y1, 6) {
         let y = sy(t);
         let _ = writeln!(s, r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{t:.3}</text>"##, ml + pw, ml - 6.0, y + 4.0);
