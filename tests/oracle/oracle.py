@@ -288,6 +288,34 @@ def cmd_llama_logits_ids(path, ids_json, out):
     print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab()}))
 
 
+def cmd_llama_logits_lora(path, ids_json, out, *adapters):
+    """llama.cpp logits at every position for the given token ids with LoRA adapters applied
+    (each ADAPTER given as PATH:SCALE; loaded with llama_adapter_lora_init and set together with
+    llama_set_adapters_lora, as llama.cpp's --lora A:scale does) → OUT ([n, n_vocab] f32)."""
+    import ctypes
+    import llama_cpp
+    from llama_cpp import Llama
+    ids = json.load(open(ids_json))
+    llm = Llama(model_path=path, n_ctx=max(64, len(ids) + 8), n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    handles, scales = [], []
+    for spec in adapters:
+        p, _, sc = spec.rpartition(":")
+        h = llama_cpp.llama_adapter_lora_init(llm._model.model, p.encode("utf-8"))
+        if not h:
+            print(f"llama.cpp could not load the adapter {p}", file=sys.stderr)
+            sys.exit(3)
+        handles.append(h)
+        scales.append(float(sc))
+    arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(handles))(*handles)
+    sarr = (ctypes.c_float * len(scales))(*scales)
+    if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, arr, len(handles), sarr):
+        print("llama_set_adapters_lora failed", file=sys.stderr)
+        sys.exit(4)
+    llm.eval(ids)
+    np.array(llm.scores[: len(ids)], dtype="<f4").tofile(out)
+    print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab(), "adapters": len(handles)}))
+
+
 def cmd_llama_perplexity(path, text_file, n_ctx):
     """llama.cpp's perplexity method (default mode) with llama.cpp computing the logits:
     tokenize with add_bos, chunks of n_ctx, BOS as each chunk's first token when the model adds
@@ -337,7 +365,7 @@ def main(argv):
             "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
             "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama,
-            "llama-logits-ids": cmd_llama_logits_ids, "llama-perplexity": cmd_llama_perplexity}
+            "llama-logits-ids": cmd_llama_logits_ids, "llama-logits-lora": cmd_llama_logits_lora, "llama-perplexity": cmd_llama_perplexity}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
