@@ -291,7 +291,10 @@ fn attn_case(tag: &str, s: AttnShape, t: usize, seg: Option<&[u32]>, rng: &mut R
 fn attention_backward_matches_finite_differences() {
     let mut rng = Rng(14);
     attn_case("gqa 4/2 hd16 vd8 T40", shape(4, 2, 16, 8, None, None), 40, None, &mut rng);
-    attn_case("window 7", shape(4, 2, 16, 8, Some(7), None), 40, None, &mut rng);
+    // T > BQ (64): several query blocks, dk/dv accumulated across them
+    attn_case("window 7 T70", shape(4, 2, 16, 8, Some(7), None), 70, None, &mut rng);
+    let long: Vec<u32> = (0..100).map(|i| (i / 45) as u32).collect();
+    attn_case("T100 gqa 2/1 softcap 3 segments", shape(2, 1, 8, 4, None, Some(3.0)), 100, Some(&long), &mut rng);
     attn_case("softcap 1.5", shape(4, 2, 16, 8, None, Some(1.5)), 33, None, &mut rng);
     let packed: Vec<u32> = (0..37).map(|i| if i < 13 { 0 } else if i < 22 { 1 } else { 2 }).collect();
     attn_case("segments", shape(4, 2, 12, 8, None, None), 37, Some(&packed), &mut rng);

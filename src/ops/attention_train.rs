@@ -12,8 +12,9 @@
 //! `D_i = dout_i·out_i`, `dp_ij = dout_i·v_j`, `dz = p·(dp − D_i)`, `ds = dz·(1 − (z/c)²)`,
 //! `dq_i = Σ_j ds_ij k_j`, `dk_j = Σ_i ds_ij q_i`, `dv_j = Σ_i p_ij dout_i`.
 //!
-//! Both run in parallel over query heads, a block of [`BQ`] query rows at a time; scores and
-//! `dp` of a block come from the f32 GEMM. Each head accumulates its own `dk`/`dv`, summed over
+//! Both run in parallel over query heads, a block of [`BQ`] query rows at a time against the
+//! keys that block can see; every product (`Q·Kᵀ`, `P·V`, `dO·Vᵀ`, `dS·K`, `dSᵀ·Q`, `Pᵀ·dO`) is
+//! an f32 GEMM on the matmul micro-kernel. Each head accumulates its own `dk`/`dv`, summed over
 //! the heads of a group at the end (no shared writes).
 
 use std::collections::HashMap;
@@ -21,10 +22,10 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use super::attention::AttnShape;
-use super::matmul::{dot, gemm_f32_bt};
+use super::matmul::{dot, gemm_f32_bt, gemm_f32_bt_add};
 
 /// Query rows per block: scratch per thread is `BQ × T` scores (and as many `dp` in backward).
-pub const BQ: usize = 32;
+pub const BQ: usize = 64;
 
 /// Which keys each query sees: `j ≤ i`, `i − j < window`, same segment id.
 struct Mask<'a> {
@@ -94,6 +95,16 @@ fn key_range(mask: &Mask, q0: usize, q1: usize) -> usize {
     (q0..q1).map(|i| mask.lo(i)).min().unwrap_or(q0)
 }
 
+/// `dst[c·rows + r] = src[r·ld + c]`: the transpose of a `rows × cols` block (row stride `ld`).
+fn transpose(src: &[f32], rows: usize, cols: usize, ld: usize, dst: &mut Vec<f32>) {
+    dst.resize(rows * cols, 0.0);
+    for r in 0..rows {
+        for (c, &x) in src[r * ld..r * ld + cols].iter().enumerate() {
+            dst[c * rows + r] = x;
+        }
+    }
+}
+
 /// Causal attention over a whole sequence; writes `out` and the per-row `lse` (see module docs).
 /// `seg`: optional segment id per token (a query sees only keys with its id).
 pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Option<&[u32]>, out: &mut [f32], lse: &mut [f32]) {
@@ -111,7 +122,8 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
             let kvh = h / group;
             let mut o_h = vec![0f32; t * vd];
             let mut lse_h = vec![f32::NEG_INFINITY; t];
-            let (mut sc, mut packed) = (Vec::new(), Vec::new());
+            let (mut sc, mut vt, mut packed) = (Vec::new(), Vec::new(), Vec::new());
+            transpose(&v[kvh * vd..], t, vd, vw, &mut vt);
             for q0 in (0..t).step_by(BQ) {
                 let q1 = (q0 + BQ).min(t);
                 let klo = key_range(&mask, q0, q1);
@@ -119,6 +131,7 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
                 sc.resize((q1 - q0) * l, 0.0);
                 gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
                 for i in q0..q1 {
+                    // scores → probabilities in place (0 where hidden)
                     let row = &mut sc[(i - q0) * l..(i - q0 + 1) * l];
                     let mut max = f32::NEG_INFINITY;
                     for (j, z) in (klo..q1).zip(row.iter_mut()) {
@@ -126,7 +139,8 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
                         max = max.max(*z);
                     }
                     if max == f32::NEG_INFINITY {
-                        continue; // no visible key: out row stays 0, lse −∞
+                        row.fill(0.0); // no visible key: out row 0, lse −∞
+                        continue;
                     }
                     let mut sum = 0f32;
                     for z in row.iter_mut() {
@@ -135,13 +149,10 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
                     }
                     lse_h[i] = max + sum.ln();
                     let inv = 1.0 / sum;
-                    let o = &mut o_h[i * vd..(i + 1) * vd];
-                    for (j, &p) in (klo..q1).zip(row.iter()) {
-                        if p != 0.0 {
-                            axpy(p * inv, &v[j * vw + kvh * vd..j * vw + (kvh + 1) * vd], o);
-                        }
-                    }
+                    row.iter_mut().for_each(|p| *p *= inv);
                 }
+                // out_blk = P · V[klo..q1]
+                gemm_f32_bt(&sc, l, q1 - q0, &vt[klo..], t, vd, l, &mut o_h[q0 * vd..], vd, &mut packed);
             }
             (o_h, lse_h)
         })
@@ -186,37 +197,47 @@ pub fn attention_backward(
             let mut dq_h = vec![0f32; t * hd];
             let mut dk_h = vec![0f32; t * hd];
             let mut dv_h = vec![0f32; t * vd];
-            let (mut sc, mut dp, mut packed) = (Vec::new(), Vec::new(), Vec::new());
+            let mut kt = Vec::new();
+            transpose(&k[kvh * hd..], t, hd, kw, &mut kt);
+            let [mut sc, mut dp, mut pt, mut dst, mut qt, mut dot_t, mut packed]: [Vec<f32>; 7] = Default::default();
             for q0 in (0..t).step_by(BQ) {
-                let q1 = (q0 + BQ).min(t);
+                let (q1, m) = ((q0 + BQ).min(t), (q0 + BQ).min(t) - q0);
                 let klo = key_range(&mask, q0, q1);
                 let l = q1 - klo;
-                sc.resize((q1 - q0) * l, 0.0);
-                dp.resize((q1 - q0) * l, 0.0);
-                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
-                gemm_f32_bt(&dout[q0 * ow + h * vd..], ow, q1 - q0, &v[klo * vw + kvh * vd..], vw, l, vd, &mut dp, l, &mut packed);
+                sc.resize(m * l, 0.0);
+                dp.resize(m * l, 0.0);
+                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, m, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
+                gemm_f32_bt(&dout[q0 * ow + h * vd..], ow, m, &v[klo * vw + kvh * vd..], vw, l, vd, &mut dp, l, &mut packed);
+                // sc → P, dp → dS, both 0 where hidden
                 for i in q0..q1 {
-                    let m = lse[i * s.n_head + h];
-                    if m == f32::NEG_INFINITY {
+                    let r = (i - q0) * l;
+                    let (prow, dsrow) = (&mut sc[r..r + l], &mut dp[r..r + l]);
+                    let lse_i = lse[i * s.n_head + h];
+                    if lse_i == f32::NEG_INFINITY {
+                        prow.fill(0.0);
+                        dsrow.fill(0.0);
                         continue;
                     }
-                    let do_i = &dout[i * ow + h * vd..i * ow + (h + 1) * vd];
-                    let d_i = dot(do_i, &out[i * ow + h * vd..i * ow + (h + 1) * vd]);
-                    let q_i = &q[i * qw + h * hd..i * qw + (h + 1) * hd];
-                    let dq_i = &mut dq_h[i * hd..(i + 1) * hd];
-                    let r = (i - q0) * l;
-                    for j in klo.max(mask.lo(i))..=i {
-                        if !mask.visible(i, j) {
-                            continue;
+                    let d_i = dot(&dout[i * ow + h * vd..i * ow + (h + 1) * vd], &out[i * ow + h * vd..i * ow + (h + 1) * vd]);
+                    for (j, (p, ds)) in (klo..q1).zip(prow.iter_mut().zip(dsrow.iter_mut())) {
+                        if mask.visible(i, j) {
+                            let (z, dcap) = cap(*p, s.softcap);
+                            *p = (z - lse_i).exp();
+                            *ds = *p * (*ds - d_i) * dcap;
+                        } else {
+                            (*p, *ds) = (0.0, 0.0);
                         }
-                        let (z, dcap) = cap(sc[r + j - klo], s.softcap);
-                        let p = (z - m).exp();
-                        axpy(p, do_i, &mut dv_h[j * vd..(j + 1) * vd]);
-                        let ds = p * (dp[r + j - klo] - d_i) * dcap;
-                        axpy(ds, &k[j * kw + kvh * hd..j * kw + (kvh + 1) * hd], dq_i);
-                        axpy(ds, q_i, &mut dk_h[j * hd..(j + 1) * hd]);
                     }
                 }
+                // dq_blk = dS · K[klo..q1]
+                gemm_f32_bt(&dp, l, m, &kt[klo..], t, hd, l, &mut dq_h[q0 * hd..], hd, &mut packed);
+                // dk[klo..q1] += dSᵀ · Q_blk; dv[klo..q1] += Pᵀ · dO_blk
+                transpose(&sc, m, l, l, &mut pt);
+                transpose(&dp, m, l, l, &mut dst);
+                transpose(&q[q0 * qw + h * hd..], m, hd, qw, &mut qt);
+                transpose(&dout[q0 * ow + h * vd..], m, vd, ow, &mut dot_t);
+                gemm_f32_bt_add(&dst, m, l, &qt, m, hd, m, &mut dk_h[klo * hd..], hd, &mut packed);
+                gemm_f32_bt_add(&pt, m, l, &dot_t, m, vd, m, &mut dv_h[klo * vd..], vd, &mut packed);
             }
             (dq_h, dk_h, dv_h)
         })

@@ -209,6 +209,39 @@ pub fn gemm_f32_bt(
     ldc: usize,
     packed: &mut Vec<f32>,
 ) {
+    gemm_bt_op::<false>(a, lda, m, b, ldb, n, k, c, ldc, packed)
+}
+
+/// [`gemm_f32_bt`] accumulating: `C[m×n] += A[m×k] · Bᵀ`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_bt_add(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    ldc: usize,
+    packed: &mut Vec<f32>,
+) {
+    gemm_bt_op::<true>(a, lda, m, b, ldb, n, k, c, ldc, packed)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_bt_op<const ADD: bool>(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    ldc: usize,
+    packed: &mut Vec<f32>,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -235,7 +268,7 @@ pub fn gemm_f32_bt(
         for s in 0..n_sl {
             let nr = NR.min(n - s * NR);
             // SAFETY: the assert above bounds rows m0..m0+mr, columns s·16..s·16+nr of c.
-            unsafe { kernel(mr, nr, k, &a[m0 * lda..], lda, &packed[s * NR * k..(s + 1) * NR * k], c.as_mut_ptr().add(m0 * ldc + s * NR), ldc) };
+            unsafe { kernel_op::<ADD>(mr, nr, k, &a[m0 * lda..], lda, &packed[s * NR * k..(s + 1) * NR * k], c.as_mut_ptr().add(m0 * ldc + s * NR), ldc) };
         }
     }
 }
