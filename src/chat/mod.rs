@@ -2,7 +2,8 @@
 //!
 //! A GGUF's `tokenizer.chat_template` (Jinja) is rendered with minijinja in an environment that
 //! reproduces Hugging Face transformers' (`apply_chat_template`): `trim_blocks`, `lstrip_blocks`,
-//! `{% break %}`/`{% continue %}`, Python string methods (`.strip()`, `.split()`, …), `namespace()`,
+//! `{% break %}`/`{% continue %}`, Python string methods (`.strip()`/`.split()`/`.rsplit()` and
+//! `| trim` with Python's whitespace, `.startswith()`, …), `namespace()`,
 //! `tojson` as `json.dumps(ensure_ascii=False)`, `raise_exception(msg)`, `strftime_now(fmt)`, and
 //! Python's printing of values (`True`, `None`, `['a']`). The variables are `messages`,
 //! `add_generation_prompt`, `bos_token`, `eos_token` (plus `unk_token`/`pad_token` from a GGUF),
@@ -14,6 +15,12 @@
 //! (and `tojson`) in sorted key order, not insertion order; `~` and string concatenation print
 //! booleans as `true`/`false` (`{{ x }}` and `|string` print `True`/`False` as Python does);
 //! `strftime_now` reads the clock as UTC.
+//!
+//! A render is bounded: at most 64 MiB of output and an instruction budget (see `env`), so a
+//! runaway template ends in [`ChatError::Render`] instead of hanging or exhausting memory.
+//!
+//! `tests/chat_template.rs` compares renderings byte for byte with jinja2 set up as transformers
+//! does and with llama.cpp's `llama_chat_apply_template`.
 
 pub mod builtin;
 mod env;
@@ -103,6 +110,12 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
             return ChatError::Raised { message: r.0.clone(), line };
         }
         src = s.source();
+    }
+    if e.kind() == ErrorKind::OutOfFuel {
+        return ChatError::Render {
+            message: format!("template ran too long (instruction budget of {} exhausted)", env::FUEL),
+            line,
+        };
     }
     let message = match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
@@ -239,7 +252,22 @@ impl ChatTemplate {
         vars.push(("add_generation_prompt".into(), Value::from(add_generation_prompt)));
         let ctx = Value::from_object(PyDict(vars.into_iter().map(|(k, v)| (Value::from(k), v)).collect()));
         let tmpl = self.env.get_template(env::TEMPLATE_NAME).map_err(|e| convert_error(e, true))?;
-        tmpl.render(ctx).map_err(|e| convert_error(e, false))
+        let mut out = env::CappedOutput::default();
+        match tmpl.render_captured_to(ctx, &mut out) {
+            Ok(_) => {}
+            Err(e) if out.overflowed => {
+                return Err(ChatError::Render {
+                    message: format!("template output exceeds {} MiB", env::MAX_PRINTED_BYTES >> 20),
+                    line: e.line().filter(|&l| l > 0),
+                })
+            }
+            Err(e) => return Err(convert_error(e, false)),
+        }
+        // minijinja writes only `str`s, so the bytes are UTF-8; checked rather than assumed.
+        String::from_utf8(out.bytes).map_err(|e| ChatError::Render {
+            message: format!("template output is not UTF-8: {e}"),
+            line: None,
+        })
     }
 
     /// The template's Jinja source, as given (before any internal rewriting).
