@@ -18,8 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use finetune::chat::{ChatError, ChatTemplate, Message};
+use finetune::chat::{encode_prompt, ChatError, ChatTemplate, Message};
 use finetune::gguf::GgufFile;
+use finetune::tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -567,6 +568,65 @@ fn chatml_and_llama3_builtins_match_llama_cpp() {
             }
         }
         assert_no_mismatch(&format!("built-in {name} vs llama.cpp"), renderings.len(), bad);
+    }
+}
+
+/// Prompt tokens: our `encode_prompt` of our rendering equals llama.cpp's tokenization
+/// (`add_special`, `parse_special`) of the same text, with a leading BOS text removed when the
+/// model adds BOS — what llama.cpp's chat layer does (common/chat.cpp) to avoid a double BOS.
+#[test]
+fn prompt_tokens_match_llama_cpp() {
+    let gemma_bos_fixture = (common::gemma(), Some(GEMMA3));
+    for (path, fixture) in [(common::smollm(), None), (common::gemma(), None), gemma_bos_fixture] {
+        let g = GgufFile::open(&path).unwrap();
+        let tok = Tokenizer::from_gguf(&g).unwrap();
+        let bos_text = tok.bos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
+        let t = match fixture {
+            Some(src) => {
+                let eos_text = tok.eos().map_or("", |e| tok.token_text(e));
+                ChatTemplate::from_source(src, &bos_text, eos_text).unwrap()
+            }
+            None => ChatTemplate::from_gguf_file(&g).unwrap(),
+        };
+        let mut texts = Vec::new();
+        let mut ours = Vec::new();
+        let mut raw_with_bos = None;
+        for (_, msgs) in conversations() {
+            for agp in [true, false] {
+                let Ok(text) = t.render(&msgs, agp) else { continue };
+                let stripped = match text.strip_prefix(bos_text.as_str()) {
+                    Some(rest) if tok.add_bos() && !bos_text.is_empty() => {
+                        raw_with_bos.get_or_insert_with(|| text.clone());
+                        rest.to_string()
+                    }
+                    _ => text.clone(),
+                };
+                ours.push(encode_prompt(&tok, &text));
+                texts.push(stripped);
+            }
+        }
+        let n = texts.len();
+        assert!(n >= 12, "{}: only {n} renderings", path.display());
+        if let Some(raw) = &raw_with_bos {
+            texts.push(raw.clone());
+        }
+        let dir = common::tmpdir("chat-tokens");
+        let f = dir.join("texts.json");
+        std::fs::write(&f, serde_json::to_vec(&texts).unwrap()).unwrap();
+        let o = run_oracle(&["tokenize", path.to_str().unwrap(), f.to_str().unwrap()]);
+        assert_eq!(o["bos_text"].as_str(), Some(bos_text.as_str()));
+        assert_eq!(o["add_bos"].as_bool(), Some(tok.add_bos()));
+        let want: Vec<Vec<u32>> = serde_json::from_value(o["ids"].clone()).unwrap();
+        for i in 0..n {
+            assert_eq!(ours[i], want[i], "{} / {:?}: prompt tokens differ from llama.cpp's", path.display(), texts[i]);
+        }
+        if fixture.is_some() {
+            // The template writes {{ bos_token }}: tokenizing its text as is would give two BOS.
+            let bos = tok.bos().unwrap();
+            let raw = &want[n];
+            assert_eq!(&raw[..2], &[bos, bos], "llama_tokenize of the raw text should double BOS");
+            assert!(ours.iter().all(|ids| ids[0] == bos && ids[1] != bos), "double BOS in ours");
+        }
     }
 }
 

@@ -33,6 +33,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 
 use crate::gguf::{GgufFile, GgufHeader, Value as GgufValue};
+use crate::tokenizer::Tokenizer;
 use pyfmt::{from_json, PyDict};
 
 /// One message of a conversation.
@@ -280,4 +281,21 @@ impl ChatTemplate {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Token ids of a rendered chat prompt, as llama.cpp's chat front ends make them: special-token
+/// texts (`<|im_start|>`, `<start_of_turn>`…) are parsed; BOS is prepended when the model adds one
+/// unless the text already starts with the BOS token's text (a template that writes
+/// `{{ bos_token }}`; llama.cpp strips that text and lets the tokenizer add BOS), so there is
+/// never a double BOS. No EOS is appended, even for a model that adds one.
+pub fn encode_prompt(tok: &Tokenizer, text: &str) -> Vec<u32> {
+    let mut ids = Vec::new();
+    if let Some(bos) = tok.bos().filter(|_| tok.add_bos()) {
+        let bos_text = tok.token_text(bos);
+        if bos_text.is_empty() || !text.starts_with(bos_text) {
+            ids.push(bos);
+        }
+    }
+    ids.extend(tok.encode(text, false, true));
+    ids
 }

@@ -22,6 +22,19 @@
       the model's own template (llama_model_chat_template(model, NULL)), which llama.cpp
       matches against its built-in formats.
       Prints {"model_template": str|null, "results": [{"text": ...} | {"error": ...}]}.
+
+  template_oracle.py tokenize MODEL TEXTS.json
+      llama_tokenize(vocab, text, add_special=true, parse_special=true) for each string of
+      TEXTS.json, plus the model's BOS text and add_bos flag.
+      Prints {"bos_text": str|null, "add_bos": bool, "ids": [[...], ...]}.
+
+  template_oracle.py greedy MODEL CASES.json
+      llama.cpp's greedy answer for each case {"messages", "n"}: the conversation rendered by
+      llama_chat_apply_template with the model's template ("gemma" when it has none) and the
+      generation prompt, a leading BOS text dropped when the model adds BOS (as llama.cpp's
+      common/chat.cpp), tokenized with add_special and parse_special, then the most likely
+      token at each step until an end-of-generation token or n tokens.
+      Prints [{"prompt": TEXT, "prompt_ids": [...], "ids": [...], "text": ANSWER, "eog": bool}].
 """
 import ctypes
 import json
@@ -164,11 +177,100 @@ def cmd_llama(model_path, cases_path):
                       "results": results}, ensure_ascii=False))
 
 
+def cmd_tokenize(model_path, texts_path):
+    texts = json.load(open(texts_path, encoding="utf-8"))
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    import llama_cpp
+
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(model_path.encode(), params)
+    if not model:
+        sys.exit(f"llama.cpp could not load {model_path}")
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    bos = llama_cpp.llama_vocab_bos(vocab)
+    bos_text = llama_cpp.llama_vocab_get_text(vocab, bos).decode("utf-8") if bos >= 0 else None
+    out = []
+    for t in texts:
+        b = t.encode("utf-8")
+        cap = len(b) + 16
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(vocab, b, len(b), buf, cap, True, True)
+        if n < 0:
+            sys.exit(f"llama_tokenize needs {-n} tokens, more than {cap}")
+        out.append([int(buf[i]) for i in range(n)])
+    add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+    llama_cpp.llama_model_free(model)
+    os.dup2(real_stdout, 1)
+    print(json.dumps({"bos_text": bos_text, "add_bos": add_bos, "ids": out}, ensure_ascii=False))
+
+
+def render_llama(model_ptr, messages, add_generation_prompt, tmpl=None):
+    import llama_cpp
+    if tmpl is None:
+        tmpl = llama_cpp.llama_model_chat_template(model_ptr, None) or b"gemma"
+    keep = [(m["role"].encode(), m["content"].encode()) for m in messages]
+    arr = (llama_cpp.llama_chat_message * len(keep))()
+    for i, (r, t) in enumerate(keep):
+        arr[i].role = r
+        arr[i].content = t
+    size = 256
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_chat_apply_template(tmpl, arr, len(keep), add_generation_prompt, buf, size)
+        if n < 0:
+            sys.exit(f"llama_chat_apply_template returned {n}")
+        if n <= size:
+            return buf.raw[:n].decode("utf-8")
+        size = n
+
+
+def cmd_greedy(model_path, cases_path):
+    import numpy as np
+    cases = json.load(open(cases_path, encoding="utf-8"))
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    import llama_cpp
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=model_path, n_ctx=1024, n_threads=2, logits_all=True, verbose=False)
+    model = llm._model
+    vocab = model.vocab
+    add_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
+    bos = llama_cpp.llama_vocab_bos(vocab)
+    bos_text = llama_cpp.llama_vocab_get_text(vocab, bos).decode("utf-8") if bos >= 0 else ""
+    out = []
+    for c in cases:
+        prompt = render_llama(model.model, c["messages"], True)
+        text = prompt[len(bos_text):] if add_bos and bos_text and prompt.startswith(bos_text) else prompt
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        llm.reset()
+        llm.eval(ids)
+        gen, eog = [], False
+        for _ in range(int(c["n"])):
+            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            if llama_cpp.llama_vocab_is_eog(vocab, nxt):
+                eog = True
+                break
+            gen.append(nxt)
+            llm.eval([nxt])
+        out.append({"prompt": prompt, "prompt_ids": [int(i) for i in ids], "ids": gen,
+                    "text": llm.detokenize(gen).decode("utf-8", "replace"), "eog": eog})
+    os.dup2(real_stdout, 1)
+    print(json.dumps(out, ensure_ascii=False))
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "jinja":
         cmd_jinja(argv[2])
     elif len(argv) == 4 and argv[1] == "llama":
         cmd_llama(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "tokenize":
+        cmd_tokenize(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "greedy":
+        cmd_greedy(argv[2], argv[3])
     else:
         sys.exit(__doc__)
 
