@@ -12,9 +12,9 @@
 //! Models whose GGUF has no template get a built-in one ([`builtin`]) chosen by architecture.
 //!
 //! Known differences from transformers (jinja2): dict *literals* written inside a template iterate
-//! (and `tojson`) in sorted key order, not insertion order; `~` and string concatenation print
-//! booleans as `true`/`false` (`{{ x }}` and `|string` print `True`/`False` as Python does);
-//! `strftime_now` reads the clock as UTC.
+//! (and `tojson`) in sorted key order, not insertion order; printf-style `'%s' % x` formatting,
+//! the `wordcount` filter and a few rare string methods (`swapcase`, …) are missing (a render
+//! error, never wrong text); `strftime_now` reads the clock as UTC.
 //!
 //! A render is bounded: at most 64 MiB of output and an instruction budget (see `env`), so a
 //! runaway template ends in [`ChatError::Render`] instead of hanging or exhausting memory.
