@@ -235,7 +235,7 @@ const PYTHONISMS: &str = r#"{{ messages[0] }}|{{ messages | length }}|{{ add_gen
 {{ messages[-1] | tojson(indent=2) }}
 {{ 7 // 2 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 10 % 3 }} {{ 'ab' * 3 }} {{ 'x' in 'xyz' }} {{ range(3) | list }}
 {{ 'Hello World'.replace('o', '0').lower() }}|{{ '  pad  '.lstrip() }}|{{ 'a-b-c'.rsplit('-', 1) }}|{{ 'abc'.title() }}
-{{ messages[0].content | length }}|{{ messages[0]['content'][:5] }}|{{ messages | first | attr('role') if false else 'no' }}
+{{ messages[0].content | length }}|{{ messages[0]['content'][:5] }}|{{ messages | first | attr('role') if false else 'no' }}|{{ 'a' ~ true ~ none ~ 2.50 }}|{{ messages[0].get('nope', 'dflt') }}
 {%- if add_generation_prompt %}{{ eos_token }}{% endif %}"#;
 
 /// strftime_now as Llama 3.2's template uses it (TZ=UTC for the oracle; ours reads UTC).
