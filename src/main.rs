@@ -77,10 +77,13 @@ enum Command {
         #[arg(long)]
         parse_special: bool,
     },
-    /// Continue a prompt, streaming tokens; ends with a tokens/s line.
+    /// Continue a prompt (or, with --chat, answer it), streaming tokens; ends with a tokens/s line.
     #[command(after_help = "Examples:\n  \
         finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --prompt 'The capital of France is' -n 16\n  \
-        finetune generate --model models/gemma-3-270m-q4_k_m.gguf --prompt 'Once upon a time' --temp 0.8 --top-k 40 --top-p 0.95 --seed 1")]
+        finetune generate --model models/gemma-3-270m-q4_k_m.gguf --prompt 'Once upon a time' --temp 0.8 --top-k 40 --top-p 0.95 --seed 1\n  \
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat --prompt 'What is the capital of France?' -n 32\n  \
+        finetune generate --model models/gemma-3-270m-q4_k_m.gguf --chat --system 'Answer in one word.' --prompt 'Largest planet?'\n  \
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat --chat-template my_template.jinja --prompt 'Hi'")]
     Generate {
         /// The GGUF model.
         #[arg(long)]
@@ -108,6 +111,53 @@ enum Command {
         seed: u64,
         /// Context size (prompt + generated tokens).
         #[arg(long, default_value_t = 2048)]
+        ctx: usize,
+        /// Apply the model's chat template: the prompt becomes a user message followed by the
+        /// opening of the assistant's turn; generation stops at the end of the turn.
+        #[arg(long)]
+        chat: bool,
+        /// System message (with --chat).
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
+        /// Jinja chat template file to use instead of the model's (with --chat).
+        #[arg(long, requires = "chat")]
+        chat_template: Option<PathBuf>,
+    },
+    /// Talk with a model: each line on stdin is a user turn, the answer is streamed to stdout.
+    #[command(after_help = "Each turn renders the whole conversation with the chat template and evaluates only the\n\
+        tokens after the longest prefix already in the KV cache. Lines `/reset` (forget the\n\
+        conversation) and `/exit` (or end of input) are commands; empty lines are ignored.\n\n\
+        Examples:\n  \
+        finetune chat --model models/SmolLM2-135M-Instruct.Q4_1.gguf\n  \
+        finetune chat --model models/gemma-3-270m-q4_k_m.gguf --system 'You are a pirate.' --temp 0.7 --seed 3\n  \
+        printf 'Hi!\\nWhat is 2+2?\\n' | finetune chat --model models/SmolLM2-135M-Instruct.Q4_1.gguf -n 64")]
+    Chat {
+        /// The GGUF model.
+        #[arg(long)]
+        model: PathBuf,
+        /// System message at the start of the conversation (kept by /reset).
+        #[arg(long)]
+        system: Option<String>,
+        /// Jinja chat template file to use instead of the model's.
+        #[arg(long)]
+        chat_template: Option<PathBuf>,
+        /// Tokens to generate at most per answer.
+        #[arg(short = 'n', long, default_value_t = 512)]
+        n_predict: usize,
+        /// Temperature (0 = greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temp: f32,
+        /// Top-k (0 = off).
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        /// Top-p (1 = off).
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        /// RNG seed for sampling.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Context size (the whole conversation).
+        #[arg(long, default_value_t = 4096)]
         ctx: usize,
     },
     /// Perplexity of a text file, computed like llama.cpp's perplexity tool.
@@ -166,11 +216,24 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Tokenize { model, text, file, json, no_special, parse_special } => {
             cmd::tokenize::run(model, text, file, json, no_special, parse_special)
         }
-        Command::Generate { model, prompt, file, n_predict, temp, top_k, top_p, seed, ctx } => {
+        Command::Generate { model, prompt, file, n_predict, temp, top_k, top_p, seed, ctx, chat, system, chat_template } => {
             cmd::generate::run(cmd::generate::GenerateArgs {
                 model,
                 prompt,
                 file,
+                n: n_predict,
+                sampler: SamplerConfig { temp, top_k, top_p, seed },
+                ctx,
+                chat,
+                system,
+                chat_template,
+            })
+        }
+        Command::Chat { model, system, chat_template, n_predict, temp, top_k, top_p, seed, ctx } => {
+            cmd::chat::run(cmd::chat::ChatArgs {
+                model,
+                system,
+                chat_template,
                 n: n_predict,
                 sampler: SamplerConfig { temp, top_k, top_p, seed },
                 ctx,

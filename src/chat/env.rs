@@ -4,15 +4,16 @@
 //! globals `raise_exception` and `strftime_now`.
 //!
 //! Sandboxing: the environment has no loader (no file or network access; `include`/`import` can
-//! only name the template itself), no `debug()` global, a recursion limit, and a cap on the bytes
-//! that `{{ … }}` expressions may print. minijinja's `fuel` feature (an instruction budget) is
-//! not enabled in this build, so a template that loops for a long time without printing is not
-//! cut short.
+//! only name the template itself), no `debug()` global, a recursion limit, a cap on the bytes a
+//! render may output (template text and `{{ … }}` expressions, counted by the writer) and on the
+//! bytes `{{ … }}` expressions may print (which also covers output captured by `{% set %}`
+//! blocks and macros), and an instruction budget (minijinja's fuel) so that a template that loops
+//! for ever without printing stops too.
 
 use std::borrow::Cow;
 
 use minijinja::syntax::SyntaxConfig;
-use minijinja::value::{Rest, Value, ValueKind};
+use minijinja::value::{from_args, Rest, Value, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 
 use super::pyfmt::{py_str, to_json, JsonOpts};
@@ -22,8 +23,12 @@ use super::strftime::strftime_now;
 pub(crate) const TEMPLATE_NAME: &str = "chat_template";
 /// Recursion limit (nested blocks, macro calls, self-includes).
 const RECURSION_LIMIT: usize = 200;
-/// Most bytes `{{ … }}` expressions may print in one render (64 MiB).
+/// Most bytes one render may output, and most bytes `{{ … }}` expressions may print (64 MiB).
 pub(crate) const MAX_PRINTED_BYTES: usize = 64 << 20;
+/// Instruction budget of one render (minijinja fuel: one per instruction, plus a share per byte
+/// of data produced). Qwen3's template over a 2 000-message conversation uses about 150 000; a
+/// template looping without end runs out after roughly 1-2 s.
+pub(crate) const FUEL: u64 = 50_000_000;
 
 /// Marks an error raised by the template's own `raise_exception(msg)`.
 #[derive(Debug)]
@@ -49,10 +54,12 @@ fn strftime_global(fmt: &str) -> String {
 }
 
 /// transformers' `tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`.
-fn tojson(value: &Value, args: Rest<Value>) -> Result<Value, Error> {
+/// Keyword arguments reach it as a trailing kwargs value (hence `ValueOrKwargs`: plain `Value`
+/// arguments refuse keyword arguments).
+fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     const NAMES: [&str; 4] = ["ensure_ascii", "indent", "separators", "sort_keys"];
     let mut params: [Option<Value>; 4] = Default::default();
-    let mut positional = args.0;
+    let mut positional = args.into_values();
     if let Some(kw) = positional.last().filter(|v| v.is_kwargs()).cloned() {
         positional.pop();
         for key in kw.try_iter()? {
@@ -119,6 +126,112 @@ fn string_filter(value: &Value) -> Result<Value, Error> {
     py_str(value).map(Value::from)
 }
 
+/// Python's `str.isspace()` for one character (`str.strip()`/`split()` whitespace). Unlike Rust's
+/// `char::is_whitespace` it includes the ASCII separators U+001C..U+001F.
+fn py_space(c: char) -> bool {
+    matches!(c,
+        '\t'..='\r' | '\u{1c}'..='\u{1f}' | ' ' | '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}'
+        | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
+}
+
+#[derive(Clone, Copy)]
+enum Strip {
+    Both,
+    Left,
+    Right,
+}
+
+/// Python's `str.strip(chars)` / `lstrip` / `rstrip`; `chars = None` strips whitespace.
+fn py_strip<'s>(s: &'s str, chars: Option<&str>, side: Strip) -> &'s str {
+    let set: Vec<char> = chars.map(|c| c.chars().collect()).unwrap_or_default();
+    let strip = |c: char| if chars.is_some() { set.contains(&c) } else { py_space(c) };
+    match side {
+        Strip::Both => s.trim_matches(strip),
+        Strip::Left => s.trim_start_matches(strip),
+        Strip::Right => s.trim_end_matches(strip),
+    }
+}
+
+/// Python's `str.split(sep, maxsplit)` (`right`: `str.rsplit`); `sep = None` splits on runs of
+/// whitespace and drops empty parts at the ends.
+fn py_split(s: &str, sep: Option<&str>, maxsplit: i64, right: bool) -> Result<Vec<String>, Error> {
+    let limit = usize::try_from(maxsplit).ok();
+    let mut out: Vec<String> = match sep {
+        Some("") => return Err(Error::new(ErrorKind::InvalidOperation, "ValueError: empty separator")),
+        Some(sep) => match (limit, right) {
+            (None, false) => s.split(sep).map(String::from).collect(),
+            (None, true) => s.rsplit(sep).map(String::from).collect(),
+            (Some(n), false) => s.splitn(n.saturating_add(1), sep).map(String::from).collect(),
+            (Some(n), true) => s.rsplitn(n.saturating_add(1), sep).map(String::from).collect(),
+        },
+        None => {
+            let mut parts = Vec::new();
+            let mut left = limit;
+            let mut rest = if right { s.trim_end_matches(py_space) } else { s.trim_start_matches(py_space) };
+            while !rest.is_empty() {
+                if left == Some(0) {
+                    parts.push(rest.to_string());
+                    break;
+                }
+                let cut = if right {
+                    rest.char_indices().rev().find(|&(_, c)| py_space(c)).map(|(i, c)| (i, i + c.len_utf8()))
+                } else {
+                    rest.char_indices().find(|&(_, c)| py_space(c)).map(|(i, c)| (i, i + c.len_utf8()))
+                };
+                let Some((a, b)) = cut else {
+                    parts.push(rest.to_string());
+                    break;
+                };
+                if right {
+                    parts.push(rest[b..].to_string());
+                    rest = rest[..a].trim_end_matches(py_space);
+                } else {
+                    parts.push(rest[..a].to_string());
+                    rest = rest[b..].trim_start_matches(py_space);
+                }
+                left = left.map(|n| n - 1);
+            }
+            parts
+        }
+    };
+    if right {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+/// Python string methods with Python's whitespace (`strip`, `lstrip`, `rstrip`, `split`,
+/// `rsplit`); every other method goes to minijinja-contrib's `pycompat`.
+fn string_methods(state: &mut State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
+    if let (Some(s), ValueKind::String) = (value.as_str(), value.kind()) {
+        let side = match method {
+            "strip" => Some(Strip::Both),
+            "lstrip" => Some(Strip::Left),
+            "rstrip" => Some(Strip::Right),
+            _ => None,
+        };
+        if let Some(side) = side {
+            let (chars,): (Option<&str>,) = from_args(args)?;
+            return Ok(Value::from(py_strip(s, chars, side)));
+        }
+        if method == "split" || method == "rsplit" {
+            let (sep, maxsplit): (Option<&str>, Option<i64>) = from_args(args)?;
+            let parts = py_split(s, sep, maxsplit.unwrap_or(-1), method == "rsplit")?;
+            return Ok(Value::from(parts));
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// jinja2's `trim(value, chars=None)`: `str(value).strip(chars)`.
+fn trim_filter(value: &Value, chars: Option<&str>) -> Result<Value, Error> {
+    let s = match value.as_str() {
+        Some(s) if value.kind() == ValueKind::String => s.to_string(),
+        _ => py_str(value)?,
+    };
+    Ok(Value::from(py_strip(&s, chars, Strip::Both)))
+}
+
 /// Rewrite transformers' `{% generation %}…{% endgeneration %}` tags (which only mark assistant
 /// text for masks) into the no-op block `{% if true %}…{% endif %}`: same output, same whitespace
 /// handling (both are block tags), same line numbers.
@@ -172,7 +285,8 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_recursion_limit(RECURSION_LIMIT);
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(FUEL));
+    env.set_unknown_method_callback(string_methods);
     env.remove_global("debug");
     // jinja2 built-ins that minijinja keeps in its contrib crate.
     env.add_filter("truncate", minijinja_contrib::filters::truncate);
@@ -183,6 +297,7 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
     // transformers' additions.
     env.add_filter("tojson", tojson);
     env.add_filter("string", string_filter);
+    env.add_filter("trim", trim_filter);
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_global);
     env.set_formatter(|out: &mut Output, state: &mut State, value: &Value| {
@@ -195,11 +310,33 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
         if printed.0 > MAX_PRINTED_BYTES {
             return Err(Error::new(
                 ErrorKind::InvalidOperation,
-                format!("template output exceeds {MAX_PRINTED_BYTES} bytes"),
+                format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20),
             ));
         }
         out.write_str(&s).map_err(|_| Error::from(ErrorKind::WriteFailure))
     });
     env.add_template_owned(TEMPLATE_NAME, source)?;
     Ok(env)
+}
+
+/// The render's output, refusing to grow past [`MAX_PRINTED_BYTES`].
+#[derive(Default)]
+pub(crate) struct CappedOutput {
+    pub(crate) bytes: Vec<u8>,
+    /// Set when a write was refused.
+    pub(crate) overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_PRINTED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("template output cap reached"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -2,7 +2,8 @@
 //!
 //! A GGUF's `tokenizer.chat_template` (Jinja) is rendered with minijinja in an environment that
 //! reproduces Hugging Face transformers' (`apply_chat_template`): `trim_blocks`, `lstrip_blocks`,
-//! `{% break %}`/`{% continue %}`, Python string methods (`.strip()`, `.split()`, …), `namespace()`,
+//! `{% break %}`/`{% continue %}`, Python string methods (`.strip()`/`.split()`/`.rsplit()` and
+//! `| trim` with Python's whitespace, `.startswith()`, …), `namespace()`,
 //! `tojson` as `json.dumps(ensure_ascii=False)`, `raise_exception(msg)`, `strftime_now(fmt)`, and
 //! Python's printing of values (`True`, `None`, `['a']`). The variables are `messages`,
 //! `add_generation_prompt`, `bos_token`, `eos_token` (plus `unk_token`/`pad_token` from a GGUF),
@@ -11,9 +12,15 @@
 //! Models whose GGUF has no template get a built-in one ([`builtin`]) chosen by architecture.
 //!
 //! Known differences from transformers (jinja2): dict *literals* written inside a template iterate
-//! (and `tojson`) in sorted key order, not insertion order; `~` and string concatenation print
-//! booleans as `true`/`false` (`{{ x }}` and `|string` print `True`/`False` as Python does);
-//! `strftime_now` reads the clock as UTC.
+//! (and `tojson`) in sorted key order, not insertion order; printf-style `'%s' % x` formatting,
+//! the `wordcount` filter and a few rare string methods (`swapcase`, …) are missing (a render
+//! error, never wrong text); `strftime_now` reads the clock as UTC.
+//!
+//! A render is bounded: at most 64 MiB of output and an instruction budget (see `env`), so a
+//! runaway template ends in [`ChatError::Render`] instead of hanging or exhausting memory.
+//!
+//! `tests/chat_template.rs` compares renderings byte for byte with jinja2 set up as transformers
+//! does and with llama.cpp's `llama_chat_apply_template`.
 
 pub mod builtin;
 mod env;
@@ -26,6 +33,7 @@ use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 
 use crate::gguf::{GgufFile, GgufHeader, Value as GgufValue};
+use crate::tokenizer::Tokenizer;
 use pyfmt::{from_json, PyDict};
 
 /// One message of a conversation.
@@ -103,6 +111,12 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
             return ChatError::Raised { message: r.0.clone(), line };
         }
         src = s.source();
+    }
+    if e.kind() == ErrorKind::OutOfFuel {
+        return ChatError::Render {
+            message: format!("template ran too long (instruction budget of {} exhausted)", env::FUEL),
+            line,
+        };
     }
     let message = match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
@@ -239,7 +253,22 @@ impl ChatTemplate {
         vars.push(("add_generation_prompt".into(), Value::from(add_generation_prompt)));
         let ctx = Value::from_object(PyDict(vars.into_iter().map(|(k, v)| (Value::from(k), v)).collect()));
         let tmpl = self.env.get_template(env::TEMPLATE_NAME).map_err(|e| convert_error(e, true))?;
-        tmpl.render(ctx).map_err(|e| convert_error(e, false))
+        let mut out = env::CappedOutput::default();
+        match tmpl.render_captured_to(ctx, &mut out) {
+            Ok(_) => {}
+            Err(e) if out.overflowed => {
+                return Err(ChatError::Render {
+                    message: format!("template output exceeds {} MiB", env::MAX_PRINTED_BYTES >> 20),
+                    line: e.line().filter(|&l| l > 0),
+                })
+            }
+            Err(e) => return Err(convert_error(e, false)),
+        }
+        // minijinja writes only `str`s, so the bytes are UTF-8; checked rather than assumed.
+        String::from_utf8(out.bytes).map_err(|e| ChatError::Render {
+            message: format!("template output is not UTF-8: {e}"),
+            line: None,
+        })
     }
 
     /// The template's Jinja source, as given (before any internal rewriting).
@@ -252,4 +281,21 @@ impl ChatTemplate {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// Token ids of a rendered chat prompt, as llama.cpp's chat front ends make them: special-token
+/// texts (`<|im_start|>`, `<start_of_turn>`…) are parsed; BOS is prepended when the model adds one
+/// unless the text already starts with the BOS token's text (a template that writes
+/// `{{ bos_token }}`; llama.cpp strips that text and lets the tokenizer add BOS), so there is
+/// never a double BOS. No EOS is appended, even for a model that adds one.
+pub fn encode_prompt(tok: &Tokenizer, text: &str) -> Vec<u32> {
+    let mut ids = Vec::new();
+    if let Some(bos) = tok.bos().filter(|_| tok.add_bos()) {
+        let bos_text = tok.token_text(bos);
+        if bos_text.is_empty() || !text.starts_with(bos_text) {
+            ids.push(bos);
+        }
+    }
+    ids.extend(tok.encode(text, false, true));
+    ids
 }

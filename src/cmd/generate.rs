@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use finetune::chat::Message;
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
 use finetune::model::Model;
 
@@ -14,15 +15,33 @@ pub struct GenerateArgs {
     pub n: usize,
     pub sampler: SamplerConfig,
     pub ctx: usize,
+    /// Wrap the prompt as a user message in the chat template.
+    pub chat: bool,
+    /// System message (with `chat`).
+    pub system: Option<String>,
+    /// Jinja template file replacing the model's (with `chat`).
+    pub chat_template: Option<PathBuf>,
 }
 
-/// Stream a continuation of the prompt and end with a tokens/s line (on stderr).
+/// Stream a continuation of the prompt (with `chat`: the answer to it as a user message) and end
+/// with a tokens/s line (on stderr). Generation stops at an end-of-generation token.
 pub fn run(a: GenerateArgs) -> Result<(), String> {
     let g = super::open(&a.model)?;
     let tok = super::tokenizer(&g)?;
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
     let prompt = super::text_arg(a.prompt, a.file.as_deref())?;
-    let ids = tok.encode(&prompt, true, true);
+    let ids = if a.chat {
+        let template = super::chat_template(&g, &tok, a.chat_template.as_deref())?;
+        let mut messages = Vec::new();
+        if let Some(s) = a.system {
+            messages.push(Message::new("system", s));
+        }
+        messages.push(Message::new("user", prompt));
+        let text = template.render(&messages, true).map_err(|e| e.to_string())?;
+        finetune::chat::encode_prompt(&tok, &text)
+    } else {
+        tok.encode(&prompt, true, true)
+    };
+    let m = Model::load(&g).map_err(|e| e.to_string())?;
     if ids.is_empty() {
         return Err("the prompt tokenizes to nothing".into());
     }

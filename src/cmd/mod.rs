@@ -1,6 +1,7 @@
 //! Bodies of the CLI subcommands (the clap definitions are in `main.rs`).
 
 pub mod bench;
+pub mod chat;
 pub mod generate;
 pub mod inspect;
 pub mod perplexity;
@@ -9,6 +10,7 @@ pub mod train;
 
 use std::path::Path;
 
+use finetune::chat::ChatTemplate;
 use finetune::gguf::GgufModel;
 use finetune::tokenizer::Tokenizer;
 
@@ -28,5 +30,18 @@ pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String, Str
         (Some(t), None) => Ok(t),
         (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())),
         _ => Err("give exactly one of --text / --prompt or --file".into()),
+    }
+}
+
+/// The chat template: `--chat-template FILE` (Jinja, with the model's BOS/EOS texts as
+/// `bos_token`/`eos_token`), else the model's own (or the built-in one for its architecture).
+pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate, String> {
+    match file {
+        Some(f) => {
+            let src = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
+            ChatTemplate::from_source(&src, text(tok.bos()), text(tok.eos())).map_err(|e| format!("{}: {e}", f.display()))
+        }
+        None => ChatTemplate::from_gguf_file(g.main()).map_err(|e| e.to_string()),
     }
 }
