@@ -122,6 +122,9 @@ enum Command {
         /// Jinja chat template file to use instead of the model's (with --chat).
         #[arg(long, requires = "chat")]
         chat_template: Option<PathBuf>,
+        /// LoRA adapter to apply, `A.gguf` or `A.gguf:SCALE` (repeatable; adapters stack).
+        #[arg(long, value_name = "A.gguf[:SCALE]")]
+        lora: Vec<String>,
     },
     /// Talk with a model: each line on stdin is a user turn, the answer is streamed to stdout.
     #[command(after_help = "Each turn renders the whole conversation with the chat template and evaluates only the\n\
@@ -159,6 +162,9 @@ enum Command {
         /// Context size (the whole conversation).
         #[arg(long, default_value_t = 4096)]
         ctx: usize,
+        /// LoRA adapter to apply, `A.gguf` or `A.gguf:SCALE` (repeatable; adapters stack).
+        #[arg(long, value_name = "A.gguf[:SCALE]")]
+        lora: Vec<String>,
     },
     /// Perplexity of a text file, computed like llama.cpp's perplexity tool.
     #[command(after_help = "Method (as llama.cpp's `perplexity`): the text is tokenized (with BOS when the model\n\
@@ -177,6 +183,9 @@ enum Command {
         /// Chunk size in tokens.
         #[arg(long, default_value_t = 512)]
         ctx: usize,
+        /// LoRA adapter to apply, `A.gguf` or `A.gguf:SCALE` (repeatable; adapters stack).
+        #[arg(long, value_name = "A.gguf[:SCALE]")]
+        lora: Vec<String>,
     },
     /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
     #[command(after_help = "Examples:\n  \
@@ -216,7 +225,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Tokenize { model, text, file, json, no_special, parse_special } => {
             cmd::tokenize::run(model, text, file, json, no_special, parse_special)
         }
-        Command::Generate { model, prompt, file, n_predict, temp, top_k, top_p, seed, ctx, chat, system, chat_template } => {
+        Command::Generate { model, prompt, file, n_predict, temp, top_k, top_p, seed, ctx, chat, system, chat_template, lora } => {
             cmd::generate::run(cmd::generate::GenerateArgs {
                 model,
                 prompt,
@@ -227,9 +236,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 chat,
                 system,
                 chat_template,
+                lora,
             })
         }
-        Command::Chat { model, system, chat_template, n_predict, temp, top_k, top_p, seed, ctx } => {
+        Command::Chat { model, system, chat_template, n_predict, temp, top_k, top_p, seed, ctx, lora } => {
             cmd::chat::run(cmd::chat::ChatArgs {
                 model,
                 system,
@@ -237,9 +247,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 n: n_predict,
                 sampler: SamplerConfig { temp, top_k, top_p, seed },
                 ctx,
+                lora,
             })
         }
-        Command::Perplexity { model, file, ctx } => cmd::perplexity::run(model, file, ctx),
+        Command::Perplexity { model, file, ctx, lora } => cmd::perplexity::run(model, file, ctx, lora),
         Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
             cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
         }

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 
 use finetune::chat::{ChatTemplate, Message};
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
-use finetune::model::Model;
 use finetune::tokenizer::Tokenizer;
 
 /// Options of `chat`.
@@ -22,6 +21,8 @@ pub struct ChatArgs {
     pub n: usize,
     pub sampler: SamplerConfig,
     pub ctx: usize,
+    /// Adapters `PATH[:SCALE]`.
+    pub lora: Vec<String>,
 }
 
 /// What a line of input asks for.
@@ -104,7 +105,7 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
     let g = super::open(&a.model)?;
     let tok = super::tokenizer(&g)?;
     let template = super::chat_template(&g, &tok, a.chat_template.as_deref())?;
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let m = super::load_model(&g, &a.lora)?;
     let base: Vec<Message> = a.system.into_iter().map(|s| Message::new("system", s)).collect();
     let mut messages = base.clone();
     let mut chat = Chat { tok: &tok, template: &template, session: Session::new(&m, a.ctx), sampler: Sampler::new(a.sampler), n: a.n };

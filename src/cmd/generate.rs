@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use finetune::chat::Message;
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
-use finetune::model::Model;
 
 /// Options of `generate`.
 pub struct GenerateArgs {
@@ -21,6 +20,8 @@ pub struct GenerateArgs {
     pub system: Option<String>,
     /// Jinja template file replacing the model's (with `chat`).
     pub chat_template: Option<PathBuf>,
+    /// Adapters `PATH[:SCALE]`.
+    pub lora: Vec<String>,
 }
 
 /// Stream a continuation of the prompt (with `chat`: the answer to it as a user message) and end
@@ -41,7 +42,7 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
     } else {
         tok.encode(&prompt, true, true)
     };
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let m = super::load_model(&g, &a.lora)?;
     if ids.is_empty() {
         return Err("the prompt tokenizes to nothing".into());
     }

@@ -45,3 +45,18 @@ pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Res
         None => ChatTemplate::from_gguf_file(g.main()).map_err(|e| e.to_string()),
     }
 }
+
+/// Load the model of `g` with adapters given as `PATH[:SCALE]` (scale 1 by default) applied,
+/// as llama.cpp's `--lora` / `--lora-scaled`.
+pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>, String> {
+    let mut m = finetune::model::Model::load(g).map_err(|e| e.to_string())?;
+    for spec in loras {
+        let (path, scale) = match spec.rsplit_once(':') {
+            Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
+            _ => (spec.as_str(), 1.0),
+        };
+        let set = finetune::adapter::read_adapter(Path::new(path), &m).map_err(|e| e.to_string())?;
+        m.adapters.push((set, scale));
+    }
+    Ok(m)
+}

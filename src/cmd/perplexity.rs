@@ -3,13 +3,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use finetune::model::Model;
 
 /// Compute and print `PPL = <value>` (llama.cpp's method).
-pub fn run(model: PathBuf, file: PathBuf, ctx: usize) -> Result<(), String> {
+pub fn run(model: PathBuf, file: PathBuf, ctx: usize, lora: Vec<String>) -> Result<(), String> {
     let g = super::open(&model)?;
     let tok = super::tokenizer(&g)?;
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let m = super::load_model(&g, &lora)?;
     let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let ids = tok.encode(&text, true, false);
     let bos = if tok.add_bos() { tok.bos() } else { None };
