@@ -187,6 +187,25 @@ enum Command {
         #[arg(long, value_name = "A.gguf[:SCALE]")]
         lora: Vec<String>,
     },
+    /// Fold LoRA adapters into the model's weights and write one GGUF (for LM Studio and other tools
+    /// that take only a model file).
+    #[command(after_help = "Each adapted weight becomes W + scale·(alpha/r)·B·A, requantized to its own type (or --type);\n\
+        other tensors and all metadata are copied; one tensor is in memory at a time.\n\n\
+        Example:\n  finetune merge --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --out samurai-merged.gguf")]
+    Merge {
+        /// The base GGUF model.
+        #[arg(long)]
+        model: PathBuf,
+        /// Adapter `A.gguf` or `A.gguf:SCALE` (repeatable).
+        #[arg(long, required = true, value_name = "A.gguf[:SCALE]")]
+        lora: Vec<String>,
+        /// Output model file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Type of merged weights: same (each keeps its type), F16, BF16, F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+        #[arg(long = "type", default_value = "same")]
+        ty: String,
+    },
     /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
     #[command(after_help = "Examples:\n  \
         finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
@@ -251,6 +270,7 @@ fn run(cli: Cli) -> Result<(), String> {
             })
         }
         Command::Perplexity { model, file, ctx, lora } => cmd::perplexity::run(model, file, ctx, lora),
+        Command::Merge { model, lora, out, ty } => cmd::merge::run(model, lora, out, ty),
         Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
             cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
         }

@@ -1,5 +1,7 @@
-//! Adapter files: llama.cpp's GGUF LoRA format ([`gguf_lora`]).
+//! Adapter files: llama.cpp's GGUF LoRA format ([`gguf_lora`]) and merging adapters into a
+//! model file ([`merge`]).
 
 pub mod gguf_lora;
+pub mod merge;
 
 pub use gguf_lora::{read_adapter, write_adapter, AdapterError, BaseInfo};

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod generate;
 pub mod inspect;
+pub mod merge;
 pub mod perplexity;
 pub mod tokenize;
 pub mod train;

@@ -292,11 +292,21 @@ def cmd_llama_logits_lora(path, ids_json, out, *adapters):
     """llama.cpp logits at every position for the given token ids with LoRA adapters applied
     (each ADAPTER given as PATH:SCALE; loaded with llama_adapter_lora_init and set together with
     llama_set_adapters_lora, as llama.cpp's --lora A:scale does) → OUT ([n, n_vocab] f32)."""
-    import ctypes
-    import llama_cpp
     from llama_cpp import Llama
     ids = json.load(open(ids_json))
     llm = Llama(model_path=path, n_ctx=max(64, len(ids) + 8), n_threads=2, n_batch=512, logits_all=True, verbose=False)
+    set_adapters(llm, adapters)
+    llm.eval(ids)
+    np.array(llm.scores[: len(ids)], dtype="<f4").tofile(out)
+    print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab(), "adapters": len(adapters)}))
+
+
+def set_adapters(llm, adapters):
+    """Load PATH:SCALE adapters into llm's context (llama.cpp's --lora-scaled)."""
+    import ctypes
+    import llama_cpp
+    if not adapters:
+        return
     handles, scales = [], []
     for spec in adapters:
         p, _, sc = spec.rpartition(":")
@@ -311,18 +321,16 @@ def cmd_llama_logits_lora(path, ids_json, out, *adapters):
     if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, arr, len(handles), sarr):
         print("llama_set_adapters_lora failed", file=sys.stderr)
         sys.exit(4)
-    llm.eval(ids)
-    np.array(llm.scores[: len(ids)], dtype="<f4").tofile(out)
-    print(json.dumps({"n": len(ids), "n_vocab": llm.n_vocab(), "adapters": len(handles)}))
 
 
-def cmd_llama_perplexity(path, text_file, n_ctx):
+def cmd_llama_perplexity(path, text_file, n_ctx, *adapters):
     """llama.cpp's perplexity method (default mode) with llama.cpp computing the logits:
     tokenize with add_bos, chunks of n_ctx, BOS as each chunk's first token when the model adds
-    BOS, score positions n_ctx/2 .. n_ctx-2."""
+    BOS, score positions n_ctx/2 .. n_ctx-2. Optional ADAPTERS as PATH:SCALE."""
     from llama_cpp import Llama
     n_ctx = int(n_ctx)
     llm = Llama(model_path=path, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=2, logits_all=True, verbose=False)
+    set_adapters(llm, adapters)
     text = open(text_file, encoding="utf-8").read()
     toks = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
     add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else True
