@@ -321,6 +321,11 @@ impl<'m, 'a> Trainable<'m, 'a> {
                 inputs.push(xin);
             }
         }
+        // Past √f32::MAX a square overflows, RMS norm maps the row to zeros and the loss sits at
+        // ln(n_vocab) with a zero gradient: stop instead of training on silently (e.g. a huge --lr).
+        if let Some(v) = x.iter().find(|v| !(v.abs() < 1.8e19)) {
+            return Err(format!("the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr"));
+        }
         let mut xf = vec![0f32; x.len()];
         rms_norm(&x, &mut xf, c.n_embd, c.eps, Some(&m.output_norm));
         let Some(grads) = grads else {

@@ -155,6 +155,24 @@ pub struct DataPos {
     pub index: u64,
 }
 
+/// On resume, drop the metrics-log lines of steps after the checkpoint (a run that stopped
+/// after its last checkpoint logged steps that the resumed run repeats), atomically.
+fn keep_logged_steps(path: &Path, last: u64) -> Result<(), String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let step_of = |l: &str| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64());
+    let kept: String = text.lines().filter(|l| step_of(l).is_some_and(|s| s <= last)).map(|l| format!("{l}\n")).collect();
+    if kept.len() == text.len() {
+        return Ok(());
+    }
+    let tmp = crate::gguf::writer::tmp_path(path);
+    std::fs::write(&tmp, kept).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Optimizer steps a run makes.
 pub fn total_steps(opts: &TrainOptions, seqs_per_epoch: usize) -> u64 {
     let per_epoch = seqs_per_epoch.div_ceil(opts.grad_accum.max(1)) as f64;
@@ -223,6 +241,9 @@ pub fn train(
     let val_seqs = data.val_sequences();
     let tr = Trainable { model };
     let mut grads = lora.zeros_like();
+    if let (Some(p), true) = (&opts.log, start_step > 0) {
+        keep_logged_steps(p, start_step)?;
+    }
     let mut log = match &opts.log {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -257,7 +278,7 @@ pub fn train(
         if n_trained > 0 {
             let scale = 1.0 / n_trained as f32;
             for s in &owned {
-                let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale)?;
+                let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale).map_err(|e| format!("step {}: {e}", step + 1))?;
                 loss_sum += l;
             }
         }
@@ -276,12 +297,13 @@ pub fn train(
         let lr = opts.schedule.lr(opts.lr, step, total, opts.warmup);
         adam.update(&mut lora, &grads, lr);
         let done = step + 1;
+        // Throughput of the training step alone: validation below is not part of it.
+        let secs = t0.elapsed().as_secs_f64();
         let val_loss = if !val_seqs.is_empty() && ((opts.eval_every > 0 && done % opts.eval_every == 0) || done == total) {
             evaluate(model, &lora, &val_seqs)?
         } else {
             None
         };
-        let secs = t0.elapsed().as_secs_f64();
         let m = StepMetrics {
             step: done,
             loss,
