@@ -208,9 +208,10 @@ pub fn train(
     let alpha = stored_alpha(opts.alpha, opts.rank, opts.rslora);
     let targets: Vec<&str> = opts.targets.iter().map(|t| t.short()).collect();
     let fingerprint = format!(
-        "rank={} alpha={} rslora={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} train_samples={} train_tokens={} seqs_per_epoch={seqs_per_epoch}",
+        "rank={} alpha={} rslora={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} seq_len={} train_samples={} train_tokens={} train_trained_tokens={} seqs_per_epoch={seqs_per_epoch}",
         opts.rank, opts.alpha, opts.rslora, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
-        opts.grad_accum, opts.max_grad_norm, opts.seed, data.train.len(), data.stats.tokens
+        opts.grad_accum, opts.max_grad_norm, opts.seed, data.seq_len(), data.train.len(), data.stats.tokens,
+        data.train.iter().map(|s| s.n_trained()).sum::<usize>()
     );
     let (mut lora, mut adam, mut pos, mut history, start_step) = match resume {
         Some(ck) => {
@@ -257,6 +258,7 @@ pub fn train(
         None => None,
     };
     let started = Instant::now();
+    let live = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut smoothed: Option<f64> = history.last().map(|h| h.loss);
     let mut interrupted = false;
     for step in start_step..total {
@@ -277,7 +279,12 @@ pub fn train(
         let mut loss_sum = 0.0;
         if n_trained > 0 {
             let scale = 1.0 / n_trained as f32;
-            for s in &owned {
+            for (k, s) in owned.iter().enumerate() {
+                if live {
+                    // Live line on a terminal: which micro-batch of this step is running.
+                    eprint!("\rstep {}/{total} | sequence {}/{} of the step ({} tokens) ...   ", step + 1, k + 1, owned.len(), s.len());
+                    let _ = std::io::stderr().flush();
+                }
                 let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale).map_err(|e| format!("step {}: {e}", step + 1))?;
                 loss_sum += l;
             }
@@ -329,6 +336,9 @@ pub fn train(
             let eta = el / (done - start_step) as f64 * (total - done) as f64;
             let epoch_f = pos.epoch as f64 + pos.index as f64 / seqs_per_epoch.max(1) as f64;
             let val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
+            if live {
+                eprint!("\r\x1b[2K");
+            }
             eprintln!(
                 "step {done}/{total} | epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
                 loss,
