@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, matmul_backward_input, QMatrix};
+use super::vexp::exp_sub;
 
 /// Rows of logits computed at a time.
 pub const CHUNK: usize = 128;
@@ -71,21 +72,20 @@ fn row_loss(row: &mut [f32], target: i32, softcap: Option<f32>, scale: f32, grad
     }
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let zt = row[target as usize];
-    if !grad {
-        let sum: f64 = row.iter().map(|&z| (z - max).exp() as f64).sum();
-        return max as f64 + sum.ln() - zt as f64;
-    }
     match softcap {
         None => {
-            // exp(z − max) replaces z in place, so the backward needs no second exp.
-            let mut sum = 0f64;
-            for z in row.iter_mut() {
-                *z = (*z - max).exp();
-                sum += *z as f64;
+            // exp(z − max) replaces z in place (the row is scratch): one exp per logit.
+            exp_sub(row, max);
+            let sum: f64 = row.iter().map(|&p| p as f64).sum();
+            if grad {
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|p| *p *= scale * inv);
+                row[target as usize] -= scale;
             }
-            let inv = (1.0 / sum) as f32;
-            row.iter_mut().for_each(|p| *p *= scale * inv);
-            row[target as usize] -= scale;
+            max as f64 + sum.ln() - zt as f64
+        }
+        Some(_) if !grad => {
+            let sum: f64 = row.iter().map(|&z| (z - max).exp() as f64).sum();
             max as f64 + sum.ln() - zt as f64
         }
         Some(c) => {
