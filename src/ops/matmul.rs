@@ -103,6 +103,15 @@ fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
 /// with the micro-kernel. When there are fewer ranges than threads, the rows are also split
 /// and the partial sums added.
 pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+    backward_input_op::<false>(w, dy, dx)
+}
+
+/// [`matmul_backward_input`] accumulating: `dx += dy · W`.
+pub fn matmul_backward_input_add(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+    backward_input_op::<true>(w, dy, dx)
+}
+
+fn backward_input_op<const ADD: bool>(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     let (k, n) = (w.n_in, w.n_out);
     if k == 0 {
         return;
@@ -111,7 +120,9 @@ pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), t * k, "dx is not a whole number of rows");
     assert_eq!(dy.len(), t * n, "dy has the wrong size");
     if t == 0 || n == 0 {
-        dx.fill(0.0);
+        if !ADD {
+            dx.fill(0.0);
+        }
         return;
     }
     let bs = w.ty.block_size();
@@ -143,7 +154,11 @@ pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     for (c, part) in parts.iter().enumerate() {
         let (c0, c1) = (c * cw, ((c + 1) * cw).min(k));
         for (dst, src) in dx.chunks_exact_mut(k).zip(part.chunks_exact(c1 - c0)) {
-            dst[c0..c1].copy_from_slice(src);
+            if ADD {
+                dst[c0..c1].iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+            } else {
+                dst[c0..c1].copy_from_slice(src);
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::ops::activation::{glu_backward, glu_inplace};
 use crate::ops::attention::AttnShape;
 use crate::ops::attention_train::{attention_backward, attention_forward};
 use crate::ops::loss::cross_entropy;
-use crate::ops::matmul::matmul_backward_input;
+use crate::ops::matmul::{matmul_backward_input, matmul_backward_input_add};
 use crate::ops::norm::{rms_norm, rms_norm_backward};
 use crate::train::lora::{LoraSet, Target};
 use crate::train::prof::{span, Phase};
@@ -115,9 +115,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let w = self.model.weight(il, t);
         let sp = span(Phase::BwdMatmul);
         if accumulate {
-            let mut tmp = vec![0f32; dx.len()];
-            matmul_backward_input(w, dy, &mut tmp);
-            dx.iter_mut().zip(&tmp).for_each(|(a, &b)| *a += b);
+            matmul_backward_input_add(w, dy, dx);
         } else {
             matmul_backward_input(w, dy, dx);
         }
