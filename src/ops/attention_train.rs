@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 use super::attention::AttnShape;
 use super::matmul::{dot, gemm_f32_bt, gemm_f32_bt_add};
+use super::vexp::exp_sub;
 
 /// Query rows per block: scratch per thread is `BQ × T` scores (and as many `dp` in backward).
 pub const BQ: usize = 64;
@@ -33,6 +34,8 @@ struct Mask<'a> {
     seg: Option<&'a [u32]>,
     /// First position of each query's segment id (a lower bound for its keys).
     seg_lo: Vec<usize>,
+    /// Every segment id occupies one run of positions, so query `i` sees exactly `lo(i)..=i`.
+    contiguous: bool,
 }
 
 impl<'a> Mask<'a> {
@@ -45,7 +48,15 @@ impl<'a> Mask<'a> {
             }
             None => Vec::new(),
         };
-        Mask { window: s.window.unwrap_or(usize::MAX), seg, seg_lo }
+        let contiguous = seg.is_none_or(|sg| {
+            let mut seen = std::collections::HashSet::new();
+            sg.iter().enumerate().all(|(i, &id)| (i > 0 && sg[i - 1] == id) || seen.insert(id))
+        });
+        Mask { window: s.window.unwrap_or(usize::MAX), seg, seg_lo, contiguous }
+    }
+    /// The visible keys of query `i` as one range `lo..i+1`, when the mask is contiguous.
+    fn range(&self, i: usize) -> Option<(usize, usize)> {
+        self.contiguous.then(|| (self.lo(i), i + 1))
     }
     /// Smallest key index query `i` may see.
     fn lo(&self, i: usize) -> usize {
@@ -116,23 +127,41 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
     let group = s.n_head / s.n_head_kv;
     let (hd, vd) = (s.head_dim, s.v_dim);
     let (qw, kw, vw, ow) = (s.n_head * hd, s.n_head_kv * hd, s.n_head_kv * vd, s.n_head * vd);
-    let per_head: Vec<(Vec<f32>, Vec<f32>)> = (0..s.n_head)
+    // One task per (head, block of BQ query rows): enough tasks to balance two or more threads.
+    let n_qb = t.div_ceil(BQ);
+    let blocks: Vec<(Vec<f32>, Vec<f32>)> = (0..s.n_head * n_qb)
         .into_par_iter()
-        .map(|h| {
-            let kvh = h / group;
-            let mut o_h = vec![0f32; t * vd];
-            let mut lse_h = vec![f32::NEG_INFINITY; t];
-            let (mut sc, mut vt, mut packed) = (Vec::new(), Vec::new(), Vec::new());
-            transpose(&v[kvh * vd..], t, vd, vw, &mut vt);
-            for q0 in (0..t).step_by(BQ) {
+        .map_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(sc, vt, packed), task| {
+                let (h, q0) = (task / n_qb, task % n_qb * BQ);
+                let kvh = h / group;
                 let q1 = (q0 + BQ).min(t);
+                let mut o_h = vec![0f32; (q1 - q0) * vd];
+                let mut lse_h = vec![f32::NEG_INFINITY; q1 - q0];
                 let klo = key_range(&mask, q0, q1);
                 let l = q1 - klo;
+                transpose(&v[klo * vw + kvh * vd..], l, vd, vw, vt);
                 sc.resize((q1 - q0) * l, 0.0);
-                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, &mut sc, l, &mut packed);
+                gemm_f32_bt(&q[q0 * qw + h * hd..], qw, q1 - q0, &k[klo * kw + kvh * hd..], kw, l, hd, sc, l, packed);
                 for i in q0..q1 {
                     // scores → probabilities in place (0 where hidden)
                     let row = &mut sc[(i - q0) * l..(i - q0 + 1) * l];
+                    if let Some((lo, hi)) = mask.range(i) {
+                        let (a, b) = (lo - klo, hi - klo);
+                        row[..a].fill(0.0);
+                        row[b..].fill(0.0);
+                        let vis = &mut row[a..b];
+                        if let Some(c) = s.softcap {
+                            vis.iter_mut().for_each(|z| *z = c * (*z / c).tanh());
+                        }
+                        let max = vis.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let sum = exp_sub(vis, max);
+                        lse_h[i - q0] = max + sum.ln();
+                        let inv = 1.0 / sum;
+                        vis.iter_mut().for_each(|p| *p *= inv);
+                        continue;
+                    }
                     let mut max = f32::NEG_INFINITY;
                     for (j, z) in (klo..q1).zip(row.iter_mut()) {
                         *z = if mask.visible(i, j) { cap(*z, s.softcap).0 } else { f32::NEG_INFINITY };
@@ -147,20 +176,22 @@ pub fn attention_forward(s: AttnShape, q: &[f32], k: &[f32], v: &[f32], seg: Opt
                         *z = (*z - max).exp();
                         sum += *z;
                     }
-                    lse_h[i] = max + sum.ln();
+                    lse_h[i - q0] = max + sum.ln();
                     let inv = 1.0 / sum;
                     row.iter_mut().for_each(|p| *p *= inv);
                 }
                 // out_blk = P · V[klo..q1]
-                gemm_f32_bt(&sc, l, q1 - q0, &vt[klo..], t, vd, l, &mut o_h[q0 * vd..], vd, &mut packed);
-            }
-            (o_h, lse_h)
-        })
+                gemm_f32_bt(sc, l, q1 - q0, vt, l, vd, l, &mut o_h, vd, packed);
+                (o_h, lse_h)
+            },
+        )
         .collect();
-    for (h, (o_h, lse_h)) in per_head.iter().enumerate() {
-        for i in 0..t {
-            out[i * ow + h * vd..i * ow + (h + 1) * vd].copy_from_slice(&o_h[i * vd..(i + 1) * vd]);
-            lse[i * s.n_head + h] = lse_h[i];
+    for (task, (o_h, lse_h)) in blocks.iter().enumerate() {
+        let (h, q0) = (task / n_qb, task % n_qb * BQ);
+        for (r, (o, &ls)) in o_h.chunks_exact(vd).zip(lse_h).enumerate() {
+            let i = q0 + r;
+            out[i * ow + h * vd..i * ow + (h + 1) * vd].copy_from_slice(o);
+            lse[i * s.n_head + h] = ls;
         }
     }
 }
@@ -219,6 +250,16 @@ pub fn attention_backward(
                         continue;
                     }
                     let d_i = dot(&dout[i * ow + h * vd..i * ow + (h + 1) * vd], &out[i * ow + h * vd..i * ow + (h + 1) * vd]);
+                    if let (Some((lo, hi)), None) = (mask.range(i), s.softcap) {
+                        let (a, b) = (lo - klo, hi - klo);
+                        prow[..a].fill(0.0);
+                        prow[b..].fill(0.0);
+                        dsrow[..a].fill(0.0);
+                        dsrow[b..].fill(0.0);
+                        exp_sub(&mut prow[a..b], lse_i);
+                        dsrow[a..b].iter_mut().zip(&prow[a..b]).for_each(|(ds, &p)| *ds = p * (*ds - d_i));
+                        continue;
+                    }
                     for (j, (p, ds)) in (klo..q1).zip(prow.iter_mut().zip(dsrow.iter_mut())) {
                         if mask.visible(i, j) {
                             let (z, dcap) = cap(*p, s.softcap);
@@ -253,3 +294,4 @@ pub fn attention_backward(
         }
     }
 }
+

@@ -8,9 +8,10 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, matmul_backward_input, QMatrix};
+use super::vexp::exp_sub;
 
 /// Rows of logits computed at a time.
-pub const CHUNK: usize = 32;
+pub const CHUNK: usize = 128;
 
 /// Sum of `−log p(target)` over the rows whose target is ≥ 0, and their count.
 ///
@@ -70,18 +71,32 @@ fn row_loss(row: &mut [f32], target: i32, softcap: Option<f32>, scale: f32, grad
         row.iter_mut().for_each(|z| *z = c * (*z / c).tanh());
     }
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = row.iter().map(|&z| (z - max).exp() as f64).sum();
-    let loss = max as f64 + sum.ln() - row[target as usize] as f64;
-    if grad {
-        let inv = (1.0 / sum) as f32;
-        for (j, z) in row.iter_mut().enumerate() {
-            let mut g = (*z - max).exp() * inv - if j == target as usize { 1.0 } else { 0.0 };
-            if let Some(c) = softcap {
-                let th = *z / c;
-                g *= 1.0 - th * th;
+    let zt = row[target as usize];
+    match softcap {
+        None => {
+            // exp(z − max) replaces z in place (the row is scratch): one exp per logit.
+            exp_sub(row, max);
+            let sum: f64 = row.iter().map(|&p| p as f64).sum();
+            if grad {
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|p| *p *= scale * inv);
+                row[target as usize] -= scale;
             }
-            *z = scale * g;
+            max as f64 + sum.ln() - zt as f64
+        }
+        Some(_) if !grad => {
+            let sum: f64 = row.iter().map(|&z| (z - max).exp() as f64).sum();
+            max as f64 + sum.ln() - zt as f64
+        }
+        Some(c) => {
+            let sum: f64 = row.iter().map(|&z| (z - max).exp() as f64).sum();
+            let inv = (1.0 / sum) as f32;
+            for (j, z) in row.iter_mut().enumerate() {
+                let th = *z / c;
+                let g = (*z - max).exp() * inv - if j == target as usize { 1.0 } else { 0.0 };
+                *z = scale * g * (1.0 - th * th);
+            }
+            max as f64 + sum.ln() - zt as f64
         }
     }
-    loss
 }

@@ -103,6 +103,15 @@ fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
 /// with the micro-kernel. When there are fewer ranges than threads, the rows are also split
 /// and the partial sums added.
 pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+    backward_input_op::<false>(w, dy, dx)
+}
+
+/// [`matmul_backward_input`] accumulating: `dx += dy · W`.
+pub fn matmul_backward_input_add(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+    backward_input_op::<true>(w, dy, dx)
+}
+
+fn backward_input_op<const ADD: bool>(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     let (k, n) = (w.n_in, w.n_out);
     if k == 0 {
         return;
@@ -111,7 +120,9 @@ pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     assert_eq!(dx.len(), t * k, "dx is not a whole number of rows");
     assert_eq!(dy.len(), t * n, "dy has the wrong size");
     if t == 0 || n == 0 {
-        dx.fill(0.0);
+        if !ADD {
+            dx.fill(0.0);
+        }
         return;
     }
     let bs = w.ty.block_size();
@@ -143,7 +154,11 @@ pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
     for (c, part) in parts.iter().enumerate() {
         let (c0, c1) = (c * cw, ((c + 1) * cw).min(k));
         for (dst, src) in dx.chunks_exact_mut(k).zip(part.chunks_exact(c1 - c0)) {
-            dst[c0..c1].copy_from_slice(src);
+            if ADD {
+                dst[c0..c1].iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+            } else {
+                dst[c0..c1].copy_from_slice(src);
+            }
         }
     }
 }
@@ -273,6 +288,66 @@ fn gemm_bt_op<const ADD: bool>(
     }
 }
 
+/// Parallel f32 GEMM with B given row-major `[k × n]` (row stride `ldb`):
+/// `C[m×n] = op(A)·B` (or `+=` with `ADD`), `op(A)[i, kk] = a[i·lda + kk]`, or `a[kk·lda + i]`
+/// when `TA` (A stored `[k × m]`). C has row stride `ldc`.
+///
+/// Work is split into fixed tiles of C (48 rows × 64 columns), each computed whole by one task
+/// with a fixed summation order, so results do not depend on the number of threads.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_f32_kn<const TA: bool, const ADD: bool>(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &[f32],
+    ldb: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    const MB: usize = 8 * MR;
+    const NB: usize = 4 * NR;
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !ADD {
+            c.chunks_mut(ldc).take(m).for_each(|r| r[..n].fill(0.0));
+        }
+        return;
+    }
+    let a_need = if TA { (k - 1) * lda + m } else { (m - 1) * lda + k };
+    assert!(a.len() >= a_need && b.len() >= (k - 1) * ldb + n && c.len() >= (m - 1) * ldc + n, "gemm_f32_kn: operand sizes");
+    let (tm, tn) = (m.div_ceil(MB), n.div_ceil(NB));
+    let cp = SendPtr(c.as_mut_ptr());
+    let cp = &cp;
+    (0..tm * tn).into_par_iter().for_each_init(Vec::new, |packed: &mut Vec<f32>, tile| {
+        let (i0, j0) = (tile / tn * MB, tile % tn * NB);
+        let (i1, j1) = ((i0 + MB).min(m), (j0 + NB).min(n));
+        let n_sl = (j1 - j0).div_ceil(NR);
+        packed.resize(n_sl * NR * k, 0.0);
+        for (s, sl) in packed.chunks_exact_mut(NR * k).enumerate() {
+            let (c0, nc) = (j0 + s * NR, NR.min(j1 - j0 - s * NR));
+            for (kk, d) in sl.chunks_exact_mut(NR).enumerate() {
+                d[..nc].copy_from_slice(&b[kk * ldb + c0..kk * ldb + c0 + nc]);
+                d[nc..].fill(0.0);
+            }
+        }
+        for r0 in (i0..i1).step_by(MR) {
+            let mr = MR.min(i1 - r0);
+            let a_off = if TA { r0 } else { r0 * lda };
+            for s in 0..n_sl {
+                let nr = NR.min(j1 - j0 - s * NR);
+                // SAFETY: tiles are disjoint and inside C (asserted above).
+                unsafe {
+                    kernel_gen::<ADD, TA>(mr, nr, k, &a[a_off..], lda, &packed[s * NR * k..(s + 1) * NR * k], cp.0.add(r0 * ldc + j0 + s * NR), ldc)
+                };
+            }
+        }
+    });
+}
+
 /// Repack `nrows` rows of length k into slivers of 16 rows, each `[k][16]`, zero-padded.
 fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
     for (s, sl) in out.chunks_exact_mut(NR * k).enumerate() {
@@ -307,24 +382,34 @@ unsafe fn kernel(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32
 /// As [`kernel`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_op<const ADD: bool>(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
+    kernel_gen::<ADD, false>(mr, nr, k, a, lda, b, c, ldc)
+}
+
+/// The micro-kernel with the A operand optionally transposed: element `(i, kk)` of A is
+/// `a[i·lda + kk]`, or `a[kk·lda + i]` when `TA`.
+///
+/// # Safety
+/// As [`kernel`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel_gen<const ADD: bool, const TA: bool>(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
     let mut acc = [0f32; MR * NR];
     #[cfg(target_arch = "x86_64")]
     {
         if crate::quant::simd_enabled() {
             match mr {
-                6 => avx2_kernel::<6>(k, a, lda, b, &mut acc),
-                5 => avx2_kernel::<5>(k, a, lda, b, &mut acc),
-                4 => avx2_kernel::<4>(k, a, lda, b, &mut acc),
-                3 => avx2_kernel::<3>(k, a, lda, b, &mut acc),
-                2 => avx2_kernel::<2>(k, a, lda, b, &mut acc),
-                _ => avx2_kernel::<1>(k, a, lda, b, &mut acc),
+                6 => avx2_kernel::<6, TA>(k, a, lda, b, &mut acc),
+                5 => avx2_kernel::<5, TA>(k, a, lda, b, &mut acc),
+                4 => avx2_kernel::<4, TA>(k, a, lda, b, &mut acc),
+                3 => avx2_kernel::<3, TA>(k, a, lda, b, &mut acc),
+                2 => avx2_kernel::<2, TA>(k, a, lda, b, &mut acc),
+                _ => avx2_kernel::<1, TA>(k, a, lda, b, &mut acc),
             }
         } else {
-            scalar_kernel(mr, k, a, lda, b, &mut acc);
+            scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    scalar_kernel(mr, k, a, lda, b, &mut acc);
+    scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
     for i in 0..mr {
         for j in 0..nr {
             if ADD {
@@ -337,11 +422,11 @@ unsafe fn kernel_op<const ADD: bool>(mr: usize, nr: usize, k: usize, a: &[f32], 
 }
 
 /// Scalar twin of the micro-kernel (reference and fallback).
-fn scalar_kernel(mr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
+fn scalar_kernel<const TA: bool>(mr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
     for kk in 0..k {
         let bv = &b[kk * NR..kk * NR + NR];
         for i in 0..mr {
-            let av = a[i * lda + kk];
+            let av = if TA { a[kk * lda + i] } else { a[i * lda + kk] };
             for j in 0..NR {
                 acc[i * NR + j] += av * bv[j];
             }
@@ -351,9 +436,14 @@ fn scalar_kernel(mr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mu
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_kernel<const M: usize>(k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
+unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
     use std::arch::x86_64::*;
-    assert!(a.len() >= (M - 1) * lda + k && b.len() >= k * NR);
+    if TA {
+        assert!(k == 0 || a.len() >= (k - 1) * lda + M);
+    } else {
+        assert!(a.len() >= (M - 1) * lda + k);
+    }
+    assert!(b.len() >= k * NR);
     let mut c0 = [_mm256_setzero_ps(); M];
     let mut c1 = [_mm256_setzero_ps(); M];
     let ap = a.as_ptr();
@@ -362,7 +452,7 @@ unsafe fn avx2_kernel<const M: usize>(k: usize, a: &[f32], lda: usize, b: &[f32]
         let b0 = _mm256_loadu_ps(bp.add(kk * NR));
         let b1 = _mm256_loadu_ps(bp.add(kk * NR + 8));
         for i in 0..M {
-            let av = _mm256_broadcast_ss(&*ap.add(i * lda + kk));
+            let av = _mm256_broadcast_ss(&*ap.add(if TA { kk * lda + i } else { i * lda + kk }));
             c0[i] = _mm256_fmadd_ps(av, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
         }

@@ -9,3 +9,4 @@ pub mod loss;
 pub mod matmul;
 pub mod norm;
 pub mod rope;
+pub mod vexp;

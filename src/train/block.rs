@@ -20,9 +20,10 @@ use crate::ops::activation::{glu_backward, glu_inplace};
 use crate::ops::attention::AttnShape;
 use crate::ops::attention_train::{attention_backward, attention_forward};
 use crate::ops::loss::cross_entropy;
-use crate::ops::matmul::matmul_backward_input;
+use crate::ops::matmul::{matmul_backward_input, matmul_backward_input_add};
 use crate::ops::norm::{rms_norm, rms_norm_backward};
 use crate::train::lora::{LoraSet, Target};
+use crate::train::prof::{span, Phase};
 
 /// One training sequence as the model sees it.
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +86,11 @@ impl<'m, 'a> Trainable<'m, 'a> {
 
     /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA; returns the LoRA code.
     fn proj(&self, lora: &LoraSet, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
-        self.model.project(il, t, x, y);
+        {
+            let _s = span(Phase::FwdMatmul);
+            self.model.project(il, t, x, y);
+        }
+        let _s = span(Phase::FwdLora);
         match lora.get(il, t) {
             Some(p) => p.forward_add(x, lora.scale(p), y),
             None => Vec::new(),
@@ -108,13 +113,14 @@ impl<'m, 'a> Trainable<'m, 'a> {
         accumulate: bool,
     ) {
         let w = self.model.weight(il, t);
+        let sp = span(Phase::BwdMatmul);
         if accumulate {
-            let mut tmp = vec![0f32; dx.len()];
-            matmul_backward_input(w, dy, &mut tmp);
-            dx.iter_mut().zip(&tmp).for_each(|(a, &b)| *a += b);
+            matmul_backward_input_add(w, dy, dx);
         } else {
             matmul_backward_input(w, dy, dx);
         }
+        drop(sp);
+        let _s = span(Phase::BwdLora);
         for (set, user_scale) in &self.model.adapters {
             if let Some(p) = set.get(il, t) {
                 // Frozen applied adapter: input gradient only.
@@ -163,7 +169,10 @@ impl<'m, 'a> Trainable<'m, 'a> {
         q.iter_mut().for_each(|a| *a *= c.attn_scale);
         let mut attn = vec![0f32; t * ad];
         let mut lse = vec![0f32; t * c.n_head];
-        attention_forward(self.attn_shape(il), &q, &k, &v, seq.segments, &mut attn, &mut lse);
+        {
+            let _s = span(Phase::FwdAttn);
+            attention_forward(self.attn_shape(il), &q, &k, &v, seq.segments, &mut attn, &mut lse);
+        }
         let mut o_pre = vec![0f32; t * e];
         codes[3] = self.proj(lora, il, Target::O, &attn, &mut o_pre);
         let mut x1 = x.to_vec();
@@ -238,7 +247,9 @@ impl<'m, 'a> Trainable<'m, 'a> {
         self.proj_backward(lora, grads, il, Target::Gate, &s.xn2, &s.codes[4], &dgate, &mut dxn2, false);
         self.proj_backward(lora, grads, il, Target::Up, &s.xn2, &s.codes[5], &dup, &mut dxn2, true);
         let mut g = vec![0f32; t * e];
+        let sp = span(Phase::BwdNorm);
         rms_norm_backward(&s.x1, Some(&l.ffn_norm), e, c.eps, &dxn2, &mut g);
+        drop(sp);
         dx1.iter_mut().zip(&g).for_each(|(a, &b)| *a += b);
 
         // x1 = x + post_attn_norm(o_pre)
@@ -256,6 +267,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut dq = vec![0f32; t * qd];
         let mut dk = vec![0f32; t * kd];
         let mut dv = vec![0f32; t * vvd];
+        let sp = span(Phase::BwdAttn);
         attention_backward(
             self.attn_shape(il),
             &s.q,
@@ -269,6 +281,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
             &mut dk,
             &mut dv,
         );
+        drop(sp);
         dq.iter_mut().for_each(|a| *a *= c.attn_scale);
         let rope = m.rope_for(il);
         rope.apply_backward_positions(&mut dq, c.n_head, hd, seq.positions);
@@ -288,6 +301,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         self.proj_backward(lora, grads, il, Target::K, &s.xn1, &s.codes[1], &dk, &mut dxn1, true);
         self.proj_backward(lora, grads, il, Target::V, &s.xn1, &s.codes[2], &dv, &mut dxn1, true);
         let mut g = vec![0f32; t * e];
+        let _s = span(Phase::BwdNorm);
         rms_norm_backward(x, Some(&l.attn_norm), e, c.eps, &dxn1, &mut g);
         dx.iter_mut().zip(&g).for_each(|(a, &b)| *a += b);
         dx
@@ -311,6 +325,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         if let Some(&bad) = seq.labels.iter().find(|&&l| l >= c.n_vocab as i32) {
             return Err(format!("label {bad} is outside the vocabulary (size {})", c.n_vocab));
         }
+        let sp = span(Phase::Forward);
         let mut x = m.embed(seq.tokens)?;
         let keep = grads.is_some();
         let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(if keep { c.n_layer } else { 0 });
@@ -326,6 +341,8 @@ impl<'m, 'a> Trainable<'m, 'a> {
         if let Some(v) = x.iter().find(|v| !(v.abs() < 1.8e19)) {
             return Err(format!("the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr"));
         }
+        drop(sp);
+        let sp = span(Phase::Loss);
         let mut xf = vec![0f32; x.len()];
         rms_norm(&x, &mut xf, c.n_embd, c.eps, Some(&m.output_norm));
         let Some(grads) = grads else {
@@ -335,10 +352,13 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let (loss, count) = cross_entropy(&m.output, c.final_softcap, &xf, seq.labels, scale, Some(&mut dxf));
         let mut dx = vec![0f32; x.len()];
         rms_norm_backward(&x, Some(&m.output_norm), c.n_embd, c.eps, &dxf, &mut dx);
-        drop((xf, dxf, x));
+        drop((xf, dxf, x, sp));
         for il in (0..c.n_layer).rev() {
             let xin = inputs.pop().expect("one input per layer");
+            let sp = span(Phase::Recompute);
             let (_, saved) = self.forward_block(lora, il, &xin, seq);
+            drop(sp);
+            let _s = span(Phase::Backward);
             dx = self.backward_block(lora, grads, il, &xin, &saved, seq, &dx);
         }
         Ok((loss, count))

@@ -5,9 +5,7 @@
 //! row `x` becomes `y = W·x + s · B·(A·x)`. Forward and backward sit side by side with the same
 //! shapes; activations are `[T, features]` row-major f32.
 
-use rayon::prelude::*;
-
-use crate::ops::matmul::dot;
+use crate::ops::matmul::gemm_f32_kn;
 
 /// The projections a LoRA can target, with their GGUF tensor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,23 +118,19 @@ impl LoraPair {
     pub fn down(&self, x: &[f32]) -> Vec<f32> {
         let (r, n_in) = (self.r, self.n_in);
         let t = x.len() / n_in;
+        let at = transpose(&self.a, r, n_in);
         let mut u = vec![0f32; t * r];
-        u.par_chunks_mut(r).zip(x.par_chunks(n_in)).for_each(|(ur, xr)| {
-            for (j, uj) in ur.iter_mut().enumerate() {
-                *uj = dot(xr, &self.a[j * n_in..(j + 1) * n_in]);
-            }
-        });
+        gemm_f32_kn::<false, false>(x, n_in, t, &at, r, r, n_in, &mut u, r);
         u
     }
 
     /// `y += s · u·Bᵀ` for `u` from [`down`](Self::down).
     pub fn up_add(&self, u: &[f32], s: f32, y: &mut [f32]) {
         let (r, n_out) = (self.r, self.n_out);
-        y.par_chunks_mut(n_out).zip(u.par_chunks(r)).for_each(|(yr, ur)| {
-            for (o, yo) in yr.iter_mut().enumerate() {
-                *yo += s * dot(ur, &self.b[o * r..(o + 1) * r]);
-            }
-        });
+        let t = u.len() / r.max(1);
+        let bt = transpose(&self.b, n_out, r);
+        let us: Vec<f32> = u.iter().map(|&v| s * v).collect();
+        gemm_f32_kn::<false, true>(&us, r, t, &bt, n_out, n_out, r, y, n_out);
     }
 
     /// Forward: `y += s · B·(A·x)` for each row; returns `u = x·Aᵀ` for the backward.
@@ -154,44 +148,29 @@ impl LoraPair {
         let t = x.len() / n_in;
         // du[t, j] = s · Σ_o dy[t, o] · B[o, j]
         let mut du = vec![0f32; t * r];
-        du.par_chunks_mut(r).zip(dy.par_chunks(n_out)).for_each(|(dur, dyr)| {
-            for (o, &g) in dyr.iter().enumerate() {
-                if g != 0.0 {
-                    let brow = &self.b[o * r..(o + 1) * r];
-                    dur.iter_mut().zip(brow).for_each(|(d, &b)| *d += g * b);
-                }
-            }
-            dur.iter_mut().for_each(|d| *d *= s);
-        });
-        // grad.b[o, j] += s · Σ_t dy[t, o] · u[t, j]
-        grad.b.par_chunks_mut(r).enumerate().for_each(|(o, gb)| {
-            for tt in 0..t {
-                let g = s * dy[tt * n_out + o];
-                if g != 0.0 {
-                    gb.iter_mut().zip(&u[tt * r..(tt + 1) * r]).for_each(|(b, &uu)| *b += g * uu);
-                }
-            }
-        });
+        gemm_f32_kn::<false, false>(dy, n_out, t, &self.b, r, r, n_out, &mut du, r);
+        du.iter_mut().for_each(|d| *d *= s);
+        // grad.b[o, j] += Σ_t dy[t, o] · (s·u[t, j])
+        let us: Vec<f32> = u.iter().map(|&v| s * v).collect();
+        gemm_f32_kn::<true, true>(dy, n_out, n_out, &us, r, r, t, &mut grad.b, r);
         // grad.a[j, i] += Σ_t du[t, j] · x[t, i]
-        grad.a.par_chunks_mut(n_in).enumerate().for_each(|(j, ga)| {
-            for tt in 0..t {
-                let g = du[tt * r + j];
-                if g != 0.0 {
-                    ga.iter_mut().zip(&x[tt * n_in..(tt + 1) * n_in]).for_each(|(a, &xx)| *a += g * xx);
-                }
-            }
-        });
+        gemm_f32_kn::<true, true>(&du, r, r, x, n_in, n_in, t, &mut grad.a, n_in);
         // dx[t, i] += Σ_j du[t, j] · A[j, i]
         if let Some(dx) = dx {
-            dx.par_chunks_mut(n_in).zip(du.par_chunks(r)).for_each(|(dxr, dur)| {
-                for (j, &g) in dur.iter().enumerate() {
-                    if g != 0.0 {
-                        dxr.iter_mut().zip(&self.a[j * n_in..(j + 1) * n_in]).for_each(|(d, &a)| *d += g * a);
-                    }
-                }
-            });
+            gemm_f32_kn::<false, true>(&du, r, t, &self.a, n_in, n_in, r, dx, n_in);
         }
     }
+}
+
+/// `[rows × cols]` row-major → `[cols × rows]`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for (i, row) in m.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
 }
 
 /// LoRA pairs of a whole model: per layer, the adapted targets with their pairs.

@@ -11,4 +11,5 @@ pub mod lora;
 pub mod optim;
 pub mod plan;
 pub mod plot;
+pub mod prof;
 pub mod trainer;

@@ -1,0 +1,80 @@
+//! One training step (forward + loss + checkpointed backward) of a 512-token sequence on
+//! SmolLM2-135M Q4_1 with LoRA r16 on all seven projections, broken down by phase.
+//! Run: `cargo bench --bench train_step` (env: TRAIN_BENCH_MODEL, TRAIN_BENCH_THREADS (2),
+//! TRAIN_BENCH_REPS (3), TRAIN_BENCH_SEQ (512)).
+//!
+//! B matrices are filled with small random values so the LoRA backward does its full work (a
+//! fresh adapter has B = 0, which skips most of it). Timings are the median over reps.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use finetune::gguf::GgufModel;
+use finetune::model::Model;
+use finetune::train::block::{SeqView, Trainable};
+use finetune::train::lora::{SplitMix64, Target};
+use finetune::train::prof::{self, Phase, PHASES};
+use finetune::train::trainer::init_lora;
+
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = std::env::var("TRAIN_BENCH_MODEL").map(PathBuf::from).unwrap_or(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let threads: usize = env_or("TRAIN_BENCH_THREADS", 2);
+    let reps: usize = env_or("TRAIN_BENCH_REPS", 3);
+    let t: usize = env_or("TRAIN_BENCH_SEQ", 512);
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
+    let g = GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let model = Model::load(&g).expect("model");
+    let nv = model.cfg.n_vocab as u64;
+    let mut lora = init_lora(&model, &Target::ALL, 16, 32.0, 7);
+    let mut rng = SplitMix64(11);
+    for l in &mut lora.layers {
+        for (_, p) in l.iter_mut() {
+            p.b.iter_mut().for_each(|b| *b = ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32);
+        }
+    }
+    let mut grads = lora.zeros_like();
+    let tokens: Vec<u32> = (0..t).map(|_| (rng.next_u64() % nv) as u32).collect();
+    let labels: Vec<i32> = (0..t).map(|i| if i + 1 < t { tokens[i + 1] as i32 } else { -1 }).collect();
+    let positions: Vec<u32> = (0..t as u32).collect();
+    let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
+    let tr = Trainable { model: &model };
+
+    let _ = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0).expect("warm-up");
+    prof::set_enabled(true);
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
+    let mut total = Vec::new();
+    for _ in 0..reps {
+        prof::reset();
+        let t0 = Instant::now();
+        let _ = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0).expect("step");
+        total.push(t0.elapsed().as_secs_f64());
+        for (i, p) in PHASES.iter().enumerate() {
+            per[i].push(prof::seconds(*p));
+        }
+    }
+    prof::set_enabled(false);
+    let tot = median(total);
+    println!("train_step: {} seq {t}, r16 all targets, {threads} threads, median of {reps}", path.display());
+    println!("| phase | ms | % of step |");
+    println!("|---|---:|---:|");
+    for (i, p) in PHASES.iter().enumerate() {
+        let s = median(per[i].clone());
+        let name = match p {
+            Phase::Forward | Phase::Loss | Phase::Recompute | Phase::Backward => format!("{p:?}"),
+            _ => format!("  {p:?}"),
+        };
+        println!("| {name} | {:.1} | {:.1}% |", s * 1e3, 100.0 * s / tot);
+    }
+    println!("| total step | {:.1} | 100% |", tot * 1e3);
+    println!("train tok/s (one sequence fwd+bwd): {:.1}", t as f64 / tot);
+}
