@@ -11,6 +11,7 @@ Usage: python torch_cpu_stubs.py   (run with the venv's python; needs readelf an
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,8 @@ def verneed(path):
 
 
 def system_libs():
-    out = subprocess.run(["ldconfig", "-p"], check=True, capture_output=True, text=True).stdout
+    exe = shutil.which("ldconfig") or "/sbin/ldconfig"
+    out = subprocess.run([exe, "-p"], check=True, capture_output=True, text=True).stdout
     libs = {}
     for line in out.splitlines():
         m = re.match(r"\s*(\S+) \(([^)]*)\) => (\S+)", line)
