@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's whole test suite, as CI runs it: install the oracles (gguf, llama-cpp-python;
-# cached outside the clone), fetch the real test models (sha256-checked), then run every test.
+# The project's whole test suite, as CI runs it: install the oracles (gguf, llama-cpp-python,
+# CPU torch + transformers + peft; cached outside the clone), fetch the real test models (sha256-checked), then run every test.
 # A missing oracle or model fails the run; nothing is skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -29,7 +29,7 @@ pub fn python() -> PathBuf {
     }
     let p = cache_dir().join("venv/bin/python");
     assert!(
-        p.exists() && cache_dir().join("venv/.oracle-v1").exists(),
+        p.exists() && cache_dir().join("venv/.oracle-v2").exists(),
         "ORACLE MISSING: {} not set up. Run `bash tests/oracle/setup.sh` (the README's test command does).",
         p.display()
     );

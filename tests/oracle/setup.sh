@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install the reference implementations (oracles) into a venv kept outside the clone:
-#   gguf (ggml's own numpy decoders/encoders), numpy, llama-cpp-python (real llama.cpp, built from source).
+#   gguf (ggml's own numpy decoders/encoders), numpy, llama-cpp-python (real llama.cpp, built from source);
+#   v2 adds PyTorch (CPU) + transformers + peft for the LoRA training reference (tests/peft.rs).
 # Prints nothing on success but the venv's python path on stdout. Idempotent: reuses the venv when complete.
 set -euo pipefail
 root="${FINETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/finetune}"
 venv="$root/venv"
 py=python3
-stamp="$venv/.oracle-v1"
-if [ ! -f "$stamp" ]; then
+if [ ! -f "$venv/.oracle-v1" ]; then
   echo "oracle: creating $venv (first run builds llama.cpp, ~10 min on 2 cores)" >&2
   "$py" -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
@@ -15,6 +15,22 @@ if [ ! -f "$stamp" ]; then
   CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON}" \
     "$venv/bin/python" -m pip install --quiet "llama-cpp-python==0.3.36" >&2
   "$venv/bin/python" -c "import gguf, numpy, llama_cpp" >&2
-  touch "$stamp"
+  touch "$venv/.oracle-v1"
+fi
+if [ ! -f "$venv/.oracle-v2" ]; then
+  # PyPI's Linux torch wheel (539 MB) is a CUDA build whose dependencies add ~2.3 GB more of
+  # nvidia-*/triton wheels (2.8 GB download, 5.6 GB installed). The oracle runs on CPU only, so
+  # torch, accelerate, transformers and peft go in with --no-deps, their pure-Python/CPU
+  # dependencies are listed here, and torch_cpu_stubs.py builds stand-ins for the CUDA sonames.
+  echo "oracle: adding torch (CPU) + transformers + peft to $venv (~600 MB download)" >&2
+  pip() { "$venv/bin/python" -m pip install --quiet "$@" >&2; }
+  pip --no-deps "torch==2.15.0" "accelerate==1.15.0" "transformers==5.23.0" "peft==0.21.2"
+  pip "filelock" "typing-extensions>=4.13.0" "setuptools>=77.0.3" "sympy>=1.13.3" "networkx>=2.5.1" \
+    "jinja2" "fsspec>=0.8.5" "huggingface-hub>=1.31.0,<3.0" "packaging>=20.0" "pyyaml>=5.1" \
+    "regex>=2025.10.22" "tokenizers>=0.23.1,<0.24.0" "typer" "safetensors>=0.8.0" "tqdm>=4.60" "psutil"
+  "$venv/bin/python" "$(dirname "$0")/torch_cpu_stubs.py"
+  "$venv/bin/python" -c "import torch, transformers, peft; assert not torch.cuda.is_available(); \
+torch.ones(2, requires_grad=True).sum().backward()" >&2
+  touch "$venv/.oracle-v2"
 fi
 echo "$venv/bin/python"
