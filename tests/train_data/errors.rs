@@ -50,7 +50,7 @@ fn file_and_record_errors_name_file_and_line() {
             "unknown_format.jsonl",
             lines(&[r#"{"question": "a", "answer": "b"}"#, GOOD]),
             1,
-            vec!["unknown record format", r#""answer", "question""#, r#"{"prompt","response"}"#, r#"{"messages""#, r#"{"text"}"#, "alpaca", "dolly"],
+            vec!["unknown record format", r#""question", "answer""#, r#"{"prompt","response"}"#, r#"{"messages""#, r#"{"text"}"#, "alpaca", "dolly"],
         ),
         ("empty.jsonl", vec![], 1, vec!["no records"]),
         ("blank.jsonl", b"\n   \n\r\n".to_vec(), 1, vec!["no records", "blank"]),
