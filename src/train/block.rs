@@ -65,6 +65,18 @@ fn add_bias(buf: &mut [f32], b: &Option<Vec<f32>>) {
     }
 }
 
+/// `x += post_norm(y)` (or `x += y` without a post-norm), row width `n`.
+fn add_residual(x: &mut [f32], y: &[f32], post_norm: Option<&[f32]>, n: usize, eps: f32) {
+    match post_norm {
+        Some(w) => {
+            let mut normed = vec![0f32; y.len()];
+            rms_norm(y, &mut normed, n, eps, Some(w));
+            x.iter_mut().zip(&normed).for_each(|(a, &b)| *a += b);
+        }
+        None => x.iter_mut().zip(y).for_each(|(a, &b)| *a += b),
+    }
+}
+
 /// Context for running blocks of one model with one trainable LoRA set.
 pub struct Trainable<'m, 'a> {
     /// The frozen model (weights memory-mapped and quantized).
@@ -176,14 +188,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut o_pre = vec![0f32; t * e];
         codes[3] = self.proj(lora, il, Target::O, &attn, &mut o_pre);
         let mut x1 = x.to_vec();
-        match &l.post_attn_norm {
-            Some(w) => {
-                let mut o = vec![0f32; t * e];
-                rms_norm(&o_pre, &mut o, e, c.eps, Some(w));
-                x1.iter_mut().zip(&o).for_each(|(a, &b)| *a += b);
-            }
-            None => x1.iter_mut().zip(&o_pre).for_each(|(a, &b)| *a += b),
-        }
+        add_residual(&mut x1, &o_pre, l.post_attn_norm.as_deref(), e, c.eps);
 
         let mut xn2 = vec![0f32; t * e];
         rms_norm(&x1, &mut xn2, e, c.eps, Some(&l.ffn_norm));
@@ -196,14 +201,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut d_pre = vec![0f32; t * e];
         codes[6] = self.proj(lora, il, Target::Down, &h, &mut d_pre);
         let mut out = x1.clone();
-        match &l.post_ffw_norm {
-            Some(w) => {
-                let mut d = vec![0f32; t * e];
-                rms_norm(&d_pre, &mut d, e, c.eps, Some(w));
-                out.iter_mut().zip(&d).for_each(|(a, &b)| *a += b);
-            }
-            None => out.iter_mut().zip(&d_pre).for_each(|(a, &b)| *a += b),
-        }
+        add_residual(&mut out, &d_pre, l.post_ffw_norm.as_deref(), e, c.eps);
         let saved = Saved { xn1, q_pre, k_pre, q, k, v, attn, lse, o_pre, x1, xn2, gate, up, h, d_pre, codes };
         (out, saved)
     }
