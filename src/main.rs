@@ -206,6 +206,16 @@ enum Command {
         #[arg(long = "type", default_value = "same")]
         ty: String,
     },
+    /// Convert an adapter: to a PEFT directory, to an Ollama Modelfile, or combine several adapters into one.
+    #[command(after_help = "Examples:\n  \
+        finetune export --peft samurai-peft --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
+        finetune export --ollama samurai-ollama --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
+        finetune export --merge-adapters samurai.gguf yaml.gguf:0.5 --out both.gguf")]
+    Export(cmd::export::ExportArgs),
+    /// Convert a PEFT adapter directory (Hugging Face) into a GGUF LoRA adapter for this model.
+    #[command(after_help = "Example:\n  \
+        finetune import --peft samurai-peft --model models/SmolLM2-135M-Instruct.Q4_1.gguf --out samurai.gguf")]
+    Import(cmd::export::ImportArgs),
     /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
     #[command(after_help = "Examples:\n  \
         finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
@@ -271,6 +281,8 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Perplexity { model, file, ctx, lora } => cmd::perplexity::run(model, file, ctx, lora),
         Command::Merge { model, lora, out, ty } => cmd::merge::run(model, lora, out, ty),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Import(a) => cmd::export::run_import(a),
         Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
             cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
         }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod merge;

@@ -1,0 +1,77 @@
+//! `finetune export` (adapter → PEFT directory, Ollama Modelfile, several adapters → one) and
+//! `finetune import` (PEFT directory → GGUF adapter).
+//!
+//! One file per destination: [`peft`] (both directions), [`ollama`], [`combine`].
+
+pub mod combine;
+pub mod ollama;
+pub mod peft;
+
+use std::path::PathBuf;
+
+/// Options of `finetune export`; exactly one of `--peft`, `--ollama`, `--merge-adapters`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["peft", "ollama", "merge_adapters"])))]
+pub struct ExportArgs {
+    /// Write a PEFT adapter directory (adapter_model.safetensors + adapter_config.json).
+    #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
+    pub peft: Option<PathBuf>,
+    /// Write an Ollama Modelfile into DIR (FROM the base, ADAPTER the adapter, TEMPLATE, stops).
+    #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
+    pub ollama: Option<PathBuf>,
+    /// Combine these adapters (`A.gguf` or `A.gguf:SCALE`) into one file (--out), ranks concatenated.
+    #[arg(long, value_name = "A.gguf[:SCALE]", num_args = 1.., requires = "out")]
+    pub merge_adapters: Vec<String>,
+    /// The base GGUF model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The GGUF LoRA adapter to export.
+    #[arg(long, value_name = "A.gguf")]
+    pub lora: Option<PathBuf>,
+    /// Output file (with --merge-adapters).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// System message for the Modelfile's SYSTEM line (with --ollama).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// `base_model_name_or_path` written to adapter_config.json (with --peft; default: the base's
+    /// `general.name` / file name).
+    #[arg(long)]
+    pub base_name: Option<String>,
+    /// Storage type of the combined adapter (with --merge-adapters): F32, F16, BF16, Q8_0.
+    #[arg(long, default_value = "F32")]
+    pub adapter_type: String,
+}
+
+/// Options of `finetune import`.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub peft: PathBuf,
+    /// The base GGUF model the adapter was trained on.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output GGUF adapter.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Storage type of the written adapter: F32, F16, BF16, Q8_0.
+    #[arg(long, default_value = "F32")]
+    pub adapter_type: String,
+}
+
+/// Run `finetune export`.
+pub fn run(a: ExportArgs) -> Result<(), String> {
+    if let Some(dir) = a.peft.clone() {
+        return peft::export(&a, &dir);
+    }
+    if let Some(dir) = a.ollama.clone() {
+        return ollama::export(&a, &dir);
+    }
+    combine::run(&a)
+}
+
+/// Run `finetune import`.
+pub fn run_import(a: ImportArgs) -> Result<(), String> {
+    peft::import(&a)
+}
