@@ -5,6 +5,7 @@
 //! 1. a random adapter (all 7 targets, r 8, alpha 16, A and B non-zero) written by our
 //!    `write_adapter` → `finetune export --peft` → `PeftModel.from_pretrained`: PEFT's log-probs
 //!    match our engine's with the GGUF adapter applied;
+//!    likewise one with mixed ranks and alpha 0 (`rank_pattern`/`alpha_pattern` in the config);
 //! 2. export → import gives back the F32 (and F16/BF16) GGUF adapter byte for byte;
 //! 3. adapters made by PEFT (`get_peft_model`, random A and B, `save_pretrained`; plain, with
 //!    `use_rslora`, and with rank/alpha patterns) → `finetune import` → our log-probs match
@@ -34,6 +35,8 @@ const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran int
 
 /// Largest per-position relative difference of log-prob vectors we accept.
 const REL_BOUND: f64 = 1e-3;
+/// Largest absolute difference of the log-prob of the actual next token we accept.
+const NEXT_BOUND: f64 = 1e-3;
 
 fn log_softmax(row: &[f32]) -> Vec<f64> {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
@@ -127,6 +130,7 @@ fn check(tag: &str, our: &[f32], theirs: &[f32], base_theirs: &[f32], nv: usize,
          adapter effect in PEFT rel L2 max {eff_max:.2e} mean {eff_mean:.2e}, next-token |Δ| max {eff_next:.2e}"
     );
     assert!(max_rel < REL_BOUND, "{tag}: log-probs differ from PEFT's by {max_rel:.3e} (rel L2) > {REL_BOUND}");
+    assert!(next < NEXT_BOUND, "{tag}: a next-token log-prob differs from PEFT's by {next:.3e} > {NEXT_BOUND}");
     assert!(
         eff_mean > 20.0 * max_rel && eff_next > 20.0 * next,
         "{tag}: the adapter's effect ({eff_mean:.3e}, {eff_next:.3e}) is not well above our mismatch ({max_rel:.3e}, {next:.3e})"
@@ -159,13 +163,33 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     println!("{}", run_ok(&["import", "--peft", s(&exported), "--model", s(model_path), "--out", s(&back)]).trim());
     assert!(std::fs::read(&back).unwrap() == std::fs::read(&adapter).unwrap(), "export → import is not byte-identical");
 
+    // Mixed ranks and alpha 0 (llama.cpp: scale 1): rank_pattern/alpha_pattern in the config.
+    let mut mixed = random_lora(&model, &Target::ALL, 8, 0.0, b_scale, 6);
+    let mut rng = SplitMix64(7);
+    for (il, t, r) in [(0, Target::Q, 4), (1, Target::K, 16), (2, Target::Down, 4)] {
+        let w = model.weight(il, t);
+        let mut p = init_pair(w.n_in, w.n_out, r, &mut rng);
+        p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale * 2.0);
+        *mixed.get_mut(il, t).unwrap() = p;
+    }
+    let mixed_path = dir.join("mixed.gguf");
+    write_adapter(&mixed_path, &BaseInfo::from_gguf(g.main()), &mixed, GgmlType::F32).unwrap();
+    let mixed_dir = dir.join("mixed-peft");
+    run_ok(&["export", "--peft", s(&mixed_dir), "--model", s(model_path), "--lora", s(&mixed_path)]);
+    let mcfg: Value = serde_json::from_slice(&std::fs::read(mixed_dir.join("adapter_config.json")).unwrap()).unwrap();
+    println!("mixed: r {} lora_alpha {} rank_pattern {} alpha_pattern {}", mcfg["r"], mcfg["lora_alpha"], mcfg["rank_pattern"], mcfg["alpha_pattern"]);
+    assert_eq!(mcfg["rank_pattern"].as_object().map(|o| o.len()), Some(3));
+    let mixed_back = dir.join("mixed-back.gguf");
+    run_ok(&["import", "--peft", s(&mixed_dir), "--model", s(model_path), "--out", s(&mixed_back)]);
+    assert!(std::fs::read(&mixed_back).unwrap() == std::fs::read(&mixed_path).unwrap(), "mixed: export → import is not byte-identical");
+
     // PEFT: load our export; make its own adapters.
     let made_dirs: Vec<PathBuf> = made.iter().map(|m| dir.join(format!("{}-peft", m.name))).collect();
     let case = json!({
         "model_dir": model_path.parent().unwrap(),
         "gguf_file": model_path.file_name().unwrap().to_str().unwrap(),
         "ids": ids,
-        "load": [{"name": "exported", "peft_dir": exported}],
+        "load": [{"name": "exported", "peft_dir": exported}, {"name": "mixed", "peft_dir": mixed_dir}],
         "make": made.iter().zip(&made_dirs).enumerate().map(|(i, (m, d))| json!({
             "name": m.name, "peft_dir": d, "r": 8, "lora_alpha": 16, "use_rslora": m.rslora,
             "rank_pattern": m.rank_pattern, "alpha_pattern": m.alpha_pattern, "seed": 11 + i, "b_scale": m.b_scale,
@@ -187,6 +211,8 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     let n_mod = 7 * model.cfg.n_layer;
     assert_eq!(theirs["cases"]["exported"]["modules"].as_u64(), Some(n_mod as u64), "PEFT did not adapt every module");
     assert_eq!(theirs["cases"]["exported"]["scaling"], json!([2.0]));
+    assert_eq!(theirs["cases"]["mixed"]["modules"].as_u64(), Some(n_mod as u64));
+    assert_eq!(theirs["cases"]["mixed"]["scaling"], json!([1.0]));
 
     let base_theirs = read_f32(&dir.join("base.f32"));
     let (bmax, bmean, bnext) = compare(&ours(&g, None, &ids), &base_theirs, nv, &ids);
@@ -199,6 +225,14 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
         nv,
         &ids,
     );
+    worst = worst.max(check(
+        &format!("{stem} mixed ranks, alpha 0"),
+        &ours(&g, Some(&mixed_path), &ids),
+        &read_f32(&dir.join("mixed.f32")),
+        &base_theirs,
+        nv,
+        &ids,
+    ));
 
     // 3. PEFT's adapters → import → our engine.
     for (m, pdir) in made.iter().zip(&made_dirs) {

@@ -316,6 +316,9 @@ fn num(x: f64) -> Json {
 /// and `adapter_config.json` with `base_model_name_or_path = base_name`.
 pub fn export(dir: &Path, adapter: &Path, model: &Model, base_name: &str) -> Result<ExportSummary, PeftError> {
     let lora = read_adapter(adapter, model).map_err(|e| PeftError(e.to_string()))?;
+    if !lora.alpha.is_finite() {
+        return Err(at(adapter, format!("adapter.lora.alpha is {}", lora.alpha)));
+    }
     let gguf = GgufFile::open(adapter).map_err(|e| PeftError(e.to_string()))?;
     let types: Vec<GgmlType> = gguf.tensors.iter().map(|t| t.ty).collect();
     let dtype = match types.first() {
