@@ -3,5 +3,6 @@
 
 pub mod gguf_lora;
 pub mod merge;
+pub mod peft;
 
 pub use gguf_lora::{read_adapter, write_adapter, AdapterError, BaseInfo};

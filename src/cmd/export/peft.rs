@@ -1,15 +1,49 @@
-//! `finetune export --peft DIR` and `finetune import --peft DIR`.
+//! `finetune export --peft DIR` and `finetune import --peft DIR` (the conversion itself is
+//! [`finetune::adapter::peft`]).
 
 use std::path::Path;
+
+use finetune::adapter::gguf_lora::STORAGE_TYPES;
+use finetune::adapter::peft;
+use finetune::adapter::{write_adapter, BaseInfo};
+use finetune::model::Model;
+use finetune::quant::GgmlType;
 
 use super::{ExportArgs, ImportArgs};
 
 /// Write the adapter as a PEFT directory.
-pub fn export(_a: &ExportArgs, dir: &Path) -> Result<(), String> {
-    Err(format!("{}: export --peft is not implemented yet", dir.display()))
+pub fn export(a: &ExportArgs, dir: &Path) -> Result<(), String> {
+    let (Some(model_path), Some(lora)) = (&a.model, &a.lora) else {
+        return Err("export --peft needs --model and --lora".into());
+    };
+    let g = crate::cmd::open(model_path)?;
+    let model = Model::load(&g).map_err(|e| e.to_string())?;
+    let info = BaseInfo::from_gguf(g.main());
+    let base_name = a.base_name.clone().or(info.name).or(info.file_name).unwrap_or_else(|| "base".into());
+    let s = peft::export(dir, lora, &model, &base_name).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} and {} ({} modules, r {}, lora_alpha {}, {}; base_model_name_or_path \"{base_name}\")",
+        dir.join(peft::WEIGHTS_FILE).display(),
+        dir.join(peft::CONFIG_FILE).display(),
+        s.modules,
+        s.r,
+        s.lora_alpha,
+        s.dtype.name()
+    );
+    Ok(())
 }
 
 /// Read a PEFT directory and write a GGUF adapter.
 pub fn import(a: &ImportArgs) -> Result<(), String> {
-    Err(format!("{}: import --peft is not implemented yet", a.peft.display()))
+    let ty = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
+        .filter(|t| STORAGE_TYPES.contains(t))
+        .ok_or_else(|| format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type))?;
+    let g = crate::cmd::open(&a.model)?;
+    let model = Model::load(&g).map_err(|e| e.to_string())?;
+    let imp = peft::import(&a.peft, &model, BaseInfo::from_gguf(g.main())).map_err(|e| e.to_string())?;
+    write_adapter(&a.out, &imp.base, &imp.lora, ty).map_err(|e| e.to_string())?;
+    let n: usize = imp.lora.layers.iter().map(Vec::len).sum();
+    let folded = if imp.folded > 0 { format!(", {} modules' scale folded into lora_b", imp.folded) } else { String::new() };
+    println!("wrote {} ({n} modules, alpha {}, ranks {:?}, {ty}{folded})", a.out.display(), imp.lora.alpha, imp.lora.ranks());
+    Ok(())
 }
