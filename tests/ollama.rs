@@ -84,7 +84,7 @@ fn conversations() -> Vec<Vec<Message>> {
 fn jinja_expected(t: &ChatTemplate, msgs: &[Message], system: Option<&str>, bos: Option<&str>) -> String {
     let mut all = Vec::new();
     if let Some(s) = system {
-        if msgs.first().map_or(true, |m| m.role != "system") {
+        if msgs.first().is_none_or(|m| m.role != "system") {
             all.push(Message::new("system", s));
         }
     }

@@ -57,6 +57,12 @@ pub struct AdapterFile {
     pub set: LoraSet,
 }
 
+/// One tensor of a pair as read: GGUF dims and values.
+type Half = (Vec<u64>, Vec<f32>);
+
+/// One input's contribution to a weight: input index, pair, coefficient `s_i·α_i/r_i`.
+type Part<'a> = (usize, &'a LoraPair, f64);
+
 /// Read a GGUF LoRA adapter without its base model: type checks, both halves of every pair,
 /// consistent ranks; tensors of any decodable type are converted to f32.
 pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
@@ -72,7 +78,7 @@ pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
     }
     let architecture = f.architecture().ok_or_else(|| bad("no general.architecture".into()))?.to_string();
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
-    let mut halves: BTreeMap<(usize, Target), [Option<(Vec<u64>, Vec<f32>)>; 2]> = BTreeMap::new();
+    let mut halves: BTreeMap<(usize, Target), [Option<Half>; 2]> = BTreeMap::new();
     for info in &f.tensors {
         let (il, t, is_a) = parse_name(&info.name)
             .ok_or_else(|| bad(format!("tensor '{}' is not a LoRA tensor this engine knows", info.name)))?;
@@ -118,7 +124,7 @@ pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
 pub fn combine(inputs: &[(&LoraSet, f32)]) -> Result<LoraSet, String> {
     let n_layer = inputs.iter().map(|(s, _)| s.layers.len()).max().unwrap_or(0);
     // Per weight, the contributing (input index, pair, coefficient s_i·α_i/r_i).
-    let mut parts: BTreeMap<(usize, Target), Vec<(usize, &LoraPair, f64)>> = BTreeMap::new();
+    let mut parts: BTreeMap<(usize, Target), Vec<Part>> = BTreeMap::new();
     for (i, (set, s)) in inputs.iter().enumerate() {
         for (il, layer) in set.layers.iter().enumerate() {
             for (t, p) in layer {
