@@ -232,6 +232,13 @@ pub fn combine_files(inputs: &[Input], base: Option<&Path>, out: &Path, ty: Ggml
     };
     let pairs: Vec<(&LoraSet, f32)> = files.iter().zip(inputs).map(|(f, i)| (&f.set, i.scale)).collect();
     let set = combine(&pairs).map_err(|p| invalid(out, p))?;
+    let bs = ty.block_size();
+    if let Some(r) = set.layers.iter().flatten().map(|(_, p)| p.r).find(|r| r % bs != 0) {
+        return Err(invalid(
+            out,
+            format!("{ty} stores blocks of {bs} values, but a combined rank is {r}; use --adapter-type F32, F16 or BF16"),
+        ));
+    }
     write_adapter(out, &info, &set, ty)?;
     let weights = set.layers.iter().map(Vec::len).sum();
     Ok(Combined { set, weights, inputs: files })
