@@ -33,4 +33,10 @@ if [ ! -f "$venv/.oracle-v2" ]; then
 torch.ones(2, requires_grad=True).sum().backward()" >&2
   touch "$venv/.oracle-v2"
 fi
+if ! command -v go >/dev/null 2>&1; then
+  # Go's standard text/template renders Ollama Modelfile templates in tests/ollama.rs.
+  echo "oracle: installing golang-go (Debian package) for the Ollama template oracle" >&2
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y golang-go >&2
+fi
 echo "$venv/bin/python"
