@@ -40,7 +40,7 @@ pub struct TrainArgs {
     /// LoRA alpha (scale alpha/rank).
     #[arg(long, default_value_t = 32.0)]
     pub alpha: f32,
-    /// LoRA dropout on the adapter input.
+    /// LoRA dropout probability on the adapter input (PEFT's lora_dropout; training only).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
     /// rsLoRA scaling alpha/sqrt(rank).
@@ -149,8 +149,8 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
         return Err("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)".into());
     };
-    if a.dropout != 0.0 {
-        return Err("--dropout other than 0 is not implemented yet".into());
+    if !(0.0..1.0).contains(&a.dropout) {
+        return Err(format!("--dropout {} is outside [0, 1)", a.dropout));
     }
     if a.rank == 0 {
         return Err("--rank must be at least 1".into());
@@ -214,6 +214,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
         rank: a.rank,
         alpha: a.alpha,
         rslora: a.rslora,
+        dropout: a.dropout,
         targets,
         lr: a.lr,
         schedule,

@@ -22,6 +22,7 @@ use crate::ops::attention_train::{attention_backward, attention_forward};
 use crate::ops::loss::cross_entropy;
 use crate::ops::matmul::{matmul_backward_input, matmul_backward_input_add};
 use crate::ops::norm::{rms_norm, rms_norm_backward};
+use crate::train::dropout::Dropout;
 use crate::train::lora::{LoraSet, Target};
 use crate::train::prof::{span, Phase};
 
@@ -96,16 +97,18 @@ impl<'m, 'a> Trainable<'m, 'a> {
         }
     }
 
-    /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA; returns the LoRA code.
-    fn proj(&self, lora: &LoraSet, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
+    /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA on `dropout(x)`;
+    /// returns the LoRA code.
+    fn proj(&self, lora: &LoraSet, dropout: Option<Dropout>, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
         {
             let _s = span(Phase::FwdMatmul);
             self.model.project(il, t, x, y);
         }
         let _s = span(Phase::FwdLora);
-        match lora.get(il, t) {
-            Some(p) => p.forward_add(x, lora.scale(p), y),
-            None => Vec::new(),
+        match (lora.get(il, t), dropout) {
+            (Some(p), None) => p.forward_add(x, lora.scale(p), y),
+            (Some(p), Some(d)) => p.forward_add(&d.apply(il, t, x), lora.scale(p), y),
+            (None, _) => Vec::new(),
         }
     }
 
@@ -115,6 +118,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
     fn proj_backward(
         &self,
         lora: &LoraSet,
+        dropout: Option<Dropout>,
         grads: &mut LoraSet,
         il: usize,
         t: Target,
@@ -143,11 +147,22 @@ impl<'m, 'a> Trainable<'m, 'a> {
             }
         }
         if let (Some(p), Some(g)) = (lora.get(il, t), grads.get_mut(il, t)) {
-            p.backward(x, code, dy, lora.scale(p), g, Some(dx));
+            match dropout {
+                None => p.backward(x, code, dy, lora.scale(p), g, Some(dx)),
+                Some(d) => {
+                    // The branch saw x ⊙ mask: A's gradient uses the dropped input and the
+                    // branch's input gradient goes back through the same mask.
+                    let mask = d.mask(il, t, x.len());
+                    let xd: Vec<f32> = x.iter().zip(&mask).map(|(&a, &k)| a * k).collect();
+                    let mut dxd = vec![0f32; dx.len()];
+                    p.backward(&xd, code, dy, lora.scale(p), g, Some(&mut dxd));
+                    dx.iter_mut().zip(dxd.iter().zip(&mask)).for_each(|(a, (&b, &k))| *a += b * k);
+                }
+            }
         }
     }
 
-    fn forward_block(&self, lora: &LoraSet, il: usize, x: &[f32], seq: &SeqView) -> (Vec<f32>, Saved) {
+    fn forward_block(&self, lora: &LoraSet, dropout: Option<Dropout>, il: usize, x: &[f32], seq: &SeqView) -> (Vec<f32>, Saved) {
         let m = self.model;
         let c = &m.cfg;
         let l = &m.layers[il];
@@ -161,9 +176,9 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut q_pre = vec![0f32; t * qd];
         let mut k_pre = vec![0f32; t * kd];
         let mut v = vec![0f32; t * vvd];
-        codes[0] = self.proj(lora, il, Target::Q, &xn1, &mut q_pre);
-        codes[1] = self.proj(lora, il, Target::K, &xn1, &mut k_pre);
-        codes[2] = self.proj(lora, il, Target::V, &xn1, &mut v);
+        codes[0] = self.proj(lora, dropout, il, Target::Q, &xn1, &mut q_pre);
+        codes[1] = self.proj(lora, dropout, il, Target::K, &xn1, &mut k_pre);
+        codes[2] = self.proj(lora, dropout, il, Target::V, &xn1, &mut v);
         add_bias(&mut q_pre, &l.bq);
         add_bias(&mut k_pre, &l.bk);
         add_bias(&mut v, &l.bv);
@@ -186,7 +201,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
             attention_forward(self.attn_shape(il), &q, &k, &v, seq.segments, &mut attn, &mut lse);
         }
         let mut o_pre = vec![0f32; t * e];
-        codes[3] = self.proj(lora, il, Target::O, &attn, &mut o_pre);
+        codes[3] = self.proj(lora, dropout, il, Target::O, &attn, &mut o_pre);
         let mut x1 = x.to_vec();
         add_residual(&mut x1, &o_pre, l.post_attn_norm.as_deref(), e, c.eps);
 
@@ -194,12 +209,12 @@ impl<'m, 'a> Trainable<'m, 'a> {
         rms_norm(&x1, &mut xn2, e, c.eps, Some(&l.ffn_norm));
         let mut gate = vec![0f32; t * c.n_ff];
         let mut up = vec![0f32; t * c.n_ff];
-        codes[4] = self.proj(lora, il, Target::Gate, &xn2, &mut gate);
-        codes[5] = self.proj(lora, il, Target::Up, &xn2, &mut up);
+        codes[4] = self.proj(lora, dropout, il, Target::Gate, &xn2, &mut gate);
+        codes[5] = self.proj(lora, dropout, il, Target::Up, &xn2, &mut up);
         let mut h = gate.clone();
         glu_inplace(c.act, &mut h, &up);
         let mut d_pre = vec![0f32; t * e];
-        codes[6] = self.proj(lora, il, Target::Down, &h, &mut d_pre);
+        codes[6] = self.proj(lora, dropout, il, Target::Down, &h, &mut d_pre);
         let mut out = x1.clone();
         add_residual(&mut out, &d_pre, l.post_ffw_norm.as_deref(), e, c.eps);
         let saved = Saved { xn1, q_pre, k_pre, q, k, v, attn, lse, o_pre, x1, xn2, gate, up, h, d_pre, codes };
@@ -208,9 +223,11 @@ impl<'m, 'a> Trainable<'m, 'a> {
 
     /// Given the block input `x`, its saved forward and `dout`, accumulate LoRA gradients and
     /// return `dx`.
+    #[allow(clippy::too_many_arguments)]
     fn backward_block(
         &self,
         lora: &LoraSet,
+        dropout: Option<Dropout>,
         grads: &mut LoraSet,
         il: usize,
         x: &[f32],
@@ -236,14 +253,14 @@ impl<'m, 'a> Trainable<'m, 'a> {
             None => dout.to_vec(),
         };
         let mut dh = vec![0f32; t * c.n_ff];
-        self.proj_backward(lora, grads, il, Target::Down, &s.h, &s.codes[6], &dd_pre, &mut dh, false);
+        self.proj_backward(lora, dropout, grads, il, Target::Down, &s.h, &s.codes[6], &dd_pre, &mut dh, false);
         let mut dgate = vec![0f32; t * c.n_ff];
         let mut dup = vec![0f32; t * c.n_ff];
         glu_backward(c.act, &s.gate, &s.up, &dh, &mut dgate, &mut dup);
         drop(dh);
         let mut dxn2 = vec![0f32; t * e];
-        self.proj_backward(lora, grads, il, Target::Gate, &s.xn2, &s.codes[4], &dgate, &mut dxn2, false);
-        self.proj_backward(lora, grads, il, Target::Up, &s.xn2, &s.codes[5], &dup, &mut dxn2, true);
+        self.proj_backward(lora, dropout, grads, il, Target::Gate, &s.xn2, &s.codes[4], &dgate, &mut dxn2, false);
+        self.proj_backward(lora, dropout, grads, il, Target::Up, &s.xn2, &s.codes[5], &dup, &mut dxn2, true);
         let mut g = vec![0f32; t * e];
         let sp = span(Phase::BwdNorm);
         rms_norm_backward(&s.x1, Some(&l.ffn_norm), e, c.eps, &dxn2, &mut g);
@@ -261,7 +278,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
             None => dx1,
         };
         let mut dattn = vec![0f32; t * ad];
-        self.proj_backward(lora, grads, il, Target::O, &s.attn, &s.codes[3], &do_pre, &mut dattn, false);
+        self.proj_backward(lora, dropout, grads, il, Target::O, &s.attn, &s.codes[3], &do_pre, &mut dattn, false);
         let mut dq = vec![0f32; t * qd];
         let mut dk = vec![0f32; t * kd];
         let mut dv = vec![0f32; t * vvd];
@@ -295,9 +312,9 @@ impl<'m, 'a> Trainable<'m, 'a> {
             dk = g;
         }
         let mut dxn1 = vec![0f32; t * e];
-        self.proj_backward(lora, grads, il, Target::Q, &s.xn1, &s.codes[0], &dq, &mut dxn1, false);
-        self.proj_backward(lora, grads, il, Target::K, &s.xn1, &s.codes[1], &dk, &mut dxn1, true);
-        self.proj_backward(lora, grads, il, Target::V, &s.xn1, &s.codes[2], &dv, &mut dxn1, true);
+        self.proj_backward(lora, dropout, grads, il, Target::Q, &s.xn1, &s.codes[0], &dq, &mut dxn1, false);
+        self.proj_backward(lora, dropout, grads, il, Target::K, &s.xn1, &s.codes[1], &dk, &mut dxn1, true);
+        self.proj_backward(lora, dropout, grads, il, Target::V, &s.xn1, &s.codes[2], &dv, &mut dxn1, true);
         let mut g = vec![0f32; t * e];
         let _s = span(Phase::BwdNorm);
         rms_norm_backward(x, Some(&l.attn_norm), e, c.eps, &dxn1, &mut g);
@@ -314,6 +331,19 @@ impl<'m, 'a> Trainable<'m, 'a> {
         seq: &SeqView,
         scale: f32,
     ) -> Result<(f64, usize), String> {
+        self.forward_backward_dropout(lora, grads, seq, scale, None)
+    }
+
+    /// [`forward_backward`](Self::forward_backward) with LoRA dropout `dropout` on every adapter
+    /// input (training only; `None` is exactly the plain pass).
+    pub fn forward_backward_dropout(
+        &self,
+        lora: &LoraSet,
+        grads: Option<&mut LoraSet>,
+        seq: &SeqView,
+        scale: f32,
+        dropout: Option<Dropout>,
+    ) -> Result<(f64, usize), String> {
         let m = self.model;
         let c = &m.cfg;
         let n = seq.tokens.len();
@@ -328,7 +358,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let keep = grads.is_some();
         let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(if keep { c.n_layer } else { 0 });
         for il in 0..c.n_layer {
-            let (out, _) = self.forward_block(lora, il, &x, seq);
+            let (out, _) = self.forward_block(lora, dropout, il, &x, seq);
             let xin = std::mem::replace(&mut x, out);
             if keep {
                 inputs.push(xin);
@@ -354,10 +384,10 @@ impl<'m, 'a> Trainable<'m, 'a> {
         for il in (0..c.n_layer).rev() {
             let xin = inputs.pop().expect("one input per layer");
             let sp = span(Phase::Recompute);
-            let (_, saved) = self.forward_block(lora, il, &xin, seq);
+            let (_, saved) = self.forward_block(lora, dropout, il, &xin, seq);
             drop(sp);
             let _s = span(Phase::Backward);
-            dx = self.backward_block(lora, grads, il, &xin, &saved, seq, &dx);
+            dx = self.backward_block(lora, dropout, grads, il, &xin, &saved, seq, &dx);
         }
         Ok((loss, count))
     }

@@ -11,6 +11,7 @@ use crate::model::Model;
 use crate::train::block::{SeqView, Trainable};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::data::{Dataset, Sequence};
+use crate::train::dropout::Dropout;
 use crate::train::lora::{init_pair, LoraSet, SplitMix64, Target};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
@@ -26,6 +27,8 @@ pub struct TrainOptions {
     pub alpha: f32,
     /// rsLoRA: scale α/√r instead of α/r.
     pub rslora: bool,
+    /// LoRA dropout probability on the adapter inputs (training only), in `[0, 1)`.
+    pub dropout: f32,
     /// Adapted projections.
     pub targets: Vec<Target>,
     /// Peak learning rate.
@@ -202,14 +205,17 @@ pub fn train(
     if data.train.is_empty() {
         return Err("no training samples".into());
     }
+    if !(0.0..1.0).contains(&opts.dropout) {
+        return Err(format!("--dropout {} is outside [0, 1)", opts.dropout));
+    }
     let mut epoch_seqs = data.epoch_sequences(0);
     let seqs_per_epoch = epoch_seqs.len();
     let total = total_steps(opts, seqs_per_epoch);
     let alpha = stored_alpha(opts.alpha, opts.rank, opts.rslora);
     let targets: Vec<&str> = opts.targets.iter().map(|t| t.short()).collect();
     let fingerprint = format!(
-        "rank={} alpha={} rslora={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} seq_len={} train_samples={} train_tokens={} train_trained_tokens={} seqs_per_epoch={seqs_per_epoch}",
-        opts.rank, opts.alpha, opts.rslora, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
+        "rank={} alpha={} rslora={} dropout={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} seq_len={} train_samples={} train_tokens={} train_trained_tokens={} seqs_per_epoch={seqs_per_epoch}",
+        opts.rank, opts.alpha, opts.rslora, opts.dropout, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
         opts.grad_accum, opts.max_grad_norm, opts.seed, data.seq_len(), data.train.len(), data.stats.tokens,
         data.train.iter().map(|s| s.n_trained()).sum::<usize>()
     );
@@ -285,7 +291,10 @@ pub fn train(
                     eprint!("\rstep {}/{total} | sequence {}/{} of the step ({} tokens) ...   ", step + 1, k + 1, owned.len(), s.len());
                     let _ = std::io::stderr().flush();
                 }
-                let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale).map_err(|e| format!("step {}: {e}", step + 1))?;
+                let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
+                let (l, _) = tr
+                    .forward_backward_dropout(&lora, Some(&mut grads), &view(s), scale, drop)
+                    .map_err(|e| format!("step {}: {e}", step + 1))?;
                 loss_sum += l;
             }
         }
