@@ -265,6 +265,9 @@ pub fn train(
     };
     let started = Instant::now();
     let live = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // On a terminal: a live bar; otherwise (a pipe, a log file) one plain line per step.
+    let bar = live.then(|| progress_bar(total, start_step));
+    let mut status = String::from("starting");
     let mut smoothed: Option<f64> = history.last().map(|h| h.loss);
     let mut interrupted = false;
     for step in start_step..total {
@@ -286,10 +289,9 @@ pub fn train(
         if n_trained > 0 {
             let scale = 1.0 / n_trained as f32;
             for (k, s) in owned.iter().enumerate() {
-                if live {
-                    // Live line on a terminal: which micro-batch of this step is running.
-                    eprint!("\rstep {}/{total} | sequence {}/{} of the step ({} tokens) ...   ", step + 1, k + 1, owned.len(), s.len());
-                    let _ = std::io::stderr().flush();
+                if let Some(b) = &bar {
+                    // Which micro-batch of this step is running (a step can take minutes).
+                    b.set_message(format!("{status} | sequence {}/{} of step {} ({} tokens)", k + 1, owned.len(), step + 1, s.len()));
                 }
                 let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
                 let (l, _) = tr
@@ -345,17 +347,24 @@ pub fn train(
             let eta = el / (done - start_step) as f64 * (total - done) as f64;
             let epoch_f = pos.epoch as f64 + pos.index as f64 / seqs_per_epoch.max(1) as f64;
             let val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
-            if live {
-                eprint!("\r\x1b[2K");
-            }
-            eprintln!(
-                "step {done}/{total} | epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
+            status = format!(
+                "epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
                 loss,
                 smoothed.unwrap_or(loss),
                 m.tok_per_s,
                 fmt_secs(eta),
                 m.rss.map_or(0, |r| r >> 20)
             );
+            match &bar {
+                Some(b) => {
+                    b.set_position(done);
+                    b.set_message(status.clone());
+                    if val_loss.is_some() {
+                        b.println(format!("step {done}/{total} | {status}"));
+                    }
+                }
+                None => eprintln!("step {done}/{total} | {status}"),
+            }
         }
         history.push(m);
         let stop = INTERRUPTED.load(Ordering::SeqCst);
@@ -369,8 +378,10 @@ pub fn train(
                 fingerprint: fingerprint.clone(),
             };
             let path = checkpoint::save(&opts.checkpoint_dir, &ck, model)?;
-            if opts.progress {
-                eprintln!("checkpoint: {}", path.display());
+            match (&bar, opts.progress) {
+                (Some(b), _) => b.println(format!("checkpoint: {}", path.display())),
+                (None, true) => eprintln!("checkpoint: {}", path.display()),
+                (None, false) => {}
             }
         }
         if stop {
@@ -378,7 +389,24 @@ pub fn train(
             break;
         }
     }
+    if let Some(b) = bar {
+        // Leave the last status as a plain line.
+        b.finish_and_clear();
+        eprintln!("step {}/{total} | {status}", history.last().map_or(0, |h| h.step));
+    }
     Ok(TrainResult { lora, history, interrupted })
+}
+
+/// The terminal progress bar: steps done of the run, with the status line as its message.
+fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:20.cyan/blue}] {wide_msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    b.set_style(style);
+    b.set_position(done);
+    b.enable_steady_tick(std::time::Duration::from_millis(250));
+    b
 }
 
 /// The default adapter path: `<model stem>-<data stem>-lora.gguf` in the current directory.
