@@ -8,7 +8,8 @@
 //! Run: `cargo bench --bench train_7b` with env
 //! - `TRAIN7B_MODEL`: the file (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`); written
 //!   first (≈ 4.5 GB, streamed tensor by tensor) when missing;
-//! - `TRAIN7B_SEQ` (512), `TRAIN7B_THREADS` (2);
+//! - `TRAIN7B_SEQ` (512), `TRAIN7B_THREADS` (2), `TRAIN7B_KEEP` (bytes of kept intermediates,
+//!   default as `finetune --keep-activations`);
 //! - `TRAIN7B_PYTHON`: python for the llama.cpp anchor (`tests/oracle/oracle.py bench-llama`);
 //!   unset: no anchor.
 //!
@@ -21,7 +22,7 @@ use std::time::Instant;
 use finetune::gguf::{GgufFile, GgufModel};
 use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
-use finetune::train::block::{SeqView, Trainable};
+use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::train::lora::{SplitMix64, Target};
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
@@ -49,6 +50,7 @@ fn main() {
         .unwrap_or_else(|_| home.join(".cache/finetune/qwen2-7b-shape-q4_k_m.gguf"));
     let t: usize = env_or("TRAIN7B_SEQ", 512);
     let threads: usize = env_or("TRAIN7B_THREADS", 2);
+    let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
 
     if !path.exists() {
@@ -75,7 +77,7 @@ fn main() {
         c.n_head_kv,
         c.n_vocab
     );
-    let estimate = plan(&model, &Target::ALL, 16, t, t);
+    let estimate = plan(&model, &Target::ALL, 16, t, t, keep);
     println!("memory plan: {estimate}");
 
     let mut lora = init_lora(&model, &Target::ALL, 16, 32.0, 7);
@@ -95,7 +97,8 @@ fn main() {
     let tr = Trainable { model: &model };
 
     let t0 = Instant::now();
-    let (loss, n) = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0 / (t - 1) as f32).expect("training step");
+    let opts = StepOptions { dropout: None, keep_bytes: keep };
+    let (loss, n) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0 / (t - 1) as f32, opts).expect("training step");
     let norm = clip_global_norm(&mut grads, 1.0);
     adam.update(&mut lora, &grads, 2e-4);
     let secs = t0.elapsed().as_secs_f64();

@@ -18,7 +18,7 @@ use finetune::model::{Config, Model};
 use finetune::ops::activation::Act;
 use finetune::ops::rope::RopeStyle;
 use finetune::quant::GgmlType;
-use finetune::train::block::{SeqView, Trainable};
+use finetune::train::block::{saved_floats, SeqView, StepOptions, Trainable};
 use finetune::train::dropout::Dropout;
 use finetune::train::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
 
@@ -291,7 +291,16 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
     let tr = Trainable { model: &m };
     let mut grads = lora.zeros_like();
     let drop = Dropout::for_micro_batch(dropout, s.seed, 5, 1);
-    let (loss, count) = tr.forward_backward_dropout(&lora, Some(&mut grads), &seq, 1.0, drop).unwrap();
+    let (loss, count) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
+    // Kept intermediates (here every block fits) give the same bits as recomputed ones.
+    let l0 = &m.layers[0];
+    let has = [l0.q_norm.is_some(), l0.k_norm.is_some(), l0.post_attn_norm.is_some(), l0.post_ffw_norm.is_some()];
+    let one_block = 4 * saved_floats(&m.cfg, has, r, 7, n);
+    for keep in [1 << 30, one_block] {
+        let mut g2 = lora.zeros_like();
+        let (l2, _) = tr.forward_backward_with(&lora, Some(&mut g2), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: keep }).unwrap();
+        assert!(l2 == loss && g2 == grads, "{}: keeping {keep} bytes of intermediates changed the result", s.arch);
+    }
     let mut reference = Ref::new(&m);
     reference.dropout = drop;
     if drop.is_some() {

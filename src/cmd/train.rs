@@ -121,9 +121,14 @@ pub struct TrainArgs {
     /// Metrics log (one JSON line per step).
     #[arg(long)]
     pub log: Option<PathBuf>,
-    /// Refuse to start when the planned peak memory exceeds this (e.g. 6G).
+    /// Refuse to start when the planned peak memory exceeds this (e.g. 6G); the kept
+    /// intermediates (--keep-activations) shrink first to fit it.
     #[arg(long)]
     pub max_ram: Option<String>,
+    /// Memory for keeping the last blocks' intermediates between forward and backward instead
+    /// of recomputing them (faster steps; 0 = recompute every block; same results either way).
+    #[arg(long, default_value = "192M")]
+    pub keep_activations: String,
     /// Adapter storage type: F32, F16, BF16, Q8_0.
     #[arg(long, default_value = "F32")]
     pub adapter_type: String,
@@ -161,6 +166,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     let targets = Target::parse_list(&a.targets)?;
     let schedule = Schedule::parse(&a.lr_schedule)?;
     let max_ram = a.max_ram.as_deref().map(parse_bytes).transpose()?;
+    let mut keep_bytes = if a.keep_activations.trim() == "0" { 0 } else { parse_bytes(&a.keep_activations)? };
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
     let model = Model::load(&g).map_err(|e| e.to_string())?;
@@ -193,7 +199,14 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     for e in &data.stats.skipped_errors {
         say(format!("  skipped: {e}"));
     }
-    let p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens);
+    let mut p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens, keep_bytes);
+    if let Some(limit) = max_ram {
+        if p.total() > limit && p.kept > 0 {
+            // Trade speed for memory first: keep only what fits.
+            keep_bytes = limit.saturating_sub(p.total() - p.kept);
+            p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens, keep_bytes);
+        }
+    }
     say(format!("memory plan: peak ≈ {p}"));
     if let Some(limit) = max_ram {
         if p.total() > limit {
@@ -215,6 +228,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
         alpha: a.alpha,
         rslora: a.rslora,
         dropout: a.dropout,
+        keep_bytes,
         targets,
         lr: a.lr,
         schedule,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::model::Model;
-use crate::train::block::{SeqView, Trainable};
+use crate::train::block::{SeqView, StepOptions, Trainable};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::data::{Dataset, Sequence};
 use crate::train::dropout::Dropout;
@@ -29,6 +29,9 @@ pub struct TrainOptions {
     pub rslora: bool,
     /// LoRA dropout probability on the adapter inputs (training only), in `[0, 1)`.
     pub dropout: f32,
+    /// Bytes of block intermediates kept between forward and backward instead of recomputed
+    /// (speed for memory; no effect on the numbers).
+    pub keep_bytes: u64,
     /// Adapted projections.
     pub targets: Vec<Target>,
     /// Peak learning rate.
@@ -295,7 +298,7 @@ pub fn train(
                 }
                 let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
                 let (l, _) = tr
-                    .forward_backward_dropout(&lora, Some(&mut grads), &view(s), scale, drop)
+                    .forward_backward_with(&lora, Some(&mut grads), &view(s), scale, StepOptions { dropout: drop, keep_bytes: opts.keep_bytes })
                     .map_err(|e| format!("step {}: {e}", step + 1))?;
                 loss_sum += l;
             }
