@@ -8,6 +8,8 @@
 //! Run: `cargo bench --bench train_7b` with env
 //! - `TRAIN7B_MODEL`: the file (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`); written
 //!   first (≈ 4.5 GB, streamed tensor by tensor) when missing;
+//! - `TRAIN7B_TOKENIZER`: a GGUF whose `tokenizer.*` keys the generated file copies (default
+//!   `models/SmolLM2-135M-Instruct.Q4_1.gguf`);
 //! - `TRAIN7B_SEQ` (512), `TRAIN7B_THREADS` (2), `TRAIN7B_KEEP` (bytes of kept intermediates,
 //!   default as `finetune --keep-activations`);
 //! - `TRAIN7B_PYTHON`: python for the llama.cpp anchor (`tests/oracle/oracle.py bench-llama`);
@@ -54,7 +56,9 @@ fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
 
     if !path.exists() {
-        let tok_path = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        let tok_path = std::env::var("TRAIN7B_TOKENIZER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         let tok = GgufFile::open(&tok_path).unwrap_or_else(|e| panic!("{}: {e}", tok_path.display()));
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).expect("model directory");
