@@ -1,7 +1,9 @@
 //! One training step (forward + loss + checkpointed backward) of a 512-token sequence on
 //! SmolLM2-135M Q4_1 with LoRA r16 on all seven projections, broken down by phase.
 //! Run: `cargo bench --bench train_step` (env: TRAIN_BENCH_MODEL, TRAIN_BENCH_THREADS (2),
-//! TRAIN_BENCH_REPS (3), TRAIN_BENCH_SEQ (512)).
+//! TRAIN_BENCH_REPS (3), TRAIN_BENCH_SEQ (512), TRAIN_BENCH_KEEP (bytes of kept block
+//! intermediates; default as `finetune --keep-activations`, 0 = recompute every block)).
+//! Peak RSS: run the binary under `/usr/bin/time -v`.
 //!
 //! B matrices are filled with small random values so the LoRA backward does its full work (a
 //! fresh adapter has B = 0, which skips most of it). Timings are the median over reps.
@@ -11,7 +13,7 @@ use std::time::Instant;
 
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
-use finetune::train::block::{SeqView, Trainable};
+use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::train::lora::{SplitMix64, Target};
 use finetune::train::prof::{self, Phase, PHASES};
 use finetune::train::trainer::init_lora;
@@ -31,6 +33,8 @@ fn main() {
     let threads: usize = env_or("TRAIN_BENCH_THREADS", 2);
     let reps: usize = env_or("TRAIN_BENCH_REPS", 3);
     let t: usize = env_or("TRAIN_BENCH_SEQ", 512);
+    let keep: u64 = env_or("TRAIN_BENCH_KEEP", DEFAULT_KEEP_BYTES);
+    let opts = StepOptions { dropout: None, keep_bytes: keep };
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
     let g = GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let model = Model::load(&g).expect("model");
@@ -49,14 +53,14 @@ fn main() {
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable { model: &model };
 
-    let _ = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0).expect("warm-up");
+    let _ = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, opts).expect("warm-up");
     prof::set_enabled(true);
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); PHASES.len()];
     let mut total = Vec::new();
     for _ in 0..reps {
         prof::reset();
         let t0 = Instant::now();
-        let _ = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0).expect("step");
+        let _ = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, opts).expect("step");
         total.push(t0.elapsed().as_secs_f64());
         for (i, p) in PHASES.iter().enumerate() {
             per[i].push(prof::seconds(*p));
@@ -64,7 +68,7 @@ fn main() {
     }
     prof::set_enabled(false);
     let tot = median(total);
-    println!("train_step: {} seq {t}, r16 all targets, {threads} threads, median of {reps}", path.display());
+    println!("train_step: {} seq {t}, r16 all targets, {threads} threads, keep {keep} bytes, median of {reps}", path.display());
     println!("| phase | ms | % of step |");
     println!("|---|---:|---:|");
     for (i, p) in PHASES.iter().enumerate() {

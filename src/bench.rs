@@ -58,3 +58,79 @@ pub fn measure_llama_cpp(python: &Path, oracle: &Path, model: &Path, n_prompt: u
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("anchor output: {e}"))?;
     Ok(Speed { pp: j["pp_tps"].as_f64().unwrap_or(0.0), tg: j["tg_tps"].as_f64().unwrap_or(0.0) })
 }
+
+/// Training speed and memory of one engine.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSpeed {
+    /// Train tokens per second (median over the timed steps).
+    pub tok_per_s: f64,
+    /// Peak resident memory of the process, bytes.
+    pub peak_rss: u64,
+}
+
+/// Peak resident set size of this process (VmHWM, Linux), bytes.
+pub fn peak_rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Time training steps as `benches/peft_anchor.py` does: one `seq`-token sequence per step,
+/// LoRA r16 (alpha 32) on all seven projections, forward + loss + backward + AdamW, `keep_bytes`
+/// of kept intermediates; one warm-up step, then the median of `steps`. B starts small and
+/// random so the LoRA backward does its full work.
+pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed, String> {
+    use crate::train::block::{SeqView, StepOptions, Trainable};
+    use crate::train::lora::{SplitMix64, Target};
+    use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig};
+    if seq < 2 {
+        return Err("a training step needs at least 2 tokens".into());
+    }
+    let mut lora = crate::train::trainer::init_lora(m, &Target::ALL, 16, 32.0, 7);
+    let mut rng = SplitMix64(11);
+    for l in &mut lora.layers {
+        for (_, p) in l.iter_mut() {
+            p.b.iter_mut().for_each(|b| *b = ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32);
+        }
+    }
+    let mut grads = lora.zeros_like();
+    let mut adam = AdamW::new(AdamWConfig::default(), &lora);
+    let nv = m.cfg.n_vocab as u64;
+    let tokens: Vec<u32> = (0..seq).map(|_| (100 + rng.next_u64() % (nv.clamp(101, 20_000) - 100)) as u32).collect();
+    let labels: Vec<i32> = (0..seq).map(|i| if i + 1 < seq { tokens[i + 1] as i32 } else { -1 }).collect();
+    let positions: Vec<u32> = (0..seq as u32).collect();
+    let view = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
+    let tr = Trainable { model: m };
+    let opts = StepOptions { dropout: None, keep_bytes };
+    let mut times = Vec::new();
+    for i in 0..=steps.max(1) {
+        let t0 = Instant::now();
+        grads.clear();
+        tr.forward_backward_with(&lora, Some(&mut grads), &view, 1.0 / (seq - 1) as f32, opts)?;
+        clip_global_norm(&mut grads, 1.0);
+        adam.update(&mut lora, &grads, 1e-4);
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: peak_rss() })
+}
+
+/// Run the PyTorch + PEFT anchor (`benches/peft_anchor.py`) on the same file.
+pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, seq: usize, steps: usize) -> Result<TrainSpeed, String> {
+    let out = Command::new(python)
+        .arg(script)
+        .args([&model.display().to_string(), &threads.to_string(), &seq.to_string(), &steps.to_string()])
+        .output()
+        .map_err(|e| format!("running {}: {e}", python.display()))?;
+    if !out.status.success() {
+        return Err(format!("PEFT anchor failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| format!("PEFT anchor printed no JSON: {text}"))?;
+    let j: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("PEFT anchor output: {e}"))?;
+    Ok(TrainSpeed { tok_per_s: j["tok_per_s"].as_f64().unwrap_or(0.0), peak_rss: j["peak_rss"].as_u64().unwrap_or(0) })
+}

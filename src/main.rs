@@ -220,7 +220,9 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
         finetune bench --model models/gemma-3-270m-q4_k_m.gguf --threads 2 \\\n      \
-        --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)")]
+        --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)\n  \
+        finetune bench --train --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
+        --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT")]
     Bench {
         /// The GGUF model.
         #[arg(long)]
@@ -237,6 +239,17 @@ enum Command {
         /// Python with llama-cpp-python installed: measure llama.cpp too and print the ratio.
         #[arg(long)]
         llama_cpp: Option<PathBuf>,
+        /// Time LoRA training steps instead (--n-prompt tokens per step, r16 on all seven
+        /// projections, forward + backward + AdamW; --reps timed steps after a warm-up).
+        #[arg(long)]
+        train: bool,
+        /// With --train: python with torch/transformers/peft; runs benches/peft_anchor.py on the
+        /// same file and thread count and prints the ratios.
+        #[arg(long)]
+        peft_python: Option<PathBuf>,
+        /// With --train: memory for kept block intermediates (as the trainer's --keep-activations).
+        #[arg(long, default_value = "192M")]
+        keep_activations: String,
     },
 }
 
@@ -283,8 +296,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Merge { model, lora, out, ty } => cmd::merge::run(model, lora, out, ty),
         Command::Export(a) => cmd::export::run(a),
         Command::Import(a) => cmd::export::run_import(a),
-        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp } => {
-            cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
+        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations } => {
+            if train {
+                let keep = if keep_activations.trim() == "0" { 0 } else { finetune::train::plan::parse_bytes(&keep_activations)? };
+                cmd::bench::run_train(model, n_prompt, reps, keep, peft_python, threads)
+            } else {
+                cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
+            }
         }
     }
 }

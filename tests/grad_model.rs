@@ -6,7 +6,8 @@
 //! w.r.t. LoRA parameters (A and B of every target, with B non-zero so A gets a gradient) are
 //! compared with the gradients of our f32 training backward. The check covers packing
 //! (segments/positions), ignored labels, GQA, q/k norms, biases, post-norms, sliding windows,
-//! GELU-tanh and SwiGLU.
+//! GELU-tanh and SwiGLU. With LoRA dropout, the reference applies the same fixed masks to the
+//! adapter inputs, so the check covers the dropout forward and backward too.
 mod common;
 
 use common::rng::Rng;
@@ -17,7 +18,8 @@ use finetune::model::{Config, Model};
 use finetune::ops::activation::Act;
 use finetune::ops::rope::RopeStyle;
 use finetune::quant::GgmlType;
-use finetune::train::block::{SeqView, Trainable};
+use finetune::train::block::{saved_floats, SeqView, StepOptions, Trainable};
+use finetune::train::dropout::Dropout;
 use finetune::train::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
 
 fn dense(w: &finetune::ops::matmul::QMatrix) -> Vec<f64> {
@@ -60,12 +62,14 @@ struct Ref<'a> {
     w: Vec<Vec<Vec<f64>>>,
     emb: Vec<f64>,
     out: Vec<f64>,
+    /// LoRA dropout masks of the pass being checked.
+    dropout: Option<Dropout>,
 }
 
 impl<'a> Ref<'a> {
     fn new(m: &'a Model<'a>) -> Self {
         let w = (0..m.cfg.n_layer).map(|il| Target::ALL.iter().map(|&t| dense(m.weight(il, t))).collect()).collect();
-        Ref { m, cfg: m.cfg.clone(), w, emb: dense(&m.tok_embd), out: dense(&m.output) }
+        Ref { m, cfg: m.cfg.clone(), w, emb: dense(&m.tok_embd), out: dense(&m.output), dropout: None }
     }
 }
 
@@ -84,7 +88,11 @@ impl Ref<'_> {
         let ti = Target::ALL.iter().position(|&x| x == t).unwrap();
         let mut y = mm(x, &self.w[il][ti], w.n_in, w.n_out);
         if let Some((_, n_in, n_out, r, a, b)) = lora[il].iter().find(|p| p.0 == t) {
-            let u = mm(x, a, *n_in, *r);
+            let xd: Vec<f64> = match self.dropout {
+                Some(d) => x.iter().zip(d.mask(il, t, x.len())).map(|(&v, k)| v * k as f64).collect(),
+                None => x.to_vec(),
+            };
+            let u = mm(&xd, a, *n_in, *r);
             let d = mm(&u, b, *r, *n_out);
             let s = alpha / *r as f64;
             y.iter_mut().zip(&d).for_each(|(y, d)| *y += s * d);
@@ -245,8 +253,8 @@ fn spec(arch: &str) -> SynthSpec {
     }
 }
 
-fn check(s: SynthSpec, tokenizer_model: &str) {
-    let dir = tmpdir(&format!("grad-{}", s.arch));
+fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
+    let dir = tmpdir(&format!("grad-{}-d{dropout}", s.arch));
     let path = dir.join(format!("{}.gguf", s.arch));
     let tok = GgufFile::open(model(tokenizer_model)).unwrap();
     write_synthetic(&s, &tok, &path).unwrap();
@@ -282,8 +290,25 @@ fn check(s: SynthSpec, tokenizer_model: &str) {
 
     let tr = Trainable { model: &m };
     let mut grads = lora.zeros_like();
-    let (loss, count) = tr.forward_backward(&lora, Some(&mut grads), &seq, 1.0).unwrap();
-    let reference = Ref::new(&m);
+    let drop = Dropout::for_micro_batch(dropout, s.seed, 5, 1);
+    let (loss, count) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
+    // Kept intermediates (here every block fits) give the same bits as recomputed ones.
+    let l0 = &m.layers[0];
+    let has = [l0.q_norm.is_some(), l0.k_norm.is_some(), l0.post_attn_norm.is_some(), l0.post_ffw_norm.is_some()];
+    let one_block = 4 * saved_floats(&m.cfg, has, r, 7, n);
+    for keep in [1 << 30, one_block] {
+        let mut g2 = lora.zeros_like();
+        let (l2, _) = tr.forward_backward_with(&lora, Some(&mut g2), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: keep }).unwrap();
+        assert!(l2 == loss && g2 == grads, "{}: keeping {keep} bytes of intermediates changed the result", s.arch);
+    }
+    let mut reference = Ref::new(&m);
+    reference.dropout = drop;
+    if drop.is_some() {
+        // The masks matter: without them the reference loss is another number.
+        let plain = Ref::new(&m).loss(&to64(&lora), lora.alpha as f64, &seq);
+        let masked = reference.loss(&to64(&lora), lora.alpha as f64, &seq);
+        assert!((plain - masked).abs() > 1e-3 * plain.abs(), "dropout did not change the loss: {plain} vs {masked}");
+    }
     let l64 = to64(&lora);
     let ref_loss = reference.loss(&l64, lora.alpha as f64, &seq);
     assert_eq!(count, labels.iter().filter(|&&l| l >= 0).count());
@@ -331,20 +356,26 @@ const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
 
 #[test]
 fn llama_lora_gradients_match_finite_differences() {
-    check(SynthSpec { rope_linear: Some(2.0), untied_output: true, ..spec("llama") }, SMOL);
+    check(SynthSpec { rope_linear: Some(2.0), untied_output: true, ..spec("llama") }, SMOL, 0.0);
 }
 
 #[test]
 fn qwen2_lora_gradients_match_finite_differences() {
-    check(SynthSpec { weight_type: GgmlType::Q4_0, ..spec("qwen2") }, SMOL);
+    check(SynthSpec { weight_type: GgmlType::Q4_0, ..spec("qwen2") }, SMOL, 0.0);
 }
 
 #[test]
 fn qwen3_lora_gradients_match_finite_differences() {
-    check(spec("qwen3"), SMOL);
+    check(spec("qwen3"), SMOL, 0.0);
 }
 
 #[test]
 fn gemma3_lora_gradients_match_finite_differences() {
-    check(SynthSpec { sliding_window: Some(4), weight_type: GgmlType::F16, ..spec("gemma3") }, GEMMA);
+    check(SynthSpec { sliding_window: Some(4), weight_type: GgmlType::F16, ..spec("gemma3") }, GEMMA, 0.0);
+}
+
+#[test]
+fn lora_gradients_with_dropout_match_finite_differences() {
+    check(SynthSpec { rope_linear: Some(2.0), untied_output: true, ..spec("llama") }, SMOL, 0.3);
+    check(SynthSpec { weight_type: GgmlType::Q4_0, seed: 9, ..spec("qwen2") }, SMOL, 0.5);
 }

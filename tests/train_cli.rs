@@ -219,7 +219,7 @@ fn bad_data_and_options_are_clear_errors() {
         (train_args(&empty, &out, &["--steps", "1"]), "empty.jsonl".into()),
         (train_args(&samurai(), &out, &["--format", "yaml", "--steps", "1"]), "unknown --format 'yaml'".into()),
         (train_args(&samurai(), &out, &["--max-ram", "1M", "--steps", "1"]), "exceeds --max-ram".into()),
-        (train_args(&samurai(), &out, &["--dropout", "0.1", "--steps", "1"]), "--dropout".into()),
+        (train_args(&samurai(), &out, &["--dropout", "1", "--steps", "1"]), "--dropout 1 is outside [0, 1)".into()),
         (train_args(&samurai(), &out, &["--targets", "q,vv", "--steps", "1"]), "vv".into()),
         (train_args(&dir.join("nope.jsonl"), &out, &["--steps", "1"]), "nope.jsonl".into()),
         (

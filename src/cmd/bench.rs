@@ -24,3 +24,28 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
     }
     Ok(())
 }
+
+/// `finetune bench --train`: training tokens/s and peak RSS of this engine, and of PyTorch +
+/// PEFT (`benches/peft_anchor.py`) on the same file and thread count when a python is given,
+/// with the ratios.
+pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_python: Option<PathBuf>, threads: usize) -> Result<(), String> {
+    let g = super::open(&model)?;
+    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes)?;
+    let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
+    println!("model: {} ({threads} threads, seq {seq}, LoRA r16 on q,k,v,o,gate,up,down, median of {reps} steps)", model.display());
+    println!("| engine | train tok/s | peak RSS |");
+    println!("|---|---|---|");
+    println!("| finetune | {:.1} | {} |", ours.tok_per_s, mib(ours.peak_rss));
+    if let Some(py) = peft_python {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peft_anchor.py");
+        let p = finetune::bench::measure_peft(&py, &script, &model, threads, seq, reps)?;
+        println!("| PyTorch + PEFT (grad checkpointing) | {:.1} | {} |", p.tok_per_s, mib(p.peak_rss));
+        println!(
+            "| ratio | {:.2}× | {:.2}× |",
+            ours.tok_per_s / p.tok_per_s,
+            ours.peak_rss as f64 / p.peak_rss.max(1) as f64
+        );
+    }
+    Ok(())
+}

@@ -40,7 +40,7 @@ pub struct TrainArgs {
     /// LoRA alpha (scale alpha/rank).
     #[arg(long, default_value_t = 32.0)]
     pub alpha: f32,
-    /// LoRA dropout on the adapter input.
+    /// LoRA dropout probability on the adapter input (PEFT's lora_dropout; training only).
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
     /// rsLoRA scaling alpha/sqrt(rank).
@@ -121,9 +121,14 @@ pub struct TrainArgs {
     /// Metrics log (one JSON line per step).
     #[arg(long)]
     pub log: Option<PathBuf>,
-    /// Refuse to start when the planned peak memory exceeds this (e.g. 6G).
+    /// Refuse to start when the planned peak memory exceeds this (e.g. 6G); the kept
+    /// intermediates (--keep-activations) shrink first to fit it.
     #[arg(long)]
     pub max_ram: Option<String>,
+    /// Memory for keeping the last blocks' intermediates between forward and backward instead
+    /// of recomputing them (faster steps; 0 = recompute every block; same results either way).
+    #[arg(long, default_value = "192M")]
+    pub keep_activations: String,
     /// Adapter storage type: F32, F16, BF16, Q8_0.
     #[arg(long, default_value = "F32")]
     pub adapter_type: String,
@@ -149,8 +154,8 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
         return Err("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)".into());
     };
-    if a.dropout != 0.0 {
-        return Err("--dropout other than 0 is not implemented yet".into());
+    if !(0.0..1.0).contains(&a.dropout) {
+        return Err(format!("--dropout {} is outside [0, 1)", a.dropout));
     }
     if a.rank == 0 {
         return Err("--rank must be at least 1".into());
@@ -161,6 +166,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     let targets = Target::parse_list(&a.targets)?;
     let schedule = Schedule::parse(&a.lr_schedule)?;
     let max_ram = a.max_ram.as_deref().map(parse_bytes).transpose()?;
+    let mut keep_bytes = if a.keep_activations.trim() == "0" { 0 } else { parse_bytes(&a.keep_activations)? };
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
     let model = Model::load(&g).map_err(|e| e.to_string())?;
@@ -193,7 +199,14 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     for e in &data.stats.skipped_errors {
         say(format!("  skipped: {e}"));
     }
-    let p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens);
+    let mut p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens, keep_bytes);
+    if let Some(limit) = max_ram {
+        if p.total() > limit && p.kept > 0 {
+            // Trade speed for memory first: keep only what fits.
+            keep_bytes = limit.saturating_sub(p.total() - p.kept);
+            p = plan(&model, &targets, a.rank, a.seq_len, data.stats.tokens, keep_bytes);
+        }
+    }
     say(format!("memory plan: peak ≈ {p}"));
     if let Some(limit) = max_ram {
         if p.total() > limit {
@@ -214,6 +227,8 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
         rank: a.rank,
         alpha: a.alpha,
         rslora: a.rslora,
+        dropout: a.dropout,
+        keep_bytes,
         targets,
         lr: a.lr,
         schedule,

@@ -1,9 +1,12 @@
 //! The training forward and backward of the whole model with LoRA on frozen quantized weights.
 //!
-//! Memory plan (per-layer activation checkpointing): the forward keeps only each block's input
-//! `[T, n_embd]`; the backward recomputes one block's intermediates from its input, then runs
-//! that block's backward, so at most one block's intermediates exist at a time. The loss is
-//! computed in row chunks ([`cross_entropy`]), so full `[T, n_vocab]` logits never exist.
+//! Memory plan (per-layer activation checkpointing): the forward keeps each block's input
+//! `[T, n_embd]`, and the full intermediates of as many of the last blocks as
+//! [`StepOptions::keep_bytes`] allows; the backward recomputes the intermediates of the other
+//! blocks from their inputs, one block at a time, then runs that block's backward. Recomputing
+//! is deterministic, so kept and recomputed intermediates are the same bits and the gradients
+//! do not depend on the budget. The loss is computed in row chunks ([`cross_entropy`]), so full
+//! `[T, n_vocab]` logits never exist.
 //!
 //! Forward of block `il` (pre-norm transformer; optional pieces by architecture):
 //! ```text
@@ -22,6 +25,7 @@ use crate::ops::attention_train::{attention_backward, attention_forward};
 use crate::ops::loss::cross_entropy;
 use crate::ops::matmul::{matmul_backward_input, matmul_backward_input_add};
 use crate::ops::norm::{rms_norm, rms_norm_backward};
+use crate::train::dropout::Dropout;
 use crate::train::lora::{LoraSet, Target};
 use crate::train::prof::{span, Phase};
 
@@ -38,7 +42,28 @@ pub struct SeqView<'s> {
     pub segments: Option<&'s [u32]>,
 }
 
-/// Intermediates of one block's forward, kept for its backward.
+/// Default of [`StepOptions::keep_bytes`]: 192 MiB of kept intermediates (12 of SmolLM2-135M's
+/// 30 blocks at 512 tokens; one block of a 7B model).
+pub const DEFAULT_KEEP_BYTES: u64 = 192 << 20;
+
+/// Options of one training forward/backward beyond the sequence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOptions {
+    /// LoRA dropout on the adapter inputs (`None`: none).
+    pub dropout: Option<Dropout>,
+    /// Bytes of block intermediates the forward may keep so that the backward need not
+    /// recompute them (0: recompute every block).
+    pub keep_bytes: u64,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions { dropout: None, keep_bytes: DEFAULT_KEEP_BYTES }
+    }
+}
+
+/// Intermediates of one block's forward, kept for its backward. Pre-norm values (`q_pre`,
+/// `k_pre`, `o_pre`, `d_pre`) are empty when the block has no such norm to differentiate.
 struct Saved {
     xn1: Vec<f32>,
     q_pre: Vec<f32>,
@@ -57,6 +82,42 @@ struct Saved {
     d_pre: Vec<f32>,
     /// LoRA codes `u = x·Aᵀ` per target (empty when the target is not adapted).
     codes: [Vec<f32>; 7],
+}
+
+impl Saved {
+    /// Drop what the backward rebuilds cheaply and bit-exactly from what stays (the normed
+    /// block inputs `xn1`, `xn2` and the GLU output `h`), before keeping this across the step.
+    fn slim(&mut self) {
+        self.xn1 = Vec::new();
+        self.xn2 = Vec::new();
+        self.h = Vec::new();
+    }
+
+    fn bytes(&self) -> u64 {
+        let v = [
+            &self.xn1, &self.q_pre, &self.k_pre, &self.q, &self.k, &self.v, &self.attn, &self.lse, &self.o_pre, &self.x1,
+            &self.xn2, &self.gate, &self.up, &self.h, &self.d_pre,
+        ];
+        4 * (v.iter().map(|b| b.len()).sum::<usize>() + self.codes.iter().map(Vec::len).sum::<usize>()) as u64
+    }
+}
+
+/// Floats of one kept (slimmed) block's intermediates for `t` tokens: what the forward keeps
+/// per block within [`StepOptions::keep_bytes`], divided by 4. `has`: q-norm, k-norm,
+/// post-attention norm, post-FFN norm.
+pub fn saved_floats(c: &crate::model::Config, has: [bool; 4], rank: usize, n_targets: usize, t: usize) -> u64 {
+    let [q_norm, k_norm, post_attn, post_ffw] = has;
+    let (e, qd, kd, vd, ad) = (c.n_embd, c.n_head * c.head_dim, c.n_head_kv * c.head_dim, c.n_head_kv * c.v_dim, c.n_head * c.v_dim);
+    let per_token = e
+        + qd * (1 + usize::from(q_norm))
+        + kd * (1 + usize::from(k_norm))
+        + vd
+        + ad
+        + c.n_head
+        + e * (usize::from(post_attn) + usize::from(post_ffw))
+        + 2 * c.n_ff
+        + rank * n_targets;
+    (t * per_token) as u64
 }
 
 fn add_bias(buf: &mut [f32], b: &Option<Vec<f32>>) {
@@ -96,16 +157,18 @@ impl<'m, 'a> Trainable<'m, 'a> {
         }
     }
 
-    /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA; returns the LoRA code.
-    fn proj(&self, lora: &LoraSet, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
+    /// `y = x·Wᵀ` (+ the model's applied adapters) + the trainable LoRA on `dropout(x)`;
+    /// returns the LoRA code.
+    fn proj(&self, lora: &LoraSet, dropout: Option<Dropout>, il: usize, t: Target, x: &[f32], y: &mut [f32]) -> Vec<f32> {
         {
             let _s = span(Phase::FwdMatmul);
             self.model.project(il, t, x, y);
         }
         let _s = span(Phase::FwdLora);
-        match lora.get(il, t) {
-            Some(p) => p.forward_add(x, lora.scale(p), y),
-            None => Vec::new(),
+        match (lora.get(il, t), dropout) {
+            (Some(p), None) => p.forward_add(x, lora.scale(p), y),
+            (Some(p), Some(d)) => p.forward_add(&d.apply(il, t, x), lora.scale(p), y),
+            (None, _) => Vec::new(),
         }
     }
 
@@ -115,6 +178,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
     fn proj_backward(
         &self,
         lora: &LoraSet,
+        dropout: Option<Dropout>,
         grads: &mut LoraSet,
         il: usize,
         t: Target,
@@ -143,11 +207,22 @@ impl<'m, 'a> Trainable<'m, 'a> {
             }
         }
         if let (Some(p), Some(g)) = (lora.get(il, t), grads.get_mut(il, t)) {
-            p.backward(x, code, dy, lora.scale(p), g, Some(dx));
+            match dropout {
+                None => p.backward(x, code, dy, lora.scale(p), g, Some(dx)),
+                Some(d) => {
+                    // The branch saw x ⊙ mask: A's gradient uses the dropped input and the
+                    // branch's input gradient goes back through the same mask.
+                    let mask = d.mask(il, t, x.len());
+                    let xd: Vec<f32> = x.iter().zip(&mask).map(|(&a, &k)| a * k).collect();
+                    let mut dxd = vec![0f32; dx.len()];
+                    p.backward(&xd, code, dy, lora.scale(p), g, Some(&mut dxd));
+                    dx.iter_mut().zip(dxd.iter().zip(&mask)).for_each(|(a, (&b, &k))| *a += b * k);
+                }
+            }
         }
     }
 
-    fn forward_block(&self, lora: &LoraSet, il: usize, x: &[f32], seq: &SeqView) -> (Vec<f32>, Saved) {
+    fn forward_block(&self, lora: &LoraSet, dropout: Option<Dropout>, il: usize, x: &[f32], seq: &SeqView) -> (Vec<f32>, Saved) {
         let m = self.model;
         let c = &m.cfg;
         let l = &m.layers[il];
@@ -161,9 +236,9 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut q_pre = vec![0f32; t * qd];
         let mut k_pre = vec![0f32; t * kd];
         let mut v = vec![0f32; t * vvd];
-        codes[0] = self.proj(lora, il, Target::Q, &xn1, &mut q_pre);
-        codes[1] = self.proj(lora, il, Target::K, &xn1, &mut k_pre);
-        codes[2] = self.proj(lora, il, Target::V, &xn1, &mut v);
+        codes[0] = self.proj(lora, dropout, il, Target::Q, &xn1, &mut q_pre);
+        codes[1] = self.proj(lora, dropout, il, Target::K, &xn1, &mut k_pre);
+        codes[2] = self.proj(lora, dropout, il, Target::V, &xn1, &mut v);
         add_bias(&mut q_pre, &l.bq);
         add_bias(&mut k_pre, &l.bk);
         add_bias(&mut v, &l.bv);
@@ -186,7 +261,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
             attention_forward(self.attn_shape(il), &q, &k, &v, seq.segments, &mut attn, &mut lse);
         }
         let mut o_pre = vec![0f32; t * e];
-        codes[3] = self.proj(lora, il, Target::O, &attn, &mut o_pre);
+        codes[3] = self.proj(lora, dropout, il, Target::O, &attn, &mut o_pre);
         let mut x1 = x.to_vec();
         add_residual(&mut x1, &o_pre, l.post_attn_norm.as_deref(), e, c.eps);
 
@@ -194,23 +269,43 @@ impl<'m, 'a> Trainable<'m, 'a> {
         rms_norm(&x1, &mut xn2, e, c.eps, Some(&l.ffn_norm));
         let mut gate = vec![0f32; t * c.n_ff];
         let mut up = vec![0f32; t * c.n_ff];
-        codes[4] = self.proj(lora, il, Target::Gate, &xn2, &mut gate);
-        codes[5] = self.proj(lora, il, Target::Up, &xn2, &mut up);
+        codes[4] = self.proj(lora, dropout, il, Target::Gate, &xn2, &mut gate);
+        codes[5] = self.proj(lora, dropout, il, Target::Up, &xn2, &mut up);
         let mut h = gate.clone();
         glu_inplace(c.act, &mut h, &up);
         let mut d_pre = vec![0f32; t * e];
-        codes[6] = self.proj(lora, il, Target::Down, &h, &mut d_pre);
+        codes[6] = self.proj(lora, dropout, il, Target::Down, &h, &mut d_pre);
         let mut out = x1.clone();
         add_residual(&mut out, &d_pre, l.post_ffw_norm.as_deref(), e, c.eps);
-        let saved = Saved { xn1, q_pre, k_pre, q, k, v, attn, lse, o_pre, x1, xn2, gate, up, h, d_pre, codes };
+        let keep_if = |b: Vec<f32>, needed: bool| if needed { b } else { Vec::new() };
+        let saved = Saved {
+            xn1,
+            q_pre: keep_if(q_pre, l.q_norm.is_some()),
+            k_pre: keep_if(k_pre, l.k_norm.is_some()),
+            q,
+            k,
+            v,
+            attn,
+            lse,
+            o_pre: keep_if(o_pre, l.post_attn_norm.is_some()),
+            x1,
+            xn2,
+            gate,
+            up,
+            h,
+            d_pre: keep_if(d_pre, l.post_ffw_norm.is_some()),
+            codes,
+        };
         (out, saved)
     }
 
     /// Given the block input `x`, its saved forward and `dout`, accumulate LoRA gradients and
     /// return `dx`.
+    #[allow(clippy::too_many_arguments)]
     fn backward_block(
         &self,
         lora: &LoraSet,
+        dropout: Option<Dropout>,
         grads: &mut LoraSet,
         il: usize,
         x: &[f32],
@@ -225,6 +320,34 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let t = x.len() / e;
         let (qd, kd, vvd, ad) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * vd, c.n_head * vd);
 
+        // Rebuild what a kept block dropped (see `Saved::slim`): the same ops on the same
+        // inputs, so the same bits as the forward's.
+        let (xn1_r, xn2_r, h_r);
+        let xn1: &[f32] = if s.xn1.is_empty() {
+            let mut b = vec![0f32; t * e];
+            rms_norm(x, &mut b, e, c.eps, Some(&l.attn_norm));
+            xn1_r = b;
+            &xn1_r
+        } else {
+            &s.xn1
+        };
+        let xn2: &[f32] = if s.xn2.is_empty() {
+            let mut b = vec![0f32; t * e];
+            rms_norm(&s.x1, &mut b, e, c.eps, Some(&l.ffn_norm));
+            xn2_r = b;
+            &xn2_r
+        } else {
+            &s.xn2
+        };
+        let h: &[f32] = if s.h.is_empty() {
+            let mut b = s.gate.clone();
+            glu_inplace(c.act, &mut b, &s.up);
+            h_r = b;
+            &h_r
+        } else {
+            &s.h
+        };
+
         // out = x1 + post_ffw_norm(d_pre)
         let mut dx1 = dout.to_vec();
         let dd_pre = match &l.post_ffw_norm {
@@ -236,14 +359,14 @@ impl<'m, 'a> Trainable<'m, 'a> {
             None => dout.to_vec(),
         };
         let mut dh = vec![0f32; t * c.n_ff];
-        self.proj_backward(lora, grads, il, Target::Down, &s.h, &s.codes[6], &dd_pre, &mut dh, false);
+        self.proj_backward(lora, dropout, grads, il, Target::Down, h, &s.codes[6], &dd_pre, &mut dh, false);
         let mut dgate = vec![0f32; t * c.n_ff];
         let mut dup = vec![0f32; t * c.n_ff];
         glu_backward(c.act, &s.gate, &s.up, &dh, &mut dgate, &mut dup);
         drop(dh);
         let mut dxn2 = vec![0f32; t * e];
-        self.proj_backward(lora, grads, il, Target::Gate, &s.xn2, &s.codes[4], &dgate, &mut dxn2, false);
-        self.proj_backward(lora, grads, il, Target::Up, &s.xn2, &s.codes[5], &dup, &mut dxn2, true);
+        self.proj_backward(lora, dropout, grads, il, Target::Gate, xn2, &s.codes[4], &dgate, &mut dxn2, false);
+        self.proj_backward(lora, dropout, grads, il, Target::Up, xn2, &s.codes[5], &dup, &mut dxn2, true);
         let mut g = vec![0f32; t * e];
         let sp = span(Phase::BwdNorm);
         rms_norm_backward(&s.x1, Some(&l.ffn_norm), e, c.eps, &dxn2, &mut g);
@@ -261,7 +384,7 @@ impl<'m, 'a> Trainable<'m, 'a> {
             None => dx1,
         };
         let mut dattn = vec![0f32; t * ad];
-        self.proj_backward(lora, grads, il, Target::O, &s.attn, &s.codes[3], &do_pre, &mut dattn, false);
+        self.proj_backward(lora, dropout, grads, il, Target::O, &s.attn, &s.codes[3], &do_pre, &mut dattn, false);
         let mut dq = vec![0f32; t * qd];
         let mut dk = vec![0f32; t * kd];
         let mut dv = vec![0f32; t * vvd];
@@ -295,9 +418,9 @@ impl<'m, 'a> Trainable<'m, 'a> {
             dk = g;
         }
         let mut dxn1 = vec![0f32; t * e];
-        self.proj_backward(lora, grads, il, Target::Q, &s.xn1, &s.codes[0], &dq, &mut dxn1, false);
-        self.proj_backward(lora, grads, il, Target::K, &s.xn1, &s.codes[1], &dk, &mut dxn1, true);
-        self.proj_backward(lora, grads, il, Target::V, &s.xn1, &s.codes[2], &dv, &mut dxn1, true);
+        self.proj_backward(lora, dropout, grads, il, Target::Q, xn1, &s.codes[0], &dq, &mut dxn1, false);
+        self.proj_backward(lora, dropout, grads, il, Target::K, xn1, &s.codes[1], &dk, &mut dxn1, true);
+        self.proj_backward(lora, dropout, grads, il, Target::V, xn1, &s.codes[2], &dv, &mut dxn1, true);
         let mut g = vec![0f32; t * e];
         let _s = span(Phase::BwdNorm);
         rms_norm_backward(x, Some(&l.attn_norm), e, c.eps, &dxn1, &mut g);
@@ -314,6 +437,21 @@ impl<'m, 'a> Trainable<'m, 'a> {
         seq: &SeqView,
         scale: f32,
     ) -> Result<(f64, usize), String> {
+        self.forward_backward_with(lora, grads, seq, scale, StepOptions::default())
+    }
+
+    /// [`forward_backward`](Self::forward_backward) with options: LoRA dropout on every adapter
+    /// input (training only; `None` is exactly the plain pass) and the budget of kept
+    /// intermediates (any budget gives the same bits).
+    pub fn forward_backward_with(
+        &self,
+        lora: &LoraSet,
+        grads: Option<&mut LoraSet>,
+        seq: &SeqView,
+        scale: f32,
+        opts: StepOptions,
+    ) -> Result<(f64, usize), String> {
+        let dropout = opts.dropout;
         let m = self.model;
         let c = &m.cfg;
         let n = seq.tokens.len();
@@ -327,11 +465,20 @@ impl<'m, 'a> Trainable<'m, 'a> {
         let mut x = m.embed(seq.tokens)?;
         let keep = grads.is_some();
         let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(if keep { c.n_layer } else { 0 });
+        // Intermediates of the last `n_kept` blocks (all blocks have the same shapes: the
+        // first block's size decides how many fit the budget).
+        let mut kept: Vec<Option<Saved>> = Vec::with_capacity(if keep { c.n_layer } else { 0 });
+        let mut n_kept = 0;
         for il in 0..c.n_layer {
-            let (out, _) = self.forward_block(lora, il, &x, seq);
+            let (out, mut saved) = self.forward_block(lora, dropout, il, &x, seq);
             let xin = std::mem::replace(&mut x, out);
             if keep {
+                saved.slim();
+                if il == 0 {
+                    n_kept = (opts.keep_bytes / saved.bytes().max(1)).min(c.n_layer as u64) as usize;
+                }
                 inputs.push(xin);
+                kept.push((il >= c.n_layer - n_kept).then_some(saved));
             }
         }
         // Past √f32::MAX a square overflows, RMS norm maps the row to zeros and the loss sits at
@@ -353,11 +500,15 @@ impl<'m, 'a> Trainable<'m, 'a> {
         drop((xf, dxf, x, sp));
         for il in (0..c.n_layer).rev() {
             let xin = inputs.pop().expect("one input per layer");
-            let sp = span(Phase::Recompute);
-            let (_, saved) = self.forward_block(lora, il, &xin, seq);
-            drop(sp);
+            let saved = match kept.pop().flatten() {
+                Some(s) => s,
+                None => {
+                    let _s = span(Phase::Recompute);
+                    self.forward_block(lora, dropout, il, &xin, seq).1
+                }
+            };
             let _s = span(Phase::Backward);
-            dx = self.backward_block(lora, grads, il, &xin, &saved, seq, &dx);
+            dx = self.backward_block(lora, dropout, grads, il, &xin, &saved, seq, &dx);
         }
         Ok((loss, count))
     }

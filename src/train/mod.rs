@@ -7,6 +7,7 @@
 pub mod block;
 pub mod checkpoint;
 pub mod data;
+pub mod dropout;
 pub mod lora;
 pub mod optim;
 pub mod plan;

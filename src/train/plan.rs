@@ -4,8 +4,9 @@
 //! The terms follow the trainer's allocations: the memory-mapped weights (every tensor is read
 //! each step, so all of it becomes resident page cache counted in RSS), LoRA parameters with
 //! their gradients and two AdamW moments, the per-layer checkpoints (one `[T, n_embd]` input
-//! per block), one block's recomputed intermediates plus its backward buffers, the chunked
-//! loss's logits, the dataset's tokens, and a fixed runtime overhead.
+//! per block), the intermediates kept for the last blocks within the keep budget (the backward
+//! skips their recompute), one block's recomputed intermediates plus its backward buffers, the
+//! chunked loss's logits, the dataset's tokens, and a fixed runtime overhead.
 
 use crate::model::Model;
 use crate::ops::loss::CHUNK;
@@ -20,6 +21,10 @@ pub struct MemoryPlan {
     pub lora: u64,
     /// Per-layer checkpoints of the block inputs.
     pub checkpoints: u64,
+    /// Intermediates kept for the last blocks (not recomputed).
+    pub kept: u64,
+    /// How many blocks `kept` covers.
+    pub kept_layers: usize,
     /// One block's forward intermediates and backward buffers.
     pub block: u64,
     /// Logits of one loss chunk and its gradient.
@@ -33,7 +38,7 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// Sum of all terms.
     pub fn total(&self) -> u64 {
-        self.weights + self.lora + self.checkpoints + self.block + self.loss + self.data + self.overhead
+        self.weights + self.lora + self.checkpoints + self.kept + self.block + self.loss + self.data + self.overhead
     }
 }
 
@@ -66,11 +71,13 @@ impl std::fmt::Display for MemoryPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (weights {} mapped, LoRA+grads+AdamW {}, layer checkpoints {}, block buffers {}, loss chunk {}, data {}, runtime {})",
+            "{} (weights {} mapped, LoRA+grads+AdamW {}, layer checkpoints {}, kept intermediates {} ({} blocks), block buffers {}, loss chunk {}, data {}, runtime {})",
             human(self.total()),
             human(self.weights),
             human(self.lora),
             human(self.checkpoints),
+            human(self.kept),
+            self.kept_layers,
             human(self.block),
             human(self.loss),
             human(self.data),
@@ -80,8 +87,9 @@ impl std::fmt::Display for MemoryPlan {
 }
 
 /// Estimate peak memory for training `model` with LoRA of `rank` on `targets`, sequences of
-/// `seq_len` tokens, and a dataset of `data_tokens` tokens.
-pub fn plan(model: &Model, targets: &[Target], rank: usize, seq_len: usize, data_tokens: usize) -> MemoryPlan {
+/// `seq_len` tokens, a dataset of `data_tokens` tokens, and `keep_bytes` of kept block
+/// intermediates (see [`StepOptions::keep_bytes`](crate::train::block::StepOptions)).
+pub fn plan(model: &Model, targets: &[Target], rank: usize, seq_len: usize, data_tokens: usize, keep_bytes: u64) -> MemoryPlan {
     let c = &model.cfg;
     let f = 4u64;
     let mut weights = model.tok_embd.data.len() as u64;
@@ -110,10 +118,16 @@ pub fn plan(model: &Model, targets: &[Target], rank: usize, seq_len: usize, data
     // Attention backward scratch: a row of scores per (thread, head) — small; the forward's
     // scratch is T per row.
     let attn = t * 4 * rayon::current_num_threads() as u64;
+    let l0 = &model.layers[0];
+    let has = [l0.q_norm.is_some(), l0.k_norm.is_some(), l0.post_attn_norm.is_some(), l0.post_ffw_norm.is_some()];
+    let per_block = 4 * crate::train::block::saved_floats(c, has, rank, targets.len(), seq_len);
+    let kept_layers = (keep_bytes / per_block.max(1)).min(c.n_layer as u64) as usize;
     MemoryPlan {
         weights,
         lora: 4 * lora_params * f,
         checkpoints: (c.n_layer as u64 + 2) * t * e * f,
+        kept: kept_layers as u64 * per_block,
+        kept_layers,
         block: (saved + backward + attn) * f,
         loss: 2 * CHUNK.min(seq_len) as u64 * c.n_vocab as u64 * f + 2 * t * e * f,
         data: data_tokens as u64 * 16,

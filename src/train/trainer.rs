@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::model::Model;
-use crate::train::block::{SeqView, Trainable};
+use crate::train::block::{SeqView, StepOptions, Trainable};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::data::{Dataset, Sequence};
+use crate::train::dropout::Dropout;
 use crate::train::lora::{init_pair, LoraSet, SplitMix64, Target};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
@@ -26,6 +27,11 @@ pub struct TrainOptions {
     pub alpha: f32,
     /// rsLoRA: scale α/√r instead of α/r.
     pub rslora: bool,
+    /// LoRA dropout probability on the adapter inputs (training only), in `[0, 1)`.
+    pub dropout: f32,
+    /// Bytes of block intermediates kept between forward and backward instead of recomputed
+    /// (speed for memory; no effect on the numbers).
+    pub keep_bytes: u64,
     /// Adapted projections.
     pub targets: Vec<Target>,
     /// Peak learning rate.
@@ -202,14 +208,17 @@ pub fn train(
     if data.train.is_empty() {
         return Err("no training samples".into());
     }
+    if !(0.0..1.0).contains(&opts.dropout) {
+        return Err(format!("--dropout {} is outside [0, 1)", opts.dropout));
+    }
     let mut epoch_seqs = data.epoch_sequences(0);
     let seqs_per_epoch = epoch_seqs.len();
     let total = total_steps(opts, seqs_per_epoch);
     let alpha = stored_alpha(opts.alpha, opts.rank, opts.rslora);
     let targets: Vec<&str> = opts.targets.iter().map(|t| t.short()).collect();
     let fingerprint = format!(
-        "rank={} alpha={} rslora={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} seq_len={} train_samples={} train_tokens={} train_trained_tokens={} seqs_per_epoch={seqs_per_epoch}",
-        opts.rank, opts.alpha, opts.rslora, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
+        "rank={} alpha={} rslora={} dropout={} targets={} lr={} schedule={:?} warmup={} adam={:?} grad_accum={} max_grad_norm={} seed={} seq_len={} train_samples={} train_tokens={} train_trained_tokens={} seqs_per_epoch={seqs_per_epoch}",
+        opts.rank, opts.alpha, opts.rslora, opts.dropout, targets.join(","), opts.lr, opts.schedule, opts.warmup, opts.adam,
         opts.grad_accum, opts.max_grad_norm, opts.seed, data.seq_len(), data.train.len(), data.stats.tokens,
         data.train.iter().map(|s| s.n_trained()).sum::<usize>()
     );
@@ -259,6 +268,9 @@ pub fn train(
     };
     let started = Instant::now();
     let live = opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // On a terminal: a live bar; otherwise (a pipe, a log file) one plain line per step.
+    let bar = live.then(|| progress_bar(total, start_step));
+    let mut status = String::from("starting");
     let mut smoothed: Option<f64> = history.last().map(|h| h.loss);
     let mut interrupted = false;
     for step in start_step..total {
@@ -280,12 +292,14 @@ pub fn train(
         if n_trained > 0 {
             let scale = 1.0 / n_trained as f32;
             for (k, s) in owned.iter().enumerate() {
-                if live {
-                    // Live line on a terminal: which micro-batch of this step is running.
-                    eprint!("\rstep {}/{total} | sequence {}/{} of the step ({} tokens) ...   ", step + 1, k + 1, owned.len(), s.len());
-                    let _ = std::io::stderr().flush();
+                if let Some(b) = &bar {
+                    // Which micro-batch of this step is running (a step can take minutes).
+                    b.set_message(format!("{status} | sequence {}/{} of step {} ({} tokens)", k + 1, owned.len(), step + 1, s.len()));
                 }
-                let (l, _) = tr.forward_backward(&lora, Some(&mut grads), &view(s), scale).map_err(|e| format!("step {}: {e}", step + 1))?;
+                let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
+                let (l, _) = tr
+                    .forward_backward_with(&lora, Some(&mut grads), &view(s), scale, StepOptions { dropout: drop, keep_bytes: opts.keep_bytes })
+                    .map_err(|e| format!("step {}: {e}", step + 1))?;
                 loss_sum += l;
             }
         }
@@ -336,17 +350,24 @@ pub fn train(
             let eta = el / (done - start_step) as f64 * (total - done) as f64;
             let epoch_f = pos.epoch as f64 + pos.index as f64 / seqs_per_epoch.max(1) as f64;
             let val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
-            if live {
-                eprint!("\r\x1b[2K");
-            }
-            eprintln!(
-                "step {done}/{total} | epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
+            status = format!(
+                "epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
                 loss,
                 smoothed.unwrap_or(loss),
                 m.tok_per_s,
                 fmt_secs(eta),
                 m.rss.map_or(0, |r| r >> 20)
             );
+            match &bar {
+                Some(b) => {
+                    b.set_position(done);
+                    b.set_message(status.clone());
+                    if val_loss.is_some() {
+                        b.println(format!("step {done}/{total} | {status}"));
+                    }
+                }
+                None => eprintln!("step {done}/{total} | {status}"),
+            }
         }
         history.push(m);
         let stop = INTERRUPTED.load(Ordering::SeqCst);
@@ -360,8 +381,10 @@ pub fn train(
                 fingerprint: fingerprint.clone(),
             };
             let path = checkpoint::save(&opts.checkpoint_dir, &ck, model)?;
-            if opts.progress {
-                eprintln!("checkpoint: {}", path.display());
+            match (&bar, opts.progress) {
+                (Some(b), _) => b.println(format!("checkpoint: {}", path.display())),
+                (None, true) => eprintln!("checkpoint: {}", path.display()),
+                (None, false) => {}
             }
         }
         if stop {
@@ -369,7 +392,24 @@ pub fn train(
             break;
         }
     }
+    if let Some(b) = bar {
+        // Leave the last status as a plain line.
+        b.finish_and_clear();
+        eprintln!("step {}/{total} | {status}", history.last().map_or(0, |h| h.step));
+    }
     Ok(TrainResult { lora, history, interrupted })
+}
+
+/// The terminal progress bar: steps done of the run, with the status line as its message.
+fn progress_bar(total: u64, done: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:20.cyan/blue}] {wide_msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    b.set_style(style);
+    b.set_position(done);
+    b.enable_steady_tick(std::time::Duration::from_millis(250));
+    b
 }
 
 /// The default adapter path: `<model stem>-<data stem>-lora.gguf` in the current directory.
