@@ -15,7 +15,7 @@ pub use config::{Arch, Config, ModelError};
 pub use kv_cache::KvCache;
 
 use crate::gguf::{GgufModel, TensorView};
-use crate::ops::activation::glu_inplace;
+use crate::ops::activation::{glu_inplace, glu_inplace_ggml};
 use crate::ops::attention::{causal_attention, causal_attention_ggml, AttnShape};
 use crate::ops::matmul::{matmul, QMatrix};
 use crate::ops::matmul_q8::matmul_q8;
@@ -325,11 +325,17 @@ impl<'a> Model<'a> {
         let swa = c.is_swa(il);
         let rope = self.rope_for(il);
         let n_past = cache.n_past;
-        for tt in 0..t {
-            rope.apply(&mut q[tt * qd..(tt + 1) * qd], c.n_head, hd, n_past + tt);
-            rope.apply(&mut k[tt * kd..(tt + 1) * kd], c.n_head_kv, hd, n_past + tt);
-        }
         let ggml = self.numerics == Numerics::Ggml;
+        for tt in 0..t {
+            let (qr, kr) = (&mut q[tt * qd..(tt + 1) * qd], &mut k[tt * kd..(tt + 1) * kd]);
+            if ggml {
+                rope.apply_ggml(qr, c.n_head, hd, n_past + tt);
+                rope.apply_ggml(kr, c.n_head_kv, hd, n_past + tt);
+            } else {
+                rope.apply(qr, c.n_head, hd, n_past + tt);
+                rope.apply(kr, c.n_head_kv, hd, n_past + tt);
+            }
+        }
         // llama.cpp scales q itself only for gemma3; other architectures scale the scores.
         let q_first = !ggml || c.arch == Arch::Gemma3;
         if q_first {
@@ -370,7 +376,11 @@ impl<'a> Model<'a> {
         let mut up = vec![0f32; t * c.n_ff];
         self.project(il, Target::Gate, &cur, &mut gate);
         self.project(il, Target::Up, &cur, &mut up);
-        glu_inplace(c.act, &mut gate, &up);
+        if ggml {
+            glu_inplace_ggml(c.act, &mut gate, &up);
+        } else {
+            glu_inplace(c.act, &mut gate, &up);
+        }
         self.project(il, Target::Down, &gate, &mut o);
         if let Some(w) = &l.post_ffw_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));

@@ -33,21 +33,16 @@ struct Softmax {
 }
 
 impl Softmax {
-    /// In-place softmax of `row` (already soft-capped).
+    /// In-place softmax of `row` (already soft-capped); `row[0]` is the score of key position
+    /// `pos0` (the ggml mode groups the row sum by absolute position, see [`ggml_softmax`]).
     #[inline]
-    fn apply(self, row: &mut [f32]) {
+    fn apply(self, row: &mut [f32], pos0: usize) {
         if self.scale != 1.0 {
             row.iter_mut().for_each(|d| *d *= self.scale);
         }
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if self.ggml {
-            let mut sum = 0f64;
-            for d in row.iter_mut() {
-                *d = (*d - max).exp();
-                sum += *d as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            row.iter_mut().for_each(|d| *d = crate::quant::util::f16_round(*d * inv));
+            ggml_softmax(row, pos0, max);
         } else {
             let mut sum = 0f32;
             for d in row.iter_mut() {
@@ -58,6 +53,64 @@ impl Softmax {
             row.iter_mut().for_each(|d| *d *= inv);
         }
     }
+}
+
+/// ggml's AVX-512 `ggml_v_expf` (a polynomial after Arm's optimized routines) for one value:
+/// the same fused multiply-adds, and `scalef` as one correctly rounded scaling by `2ⁿ`.
+#[inline(always)]
+pub fn ggml_expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(f32::from_bits(0x3f31_7200), x); // 0x1.62e4p-1
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), b); // 0x1.7f7d1cp-20
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17)); // 0x1.0e4020p-7, 0x1.573e2ep-5
+    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)); // 0x1.555e66p-3, 0x1.fffdb6p-2
+    let w = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0); // 0x1.ffffecp-1
+    let j = p.mul_add(u, q).mul_add(u, w);
+    (j as f64 * (2f64).powi(n as i32)) as f32
+}
+
+/// llama.cpp's `soft_max` row on the CPU (AVX-512 build): `e = ggml_v_expf(s − max)`, summed
+/// per 16 key positions (a tree within the 16, as `_mm512_reduce_add_ps`; masked positions add
+/// 0) into an f64, then `p = e · f32(1/sum)`, rounded to f16 (V's `vec_dot_type`).
+fn ggml_softmax(row: &mut [f32], pos0: usize, max: f32) {
+    exp_row(row, max);
+    let mut sum = 0f64;
+    let end = pos0 + row.len();
+    let mut c0 = pos0 / 16 * 16;
+    while c0 < end {
+        let mut a = [0f32; 16];
+        for (l, v) in a.iter_mut().enumerate() {
+            if (pos0..end).contains(&(c0 + l)) {
+                *v = row[c0 + l - pos0];
+            }
+        }
+        sum += seq::reduce16(&a) as f64;
+        c0 += 16;
+    }
+    let inv = (1.0 / sum) as f32;
+    row.iter_mut().for_each(|d| *d = crate::quant::util::f16_round(*d * inv));
+}
+
+/// `row[i] = ggml_expf(row[i] − max)`, with hardware FMA where available.
+fn exp_row(row: &mut [f32], max: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd_enabled() {
+        // SAFETY: AVX2/FMA checked by simd_enabled().
+        return unsafe { exp_row_fma(row, max) };
+    }
+    row.iter_mut().for_each(|d| *d = ggml_expf(*d - max));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_row_fma(row: &mut [f32], max: f32) {
+    row.iter_mut().for_each(|d| *d = ggml_expf(*d - max));
 }
 
 /// `out[t] = softmax(q[t]·Kᵀ) · V` for the T new tokens at positions `n_past..n_past+T`.
@@ -77,7 +130,7 @@ pub fn causal_attention_ggml(s: AttnShape, score_scale: f32, q: &[f32], k_cache:
 
 fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
     let t_new = q.len() / (s.n_head * s.head_dim);
-    if t_new > 2 {
+    if t_new > 2 && !sm.ggml {
         return batched(s, sm, q, k_cache, v_cache, n_past, out);
     }
     let group = s.n_head / s.n_head_kv;
@@ -87,6 +140,7 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
         let pos = n_past + t;
         let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut scores = vec![0f32; pos + 1 - lo];
+        let mut acc = Vec::new();
         for h in 0..s.n_head {
             let kvh = h / group;
             let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
@@ -101,11 +155,11 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
             if let Some(c) = s.softcap {
                 scores.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
             }
-            sm.apply(&mut scores);
+            sm.apply(&mut scores, lo);
             let o = &mut orow[h * s.v_dim..(h + 1) * s.v_dim];
             o.fill(0.0);
             if sm.ggml {
-                seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o);
+                seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
             } else {
                 for (j, &p) in (lo..=pos).zip(scores.iter()) {
                     let vv = &v_cache[j * vw + kvh * s.v_dim..j * vw + (kvh + 1) * s.v_dim];
@@ -143,7 +197,7 @@ fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32
                 if let Some(c) = s.softcap {
                     live.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
                 }
-                sm.apply(live);
+                sm.apply(live, lo);
             }
             // Vᵀ of this kv head: [v_dim, l].
             vt.resize(s.v_dim * l, 0.0);
@@ -166,69 +220,84 @@ fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32
     );
 }
 
-/// One or two new tokens in llama.cpp-numerics mode: every score and output element as one
-/// sequential chain from 0 over the head width (resp. positions), exactly as the GEMM
-/// micro-kernel computes each element in [`batched`] (fused multiply-adds on the AVX2 path,
-/// multiply-then-add on the scalar one). Decoding with the cache then gives the same bits as
-/// the full-sequence forward, which the Q8 activation rounding would otherwise amplify.
+/// llama.cpp-numerics attention products, in the order its CPU backend sums them (llamafile's
+/// tinyBLAS on f16 operands with 16-wide vectors): element `i` of a dot product goes to lane
+/// `i mod 16`, each lane a chain of fused multiply-adds in index order, and the 16 lanes are
+/// added as a tree (`_mm512_reduce_add_ps`: lanes `i` and `i+8`, then `i` and `i+4`, then
+/// `(0+2) + (1+3)`). For `P·V` the index is the key position. Every token row is computed the
+/// same way whatever the batch, so decoding with the cache equals the full-sequence forward.
 mod seq {
+    /// The tree reduction of 16 lanes.
+    #[inline(always)]
+    pub fn reduce16(a: &[f32; 16]) -> f32 {
+        let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
+        let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
+        (t6[0] + t6[2]) + (t6[1] + t6[3])
+    }
+
+    #[inline(always)]
+    fn dot16(q: &[f32], k: &[f32]) -> f32 {
+        let mut acc = [0f32; 16];
+        for (qc, kc) in q.chunks(16).zip(k.chunks(16)) {
+            for l in 0..qc.len() {
+                acc[l] = qc[l].mul_add(kc[l], acc[l]);
+            }
+        }
+        reduce16(&acc)
+    }
+
     /// `out[j − lo] = q·K[j]` for `j = lo..lo + out.len()`, `K[j] = k[j·kw..][..q.len()]`.
     pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
         assert!(out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + q.len());
         #[cfg(target_arch = "x86_64")]
         if crate::quant::simd_enabled() {
-            // SAFETY: AVX2/FMA checked by simd_enabled(); indices bounded by the assert.
+            // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
             return unsafe { scores_fma(q, k, kw, lo, out) };
         }
         for (jj, o) in out.iter_mut().enumerate() {
-            let kr = &k[(lo + jj) * kw..(lo + jj) * kw + q.len()];
-            *o = q.iter().zip(kr).fold(0f32, |acc, (&a, &b)| acc + a * b);
+            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn scores_fma(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
-        let n = out.len();
-        let kp = k.as_ptr();
-        let mut jj = 0;
-        while jj + 8 <= n {
-            let mut acc = [0f32; 8];
-            for (i, &qi) in q.iter().enumerate() {
-                for (r, a) in acc.iter_mut().enumerate() {
-                    *a = qi.mul_add(*kp.add((lo + jj + r) * kw + i), *a);
-                }
-            }
-            out[jj..jj + 8].copy_from_slice(&acc);
-            jj += 8;
-        }
-        for (r, o) in out[jj..].iter_mut().enumerate() {
-            let base = (lo + jj + r) * kw;
-            *o = q.iter().enumerate().fold(0f32, |acc, (i, &qi)| qi.mul_add(*kp.add(base + i), acc));
+        for (jj, o) in out.iter_mut().enumerate() {
+            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
         }
     }
 
-    /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()` in position order, `V[j] =
-    /// v[j·vw..][..o.len()]`; `o` starts at zero.
-    pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32]) {
+    /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
+    /// lane `j mod 16`; `acc` is scratch.
+    pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
         assert!(p.is_empty() || v.len() >= (lo + p.len() - 1) * vw + o.len());
         #[cfg(target_arch = "x86_64")]
         if crate::quant::simd_enabled() {
             // SAFETY: AVX2/FMA checked by simd_enabled(); rows bounded by the assert.
-            return unsafe { weighted_sum_fma(p, v, vw, lo, o) };
+            return unsafe { weighted_sum_fma(p, v, vw, lo, o, acc) };
         }
+        weighted_sum_body(p, v, vw, lo, o, acc)
+    }
+
+    #[inline(always)]
+    fn weighted_sum_body(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        let n = o.len();
+        acc.clear();
+        acc.resize(16 * n, 0.0);
         for (jj, &pj) in p.iter().enumerate() {
-            let vr = &v[(lo + jj) * vw..(lo + jj) * vw + o.len()];
-            o.iter_mut().zip(vr).for_each(|(a, &b)| *a += pj * b);
+            let l = (lo + jj) % 16;
+            let vr = &v[(lo + jj) * vw..(lo + jj) * vw + n];
+            acc[l * n..(l + 1) * n].iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
+        }
+        for (d, od) in o.iter_mut().enumerate() {
+            let lanes: [f32; 16] = std::array::from_fn(|l| acc[l * n + d]);
+            *od = reduce16(&lanes);
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32]) {
-        for (jj, &pj) in p.iter().enumerate() {
-            let vr = &v[(lo + jj) * vw..(lo + jj) * vw + o.len()];
-            o.iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
-        }
+    unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        weighted_sum_body(p, v, vw, lo, o, acc)
     }
 }
