@@ -46,7 +46,15 @@ mod imp {
 
     use super::super::kquants::q4_k::scale_min;
     use super::super::q8::{BlockQ8, BlockQ8K};
-    use super::super::util::{f16_at, f16_round};
+    use super::super::util::f16_round;
+
+    /// The little-endian f16 at `b[off..off + 2]` as f32 (exact; F16C, no call).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
+        let h = u16::from_le_bytes([b[off], b[off + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    }
     use super::super::vecdot::DotKernel;
     use super::GgmlType;
 
