@@ -72,7 +72,8 @@ pub fn ggml_expf(x: f32) -> f32 {
     let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)); // 0x1.555e66p-3, 0x1.fffdb6p-2
     let w = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0); // 0x1.ffffecp-1
     let j = p.mul_add(u, q).mul_add(u, w);
-    (j as f64 * (2f64).powi(n as i32)) as f32
+    // 2ⁿ for |n| ≤ 192 built from its exponent bits: exact in f64, one rounding to f32.
+    (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
 }
 
 /// llama.cpp's `soft_max` row on the CPU (AVX-512 build): `e = ggml_v_expf(s − max)`, summed
