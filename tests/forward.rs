@@ -5,7 +5,7 @@ mod common;
 
 use common::{oracle, read_f32, tmpdir};
 use finetune::gguf::GgufModel;
-use finetune::model::Model;
+use finetune::model::{Model, Numerics};
 
 const PROMPTS: &[&str] = &[
     "The capital of France is",
@@ -36,13 +36,14 @@ struct Stats {
     greedy_same: usize,
 }
 
-fn compare(path: &std::path::Path) -> Stats {
+fn compare(path: &std::path::Path, numerics: Numerics) -> Stats {
     let dir = tmpdir(&format!("forward-{}", path.file_stem().unwrap().to_string_lossy()));
     let pj = dir.join("prompts.json");
     std::fs::write(&pj, serde_json::to_string(PROMPTS).unwrap()).unwrap();
     let res = oracle(&["llama-logits", path.to_str().unwrap(), pj.to_str().unwrap(), dir.to_str().unwrap()]);
     let g = GgufModel::open(path).unwrap();
-    let m = Model::load(&g).unwrap();
+    let mut m = Model::load(&g).unwrap();
+    m.numerics = numerics;
     let nv = m.cfg.n_vocab;
     let mut st = Stats { positions: 0, argmax_same: 0, max_dlp_top1: 0.0, max_kl: 0.0, sum_kl: 0.0, greedy_same: 0 };
     for (i, r) in res.as_array().unwrap().iter().enumerate() {
@@ -83,7 +84,7 @@ fn compare(path: &std::path::Path) -> Stats {
         eprintln!("prompt {i}: greedy {} ({} tokens)", if got == want { "same" } else { "differs" }, want.len());
     }
     eprintln!(
-        "{}: argmax agreement {}/{} positions, max |Δ log-prob(top-1)| {:.4}, KL(llama.cpp‖ours) max {:.4} mean {:.5}, greedy-32 same for {}/{} prompts",
+        "{} ({numerics:?}): argmax agreement {}/{} positions, max |Δ log-prob(top-1)| {:.4}, KL(llama.cpp‖ours) max {:.4} mean {:.5}, greedy-32 same for {}/{} prompts",
         path.display(),
         st.argmax_same,
         st.positions,
@@ -96,14 +97,10 @@ fn compare(path: &std::path::Path) -> Stats {
     st
 }
 
-/// Bounds this forward pass reaches against llama.cpp. The residual gap comes from llama.cpp
-/// quantizing activations to Q8 (Q8_1 / Q8_0 / Q8_K per block) before every quantized matmul
-/// and keeping K/V in f16, while we compute in f32: our own forward with Q8-quantized
-/// activations differs from our f32 forward by the same KL (0.002–0.016 per position on
-/// SmolLM2). The bar is argmax ≥ 99% and greedy agreement on most prompts; SmolLM2
-/// (tiny, Q4_1) sits at ≈97.6% and diverges on near-ties — see the README. Measured:
-/// SmolLM2 max |Δlp(top-1)| 0.27, KL max 0.036 mean 0.004; Gemma 0.57, 0.074, 0.0057.
-fn check(s: &Stats) {
+/// Bounds of the exact f32 forward (the training numerics) against llama.cpp. The gap comes
+/// from llama.cpp quantizing activations to Q8 before every quantized matmul and keeping K/V in
+/// f16, which this mode does not do; near-ties flip the argmax at ≈2–3 % of positions.
+fn check_f32(s: &Stats) {
     assert!(s.argmax_same * 100 >= s.positions * 97, "argmax agreement {}/{}", s.argmax_same, s.positions);
     assert!(s.max_dlp_top1 < 0.75, "max |Δ log-prob(top-1)| {}", s.max_dlp_top1);
     assert!(s.max_kl < 0.1, "max KL {}", s.max_kl);
@@ -111,21 +108,47 @@ fn check(s: &Stats) {
     assert!(s.greedy_same >= 1, "no prompt's greedy continuation matches");
 }
 
+/// The llama.cpp-numerics mode (the inference default): activations quantized like ggml (bit
+/// for bit, tests/q8_numerics.rs), f16 q/K/V/P, ggml's exp, softmax sums and attention
+/// summation order. On SmolLM2 (Q4_1/Q8_0, whose dot products match ggml's bit for bit) the
+/// first positions of a prompt are bit-identical to llama.cpp and argmax agrees at ≥ 99 % of
+/// positions with a 5× smaller mean KL than the f32 mode. On Gemma-3 the k-quant dot products
+/// still sum in a different f32 order than llama.cpp's (repacked) kernels, and the Q8 rounding
+/// amplifies those last-bit differences: ≥ 97 % there. Greedy 32-token continuations diverge
+/// at near-ties after a few tokens on most prompts (the "most prompts" bar is not met).
+fn check_ggml(s: &Stats, min_argmax_pct: usize, max_mean_kl: f64) {
+    assert!(s.argmax_same * 100 >= s.positions * min_argmax_pct, "argmax agreement {}/{}", s.argmax_same, s.positions);
+    assert!(s.max_dlp_top1 < 0.5, "max |Δ log-prob(top-1)| {}", s.max_dlp_top1);
+    assert!(s.sum_kl / (s.positions as f64) < max_mean_kl, "mean KL {}", s.sum_kl / s.positions as f64);
+    assert!(s.greedy_same >= 1, "no prompt's greedy continuation matches");
+}
+
 #[test]
 fn smollm2_logits_match_llama_cpp() {
-    check(&compare(&common::smollm()));
+    check_ggml(&compare(&common::smollm(), Numerics::Ggml), 99, 0.0015);
 }
 
 #[test]
 fn gemma3_logits_match_llama_cpp() {
-    check(&compare(&common::gemma()));
+    check_ggml(&compare(&common::gemma(), Numerics::Ggml), 97, 0.006);
+}
+
+#[test]
+fn smollm2_f32_logits_close_to_llama_cpp() {
+    check_f32(&compare(&common::smollm(), Numerics::F32));
+}
+
+#[test]
+fn gemma3_f32_logits_close_to_llama_cpp() {
+    check_f32(&compare(&common::gemma(), Numerics::F32));
 }
 
 #[test]
 fn kv_cache_decoding_equals_full_forward() {
-    for path in [common::smollm(), common::gemma()] {
+    for (path, numerics) in [common::smollm(), common::gemma()].into_iter().flat_map(|p| [(p.clone(), Numerics::F32), (p, Numerics::Ggml)]) {
         let g = GgufModel::open(&path).unwrap();
-        let m = Model::load(&g).unwrap();
+        let mut m = Model::load(&g).unwrap();
+        m.numerics = numerics;
         let nv = m.cfg.n_vocab;
         let toks: Vec<u32> = (0..24u32).map(|i| (i * 7919 + 13) % 20000 + 100).collect();
         let mut c = m.new_cache(64);
@@ -140,7 +163,7 @@ fn kv_cache_decoding_equals_full_forward() {
         assert_eq!(c.n_past, toks.len());
         let max = full.iter().zip(&inc).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = full.iter().map(|a| a.abs()).fold(0f32, f32::max);
-        eprintln!("{}: max |Δ logit| cache vs full = {max:e} (logit scale {scale})", path.display());
+        eprintln!("{} ({numerics:?}): max |Δ logit| cache vs full = {max:e} (logit scale {scale})", path.display());
         assert!(max <= 1e-4 * scale.max(1.0), "KV-cache decoding differs: {max}");
         assert_eq!(full.len(), inc.len());
         let _ = nv;

@@ -27,3 +27,66 @@ fn avx2_decoders_match_scalar_bit_for_bit() {
     }
     assert!(checked >= 15, "only {checked} types have AVX2 decoders");
 }
+
+/// Activation rows with a spread of magnitudes, exact ties (x·127/amax landing on .5), zeros.
+fn activations(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut x: Vec<f32> = (0..n).map(|i| rng.normal() * [1e-3f32, 1.0, 40.0][i / 256 % 3]).collect();
+    x[..32].fill(0.0); // an all-zero block
+    for (j, v) in x[32..64].iter_mut().enumerate() {
+        *v = (j as f32 - 16.0) * 0.5; // halves: ties under x·127/amax for some blocks
+    }
+    x
+}
+
+#[test]
+fn avx2_activation_quantizers_match_scalar_bit_for_bit() {
+    use finetune::quant::{q8, vecdot_avx2};
+    assert!(avx2::available());
+    let mut rng = Rng(0xA11CE);
+    let x = activations(&mut rng, 256 * 12);
+    for sum in [false, true] {
+        let (mut a, mut b) = (vec![q8::BlockQ8::default(); x.len() / 32], vec![q8::BlockQ8::default(); x.len() / 32]);
+        if sum {
+            q8::quantize_q8_scalar::<true>(&x, &mut a);
+            vecdot_avx2::quantize_q8::<true>(&x, &mut b);
+        } else {
+            q8::quantize_q8_scalar::<false>(&x, &mut a);
+            vecdot_avx2::quantize_q8::<false>(&x, &mut b);
+        }
+        for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+            assert!(p.d.to_bits() == q.d.to_bits() && p.s.to_bits() == q.s.to_bits() && p.qs == q.qs, "Q8 (sum {sum}) block {i}: {p:?} vs {q:?}");
+        }
+    }
+    let (mut a, mut b) = (vec![q8::BlockQ8K::default(); x.len() / 256], vec![q8::BlockQ8K::default(); x.len() / 256]);
+    q8::quantize_q8k_scalar(&x, &mut a);
+    vecdot_avx2::quantize_q8k(&x, &mut b);
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        assert!(p.d.to_bits() == q.d.to_bits() && p.qs == q.qs && p.bsums == q.bsums, "Q8_K block {i} differs");
+    }
+}
+
+#[test]
+fn avx2_dot_kernels_match_scalar_bit_for_bit() {
+    use finetune::quant::q8::{self, Q8Rows};
+    use finetune::quant::vecdot::{kernel_scalar, DotKernel};
+    use finetune::quant::{vecdot_avx2, GgmlType};
+    assert!(avx2::available());
+    let mut rng = Rng(0xD07);
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let (Some(simd), Some(scalar)) = (vecdot_avx2::kernel(ty), kernel_scalar(ty)) else { panic!("{ty}: missing kernel") };
+        let act = q8::vec_dot_type(ty).unwrap();
+        for n in [256usize, 256 * 11] {
+            let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
+            let x = activations(&mut rng, n);
+            let (r1, r2) = match (simd, scalar, q8::quantize_rows(act, &x, n)) {
+                (DotKernel::Q8(f), DotKernel::Q8(g), Q8Rows::Q8(a)) => (f(&w, &a), g(&w, &a)),
+                (DotKernel::Q8K(f), DotKernel::Q8K(g), Q8Rows::Q8K(a)) => (f(&w, &a), g(&w, &a)),
+                _ => panic!("{ty}: kernel and activation format disagree"),
+            };
+            assert_eq!(r1.to_bits(), r2.to_bits(), "{ty} n={n}: avx2 {r1} vs scalar {r2}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 14);
+}

@@ -10,7 +10,8 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
         return Err("--n-prompt must be at least 1".into());
     }
     let g = super::open(&model)?;
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let mut m = Model::load(&g).map_err(|e| e.to_string())?;
+    m.numerics = finetune::model::Numerics::inference_default();
     let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
     println!("model: {} ({threads} threads, median of {reps})", model.display());
     println!("| engine | pp{n_prompt} t/s | tg{n_gen} t/s |");

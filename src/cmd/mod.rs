@@ -52,6 +52,7 @@ pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Res
 /// as llama.cpp's `--lora` / `--lora-scaled`.
 pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>, String> {
     let mut m = finetune::model::Model::load(g).map_err(|e| e.to_string())?;
+    m.numerics = finetune::model::Numerics::inference_default();
     for spec in loras {
         let (path, scale) = match spec.rsplit_once(':') {
             Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),

@@ -15,9 +15,10 @@ pub use config::{Arch, Config, ModelError};
 pub use kv_cache::KvCache;
 
 use crate::gguf::{GgufModel, TensorView};
-use crate::ops::activation::glu_inplace;
-use crate::ops::attention::{causal_attention, AttnShape};
+use crate::ops::activation::{glu_inplace, glu_inplace_ggml};
+use crate::ops::attention::{causal_attention, causal_attention_ggml, AttnShape};
 use crate::ops::matmul::{matmul, QMatrix};
+use crate::ops::matmul_q8::matmul_q8;
 use crate::ops::norm::rms_norm_inplace;
 use crate::ops::rope::Rope;
 use crate::quant;
@@ -70,6 +71,35 @@ pub struct Layer<'a> {
     pub post_ffw_norm: Option<Vec<f32>>,
 }
 
+/// How the forward pass computes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Numerics {
+    /// Exact f32 activations everywhere (the training path; gradients are checked against it).
+    #[default]
+    F32,
+    /// llama.cpp's CPU numerics for inference: activations quantized to the weight type's
+    /// `vec_dot_type` before each quantized matmul (integer dot products), K/V cache, `q` and
+    /// the attention probabilities rounded to f16, the softmax sum in f64.
+    Ggml,
+}
+
+impl Numerics {
+    /// The inference default: [`Numerics::Ggml`], unless the environment variable
+    /// `FINETUNE_NUMERICS` names another (`f32`).
+    pub fn inference_default() -> Self {
+        std::env::var("FINETUNE_NUMERICS").ok().and_then(|v| Self::from_name(&v)).unwrap_or(Numerics::Ggml)
+    }
+
+    /// Parse `f32` / `ggml` (case-insensitive).
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Some(Numerics::F32),
+            "ggml" | "llama.cpp" => Some(Numerics::Ggml),
+            _ => None,
+        }
+    }
+}
+
 /// A loaded model: configuration plus views of its weights.
 pub struct Model<'a> {
     /// Hyper-parameters.
@@ -87,6 +117,9 @@ pub struct Model<'a> {
     /// LoRA adapters applied on top of the weights, each with its user scale (llama.cpp's
     /// `--lora A.gguf:scale`; the pair multiplier is `scale · alpha / r`).
     pub adapters: Vec<(LoraSet, f32)>,
+    /// Numerics of [`Model::forward`] / [`Model::logits`]: [`Numerics::F32`] after
+    /// [`Model::load`]; the inference commands switch to [`Numerics::Ggml`].
+    pub numerics: Numerics,
 }
 
 struct Loader<'a> {
@@ -182,6 +215,7 @@ impl<'a> Model<'a> {
             rope,
             rope_swa,
             adapters: Vec::new(),
+            numerics: Numerics::F32,
         })
     }
 
@@ -211,11 +245,19 @@ impl<'a> Model<'a> {
     /// `y = x·Wᵀ` for the weight of `target` in layer `il`, plus every applied adapter's
     /// `scale · B·A·x`.
     pub fn project(&self, il: usize, target: Target, x: &[f32], y: &mut [f32]) {
-        matmul(self.weight(il, target), x, y);
+        self.mat(self.weight(il, target), x, y);
         for (set, user_scale) in &self.adapters {
             if let Some(p) = set.get(il, target) {
                 p.forward_add(x, user_scale * set.scale(p), y);
             }
+        }
+    }
+
+    /// `y = x·Wᵀ` in this model's numerics.
+    fn mat(&self, w: &QMatrix, x: &[f32], y: &mut [f32]) {
+        match self.numerics {
+            Numerics::F32 => matmul(w, x, y),
+            Numerics::Ggml => matmul_q8(w, x, y),
         }
     }
 
@@ -283,11 +325,27 @@ impl<'a> Model<'a> {
         let swa = c.is_swa(il);
         let rope = self.rope_for(il);
         let n_past = cache.n_past;
+        let ggml = self.numerics == Numerics::Ggml;
         for tt in 0..t {
-            rope.apply(&mut q[tt * qd..(tt + 1) * qd], c.n_head, hd, n_past + tt);
-            rope.apply(&mut k[tt * kd..(tt + 1) * kd], c.n_head_kv, hd, n_past + tt);
+            let (qr, kr) = (&mut q[tt * qd..(tt + 1) * qd], &mut k[tt * kd..(tt + 1) * kd]);
+            if ggml {
+                rope.apply_ggml(qr, c.n_head, hd, n_past + tt);
+                rope.apply_ggml(kr, c.n_head_kv, hd, n_past + tt);
+            } else {
+                rope.apply(qr, c.n_head, hd, n_past + tt);
+                rope.apply(kr, c.n_head_kv, hd, n_past + tt);
+            }
         }
-        q.iter_mut().for_each(|a| *a *= c.attn_scale);
+        // llama.cpp scales q itself only for gemma3; other architectures scale the scores.
+        let q_first = !ggml || c.arch == Arch::Gemma3;
+        if q_first {
+            q.iter_mut().for_each(|a| *a *= c.attn_scale);
+        }
+        if ggml {
+            for buf in [&mut q, &mut k, &mut v] {
+                buf.iter_mut().for_each(|a| *a = quant::util::f16_round(*a));
+            }
+        }
         cache.k[il][n_past * kd..(n_past + t) * kd].copy_from_slice(&k);
         cache.v[il][n_past * vvd..(n_past + t) * vvd].copy_from_slice(&v);
         let shape = AttnShape {
@@ -299,7 +357,12 @@ impl<'a> Model<'a> {
             softcap: c.attn_softcap,
         };
         let mut attn = vec![0f32; t * c.n_head * vd];
-        causal_attention(shape, &q, &cache.k[il], &cache.v[il], n_past, &mut attn);
+        if ggml {
+            let score_scale = if q_first { 1.0 } else { c.attn_scale };
+            causal_attention_ggml(shape, score_scale, &q, &cache.k[il], &cache.v[il], n_past, &mut attn);
+        } else {
+            causal_attention(shape, &q, &cache.k[il], &cache.v[il], n_past, &mut attn);
+        }
         let mut o = vec![0f32; t * e];
         self.project(il, Target::O, &attn, &mut o);
         if let Some(w) = &l.post_attn_norm {
@@ -313,7 +376,11 @@ impl<'a> Model<'a> {
         let mut up = vec![0f32; t * c.n_ff];
         self.project(il, Target::Gate, &cur, &mut gate);
         self.project(il, Target::Up, &cur, &mut up);
-        glu_inplace(c.act, &mut gate, &up);
+        if ggml {
+            glu_inplace_ggml(c.act, &mut gate, &up);
+        } else {
+            glu_inplace(c.act, &mut gate, &up);
+        }
         self.project(il, Target::Down, &gate, &mut o);
         if let Some(w) = &l.post_ffw_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));
@@ -325,7 +392,7 @@ impl<'a> Model<'a> {
     pub fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let rows = hidden.len() / self.cfg.n_embd;
         let mut out = vec![0f32; rows * self.cfg.n_vocab];
-        matmul(&self.output, hidden, &mut out);
+        self.mat(&self.output, hidden, &mut out);
         if let Some(cap) = self.cfg.final_softcap {
             out.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
         }

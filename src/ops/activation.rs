@@ -32,6 +32,41 @@ pub fn glu_inplace(act: Act, gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// [`glu_inplace`] as llama.cpp's CPU backend computes GeGLU: GELU read from a table indexed by
+/// the input rounded to f16, holding f16 values (`GGML_GELU_FP16`), 0 below −10 and the
+/// identity above 10. SwiGLU as its AVX-512 `ggml_v_silu`: `x / (1 + ggml_v_expf(−x))`.
+pub fn glu_inplace_ggml(act: Act, gate: &mut [f32], up: &[f32]) {
+    use crate::ops::attention::ggml_expf;
+    use crate::quant::util::f16_round;
+    match act {
+        Act::SwiGlu => {
+            #[cfg(target_arch = "x86_64")]
+            if crate::quant::simd_enabled() {
+                // SAFETY: AVX2/FMA checked by simd_enabled() (hardware FMA for ggml_expf).
+                return unsafe { swiglu_ggml_fma(gate, up) };
+            }
+            gate.iter_mut().zip(up).for_each(|(g, &u)| *g = *g / (1.0 + ggml_expf(-*g)) * u)
+        }
+        Act::GeGlu => gate.iter_mut().zip(up).for_each(|(g, &u)| {
+            let x = *g;
+            *g = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x * u
+            } else {
+                f16_round(gelu_tanh(f16_round(x))) * u
+            };
+        }),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn swiglu_ggml_fma(gate: &mut [f32], up: &[f32]) {
+    use crate::ops::attention::ggml_expf;
+    gate.iter_mut().zip(up).for_each(|(g, &u)| *g = *g / (1.0 + ggml_expf(-*g)) * u)
+}
+
 /// d silu(x)/dx = σ(x)·(1 + x·(1 − σ(x))).
 #[inline]
 pub fn silu_grad(x: f32) -> f32 {

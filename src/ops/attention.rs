@@ -22,20 +22,117 @@ pub struct AttnShape {
     pub softcap: Option<f32>,
 }
 
+/// How scores are turned into probabilities.
+#[derive(Clone, Copy, Debug)]
+struct Softmax {
+    /// Multiplier of the raw scores (after soft-capping), as ggml's `soft_max_ext` scale.
+    scale: f32,
+    /// llama.cpp's numerics: the row sum in f64 and the probabilities rounded to f16 before
+    /// `P·V` (its V cache is f16, so `P` is converted to V's `vec_dot_type`, f16).
+    ggml: bool,
+}
+
+impl Softmax {
+    /// In-place softmax of `row` (already soft-capped); `row[0]` is the score of key position
+    /// `pos0` (the ggml mode groups the row sum by absolute position, see [`ggml_softmax`]).
+    #[inline]
+    fn apply(self, row: &mut [f32], pos0: usize) {
+        if self.scale != 1.0 {
+            row.iter_mut().for_each(|d| *d *= self.scale);
+        }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if self.ggml {
+            ggml_softmax(row, pos0, max);
+        } else {
+            let mut sum = 0f32;
+            for d in row.iter_mut() {
+                *d = (*d - max).exp();
+                sum += *d;
+            }
+            let inv = 1.0 / sum;
+            row.iter_mut().for_each(|d| *d *= inv);
+        }
+    }
+}
+
+/// ggml's AVX-512 `ggml_v_expf` (a polynomial after Arm's optimized routines) for one value:
+/// the same fused multiply-adds, and `scalef` as one correctly rounded scaling by `2ⁿ`.
+#[inline(always)]
+pub fn ggml_expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(f32::from_bits(0x3f31_7200), x); // 0x1.62e4p-1
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), b); // 0x1.7f7d1cp-20
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let p = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17)); // 0x1.0e4020p-7, 0x1.573e2ep-5
+    let q = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)); // 0x1.555e66p-3, 0x1.fffdb6p-2
+    let w = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0); // 0x1.ffffecp-1
+    let j = p.mul_add(u, q).mul_add(u, w);
+    // 2ⁿ for |n| ≤ 192 built from its exponent bits: exact in f64, one rounding to f32.
+    (j as f64 * f64::from_bits(((n as i64 + 1023) as u64) << 52)) as f32
+}
+
+/// llama.cpp's `soft_max` row on the CPU (AVX-512 build): `e = ggml_v_expf(s − max)`, summed
+/// per 16 key positions (a tree within the 16, as `_mm512_reduce_add_ps`; masked positions add
+/// 0) into an f64, then `p = e · f32(1/sum)`, rounded to f16 (V's `vec_dot_type`).
+fn ggml_softmax(row: &mut [f32], pos0: usize, max: f32) {
+    exp_row(row, max);
+    let mut sum = 0f64;
+    let end = pos0 + row.len();
+    let mut c0 = pos0 / 16 * 16;
+    while c0 < end {
+        let mut a = [0f32; 16];
+        for (l, v) in a.iter_mut().enumerate() {
+            if (pos0..end).contains(&(c0 + l)) {
+                *v = row[c0 + l - pos0];
+            }
+        }
+        sum += seq::reduce16(&a) as f64;
+        c0 += 16;
+    }
+    let inv = (1.0 / sum) as f32;
+    row.iter_mut().for_each(|d| *d = crate::quant::util::f16_round(*d * inv));
+}
+
+/// `row[i] = ggml_expf(row[i] − max)`, with hardware FMA where available.
+fn exp_row(row: &mut [f32], max: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd_enabled() {
+        // SAFETY: AVX2/FMA checked by simd_enabled().
+        return unsafe { exp_row_fma(row, max) };
+    }
+    row.iter_mut().for_each(|d| *d = ggml_expf(*d - max));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_row_fma(row: &mut [f32], max: f32) {
+    row.iter_mut().for_each(|d| *d = ggml_expf(*d - max));
+}
+
 /// `out[t] = softmax(q[t]·Kᵀ) · V` for the T new tokens at positions `n_past..n_past+T`.
 /// `q`: [T, n_head·head_dim]; `k_cache`: [n_ctx, n_head_kv·head_dim]; `v_cache`:
 /// [n_ctx, n_head_kv·v_dim], valid for rows `0..n_past+T`; `out`: [T, n_head·v_dim].
-pub fn causal_attention(
-    s: AttnShape,
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    n_past: usize,
-    out: &mut [f32],
-) {
+pub fn causal_attention(s: AttnShape, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
+    attention(s, Softmax { scale: 1.0, ggml: false }, q, k_cache, v_cache, n_past, out)
+}
+
+/// [`causal_attention`] with llama.cpp's (non-flash) CPU numerics, for inference: the caller
+/// passes `q` and caches already rounded to f16 (its KV cache type, and the `vec_dot_type` `q`
+/// is converted to); scores are multiplied by `score_scale` before the softmax, whose sum is
+/// accumulated in f64 and whose probabilities are rounded to f16 before `P·V`.
+pub fn causal_attention_ggml(s: AttnShape, score_scale: f32, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
+    attention(s, Softmax { scale: score_scale, ggml: true }, q, k_cache, v_cache, n_past, out)
+}
+
+fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
     let t_new = q.len() / (s.n_head * s.head_dim);
-    if t_new > 2 {
-        return batched(s, q, k_cache, v_cache, n_past, out);
+    if t_new > 2 && !sm.ggml {
+        return batched(s, sm, q, k_cache, v_cache, n_past, out);
     }
     let group = s.n_head / s.n_head_kv;
     let (qw, kw, vw, ow) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim, s.n_head_kv * s.v_dim, s.n_head * s.v_dim);
@@ -44,31 +141,31 @@ pub fn causal_attention(
         let pos = n_past + t;
         let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut scores = vec![0f32; pos + 1 - lo];
+        let mut acc = Vec::new();
         for h in 0..s.n_head {
             let kvh = h / group;
             let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in (lo..=pos).zip(scores.iter_mut()) {
-                let kv = &k_cache[j * kw + kvh * s.head_dim..j * kw + (kvh + 1) * s.head_dim];
-                let mut d = dot(qv, kv);
-                if let Some(c) = s.softcap {
-                    d = c * (d / c).tanh();
+            if sm.ggml {
+                seq::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, &mut scores);
+            } else {
+                for (j, sc) in (lo..=pos).zip(scores.iter_mut()) {
+                    let kv = &k_cache[j * kw + kvh * s.head_dim..j * kw + (kvh + 1) * s.head_dim];
+                    *sc = dot(qv, kv);
                 }
-                *sc = d;
-                max = max.max(d);
             }
-            let mut sum = 0f32;
-            for sc in scores.iter_mut() {
-                *sc = (*sc - max).exp();
-                sum += *sc;
+            if let Some(c) = s.softcap {
+                scores.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
             }
-            let inv = 1.0 / sum;
+            sm.apply(&mut scores, lo);
             let o = &mut orow[h * s.v_dim..(h + 1) * s.v_dim];
             o.fill(0.0);
-            for (j, &p) in (lo..=pos).zip(scores.iter()) {
-                let vv = &v_cache[j * vw + kvh * s.v_dim..j * vw + (kvh + 1) * s.v_dim];
-                let w = p * inv;
-                o.iter_mut().zip(vv).for_each(|(a, &b)| *a += w * b);
+            if sm.ggml {
+                seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
+            } else {
+                for (j, &p) in (lo..=pos).zip(scores.iter()) {
+                    let vv = &v_cache[j * vw + kvh * s.v_dim..j * vw + (kvh + 1) * s.v_dim];
+                    o.iter_mut().zip(vv).for_each(|(a, &b)| *a += p * b);
+                }
             }
         }
     });
@@ -79,7 +176,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// Many new tokens: per head, `S = Q·Kᵀ` and `O = P·V` as GEMMs on the matmul micro-kernel.
-fn batched(s: AttnShape, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
+fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {
     let t = q.len() / (s.n_head * s.head_dim);
     let l = n_past + t;
     let group = s.n_head / s.n_head_kv;
@@ -101,14 +198,7 @@ fn batched(s: AttnShape, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: us
                 if let Some(c) = s.softcap {
                     live.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
                 }
-                let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for d in live.iter_mut() {
-                    *d = (*d - max).exp();
-                    sum += *d;
-                }
-                let inv = 1.0 / sum;
-                live.iter_mut().for_each(|d| *d *= inv);
+                sm.apply(live, lo);
             }
             // Vᵀ of this kv head: [v_dim, l].
             vt.resize(s.v_dim * l, 0.0);
@@ -129,4 +219,86 @@ fn batched(s: AttnShape, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: us
             }
         },
     );
+}
+
+/// llama.cpp-numerics attention products, in the order its CPU backend sums them (llamafile's
+/// tinyBLAS on f16 operands with 16-wide vectors): element `i` of a dot product goes to lane
+/// `i mod 16`, each lane a chain of fused multiply-adds in index order, and the 16 lanes are
+/// added as a tree (`_mm512_reduce_add_ps`: lanes `i` and `i+8`, then `i` and `i+4`, then
+/// `(0+2) + (1+3)`). For `P·V` the index is the key position. Every token row is computed the
+/// same way whatever the batch, so decoding with the cache equals the full-sequence forward.
+mod seq {
+    /// The tree reduction of 16 lanes.
+    #[inline(always)]
+    pub fn reduce16(a: &[f32; 16]) -> f32 {
+        let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
+        let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
+        (t6[0] + t6[2]) + (t6[1] + t6[3])
+    }
+
+    #[inline(always)]
+    fn dot16(q: &[f32], k: &[f32]) -> f32 {
+        let mut acc = [0f32; 16];
+        for (qc, kc) in q.chunks(16).zip(k.chunks(16)) {
+            for l in 0..qc.len() {
+                acc[l] = qc[l].mul_add(kc[l], acc[l]);
+            }
+        }
+        reduce16(&acc)
+    }
+
+    /// `out[j − lo] = q·K[j]` for `j = lo..lo + out.len()`, `K[j] = k[j·kw..][..q.len()]`.
+    pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        assert!(out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + q.len());
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_enabled() {
+            // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
+            return unsafe { scores_fma(q, k, kw, lo, out) };
+        }
+        for (jj, o) in out.iter_mut().enumerate() {
+            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scores_fma(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        for (jj, o) in out.iter_mut().enumerate() {
+            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
+        }
+    }
+
+    /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
+    /// lane `j mod 16`; `acc` is scratch.
+    pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        assert!(p.is_empty() || v.len() >= (lo + p.len() - 1) * vw + o.len());
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_enabled() {
+            // SAFETY: AVX2/FMA checked by simd_enabled(); rows bounded by the assert.
+            return unsafe { weighted_sum_fma(p, v, vw, lo, o, acc) };
+        }
+        weighted_sum_body(p, v, vw, lo, o, acc)
+    }
+
+    #[inline(always)]
+    fn weighted_sum_body(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        let n = o.len();
+        acc.clear();
+        acc.resize(16 * n, 0.0);
+        for (jj, &pj) in p.iter().enumerate() {
+            let l = (lo + jj) % 16;
+            let vr = &v[(lo + jj) * vw..(lo + jj) * vw + n];
+            acc[l * n..(l + 1) * n].iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
+        }
+        for (d, od) in o.iter_mut().enumerate() {
+            let lanes: [f32; 16] = std::array::from_fn(|l| acc[l * n + d]);
+            *od = reduce16(&lanes);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        weighted_sum_body(p, v, vw, lo, o, acc)
+    }
 }

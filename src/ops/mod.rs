@@ -7,6 +7,7 @@ pub mod attention;
 pub mod attention_train;
 pub mod loss;
 pub mod matmul;
+pub mod matmul_q8;
 pub mod norm;
 pub mod rope;
 pub mod vexp;

@@ -20,6 +20,9 @@ pub struct Rope {
     /// Rotated dimensions per head (≤ head_dim).
     pub n_rot: usize,
     inv_freq: Vec<f32>,
+    theta_scale: f32,
+    freq_scale: f32,
+    factors: Option<Vec<f32>>,
 }
 
 impl Rope {
@@ -35,12 +38,43 @@ impl Rope {
             inv_freq.push(t * freq_scale / f);
             t *= theta_scale;
         }
-        Rope { style, n_rot, inv_freq }
+        Rope { style, n_rot, inv_freq, theta_scale, freq_scale, factors: factors.map(|f| f[..n_rot / 2].to_vec()) }
     }
 
     /// Rotate `n_heads` heads of width `head_dim` in `x` (one token) at position `pos`.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize) {
         self.rotate(x, n_heads, head_dim, pos, false);
+    }
+
+    /// [`Rope::apply`] with ggml's angle rounding (llama.cpp-numerics inference): the angle of
+    /// pair i is `freq_scale · (pos·s·s·…·s) / factor_i` (i factors of `s = base^(−2/n_rot)`,
+    /// multiplied into the position one at a time, as `ggml_rope_cache_init` does) instead of
+    /// `pos · inv_freq_i`.
+    pub fn apply_ggml(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize) {
+        assert!(self.n_rot <= head_dim && x.len() >= n_heads * head_dim, "rope: bad shape");
+        let half = self.n_rot / 2;
+        let mut theta = pos as f32;
+        let cs: Vec<(f32, f32)> = (0..half)
+            .map(|i| {
+                let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
+                let t = self.freq_scale * (theta / ff);
+                theta *= self.theta_scale;
+                let (s, c) = t.sin_cos();
+                (c, s)
+            })
+            .collect();
+        for h in 0..n_heads {
+            let v = &mut x[h * head_dim..(h + 1) * head_dim];
+            for (i, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = match self.style {
+                    RopeStyle::Norm => (2 * i, 2 * i + 1),
+                    RopeStyle::Neox => (i, i + half),
+                };
+                let (x0, x1) = (v[a], v[b]);
+                v[a] = x0 * c - x1 * s;
+                v[b] = x0 * s + x1 * c;
+            }
+        }
     }
 
     /// Backward of [`Rope::apply`], in place: the transpose of the rotation, i.e. a turn by −θ.

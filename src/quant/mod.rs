@@ -10,9 +10,12 @@ pub mod float;
 pub mod iq4;
 pub mod kquants;
 pub mod legacy;
+pub mod q8;
 pub mod small;
 pub mod types;
 pub mod util;
+pub mod vecdot;
+pub mod vecdot_avx2;
 
 pub use types::{GgmlType, QK_K};
 

@@ -17,6 +17,10 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
   bench-llama FILE NP NG THREADS [REPS]   llama.cpp pp/tg tokens per second (median of REPS)
   llama-logits-ids FILE IDS.json OUT     llama.cpp logits at every position for given ids
   llama-perplexity FILE TEXT N_CTX       llama.cpp perplexity (its method, its logits), and its tokens
+  q8-dot DIR                     for each DIR/w.<TYPE>.bin + DIR/x.f32 (rows of the weight's width): the
+                                 activation as ggml's CPU backend quantizes it (its `from_float` for the
+                                 weight's vec_dot_type) → DIR/act.<TYPE>.bin, and ggml's CPU `vec_dot` of
+                                 every weight row with every activation row → DIR/dot.<TYPE>.f32
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -356,6 +360,59 @@ def cmd_llama_perplexity(path, text_file, n_ctx, *adapters):
                       "tokens": [int(t) for t in toks], "add_bos": bool(add_bos), "bos": int(bos)}))
 
 
+class _CpuTraits(ctypes.Structure):
+    _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
+                ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+
+
+def cmd_q8_dot(d):
+    """ggml's own CPU activation quantization and vec_dot (libggml-cpu's type traits)."""
+    import llama_cpp  # noqa: F401
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libggml-cpu.so"))
+    lib.ggml_cpu_init()  # fills the f16 → f32 table its kernels read scales through
+    lib.ggml_get_type_traits_cpu.restype = ctypes.POINTER(_CpuTraits)
+    lib.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    from_float_t = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    vec_dot_t = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                 ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    x = np.fromfile(os.path.join(d, "x.f32"), dtype="<f4")
+    res = {}
+    for fn in sorted(os.listdir(d)):
+        if not (fn.startswith("w.") and fn.endswith(".bin")):
+            continue
+        tname = fn[len("w."):-len(".bin")]
+        t = T[tname]
+        w = np.fromfile(os.path.join(d, fn), dtype=np.uint8)
+        bs, ts = GGML_QUANT_SIZES[t]
+        tr = lib.ggml_get_type_traits_cpu(int(t)).contents
+        vt = T(tr.vec_dot_type)
+        base = _ggml()
+        base.ggml_type_size.restype = ctypes.c_size_t
+        base.ggml_blck_size.restype = ctypes.c_int64
+        # ggml's own sizes: gguf-py lists Q8_1 as 40 bytes, ggml's block_q8_1 is 36.
+        vbs, vts = int(base.ggml_blck_size(int(vt))), int(base.ggml_type_size(int(vt)))
+        k = int(open(os.path.join(d, f"k.{tname}")).read())
+        rows_w = w.size // (k // bs * ts)
+        xr = x[: (x.size // k) * k].reshape(-1, k)
+        act = np.zeros((xr.shape[0], k // vbs * vts), dtype=np.uint8)
+        ff = from_float_t(lib.ggml_get_type_traits_cpu(int(vt)).contents.from_float)
+        for i in range(xr.shape[0]):
+            row = np.ascontiguousarray(xr[i])
+            ff(row.ctypes.data, act[i].ctypes.data, k)
+        vd = vec_dot_t(tr.vec_dot)
+        out = np.zeros((xr.shape[0], rows_w), dtype=np.float32)
+        wr = w.reshape(rows_w, -1)
+        s = ctypes.c_float()
+        for i in range(xr.shape[0]):
+            for r in range(rows_w):
+                vd(k, ctypes.addressof(s), 0, wr[r].ctypes.data, 0, act[i].ctypes.data, 0, 1)
+                out[i, r] = s.value
+        act.tofile(os.path.join(d, f"act.{tname}.bin"))
+        out.astype("<f4").tofile(os.path.join(d, f"dot.{tname}.f32"))
+        res[tname] = {"vec_dot_type": vt.name, "rows": int(rows_w), "acts": int(xr.shape[0])}
+    print(json.dumps(res))
+
+
 def cmd_llama_top(path, prompt):
     from llama_cpp import Llama
     llm = Llama(model_path=path, n_ctx=256, n_threads=2, logits_all=True, verbose=False)
@@ -370,7 +427,7 @@ def cmd_llama_top(path, prompt):
 
 def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
-            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top,
+            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top, "q8-dot": cmd_q8_dot,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
             "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama,
             "llama-logits-ids": cmd_llama_logits_ids, "llama-logits-lora": cmd_llama_logits_lora, "llama-perplexity": cmd_llama_perplexity}

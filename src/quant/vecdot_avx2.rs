@@ -1,0 +1,442 @@
+//! AVX2 twins of [`super::q8`]'s activation quantizers and [`super::vecdot`]'s integer dot
+//! kernels, selected at runtime. The integer parts are exact; the f32 parts follow the scalar
+//! references operation for operation (one FMA per lane per block for the 32-element formats,
+//! scalar f32 per super-block for the k-quants), so results are bit-identical
+//! (`tests/simd_vs_scalar.rs`). On other architectures the entry points defer to the scalar code.
+
+use super::q8::{self, BlockQ8, BlockQ8K};
+use super::vecdot::DotKernel;
+use super::GgmlType;
+
+/// Q8_0 (`SUM = false`) or Q8_1 (`SUM = true`) quantization; AVX2 when available.
+pub fn quantize_q8<const SUM: bool>(x: &[f32], out: &mut [BlockQ8]) {
+    assert_eq!(x.len(), out.len() * 32, "quantize_q8: x must hold 32 values per block");
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        // SAFETY: features checked; each block reads 32 floats of x and writes one block.
+        return unsafe { imp::q8::<SUM>(x, out) };
+    }
+    q8::quantize_q8_scalar::<SUM>(x, out)
+}
+
+/// Q8_K quantization; AVX2 when available.
+pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    assert_eq!(x.len(), out.len() * 256, "quantize_q8k: x must hold 256 values per block");
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        // SAFETY: features checked; each block reads 256 floats of x and writes one block.
+        return unsafe { imp::q8k(x, out) };
+    }
+    q8::quantize_q8k_scalar(x, out)
+}
+
+/// One weight row against four activation rows at once: each result bit-identical to the
+/// single-row kernel (the weight block is unpacked once, the per-row operations are unchanged).
+pub type DotQ8x4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
+
+/// The four-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2.
+pub fn kernel4(ty: GgmlType) -> Option<DotQ8x4> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return imp::kernel4(ty);
+    }
+    let _ = ty;
+    None
+}
+
+/// The AVX2 dot kernel for weights of type `ty`, if one exists and the CPU has AVX2.
+pub fn kernel(ty: GgmlType) -> Option<DotKernel> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return imp::kernel(ty);
+    }
+    let _ = ty;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::super::kquants::q4_k::scale_min;
+    use super::super::q8::{BlockQ8, BlockQ8K};
+    use super::super::util::f16_round;
+
+    /// The little-endian f16 at `b[off..off + 2]` as f32 (exact; F16C, no call).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
+        let h = u16::from_le_bytes([b[off], b[off + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    }
+    use super::super::vecdot::DotKernel;
+    use super::GgmlType;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`, as [`super::super::vecdot::hsum8`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum_f32(v: __m256) -> f32 {
+        let r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn abs_max(v: &[__m256]) -> __m256 {
+        let sign = _mm256_set1_ps(-0.0);
+        v.iter().fold(_mm256_setzero_ps(), |m, &x| _mm256_max_ps(m, _mm256_andnot_ps(sign, x)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hmax(m: __m256) -> f32 {
+        let r = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let r = _mm_max_ps(r, _mm_movehl_ps(r, r));
+        let r = _mm_max_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+
+    /// Round half to even and convert (`_mm256_round_ps` nearest, then exact conversion).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn round_i32(v: __m256) -> __m256i {
+        _mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+    }
+
+    /// Pack 32 i32 (four vectors, element order) into 32 saturated i8 at `dst`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn pack_store(i: [__m256i; 4], dst: *mut i8) {
+        let a = _mm256_packs_epi32(i[0], i[1]);
+        let b = _mm256_packs_epi32(i[2], i[3]);
+        let p = _mm256_packs_epi16(a, b);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(dst as *mut __m256i, p);
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q8<const SUM: bool>(x: &[f32], out: &mut [BlockQ8]) {
+        for (xb, b) in x.chunks_exact(32).zip(out.iter_mut()) {
+            let p = xb.as_ptr();
+            let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+            let amax = hmax(abs_max(&v));
+            let d = amax / 127.0;
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let i = v.map(|x| round_i32(_mm256_mul_ps(x, id)));
+            pack_store(i, b.qs.as_mut_ptr());
+            b.d = f16_round(d);
+            b.s = if SUM {
+                let s = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i[0], i[1]), _mm256_add_epi32(i[2], i[3])));
+                f16_round(d * s as f32)
+            } else {
+                0.0
+            };
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q8k(x: &[f32], out: &mut [BlockQ8K]) {
+        let sign = _mm256_set1_ps(-0.0);
+        for (xb, b) in x.chunks_exact(256).zip(out.iter_mut()) {
+            let p = xb.as_ptr();
+            let v: [__m256; 32] = std::array::from_fn(|j| _mm256_loadu_ps(p.add(8 * j)));
+            let amax = hmax(abs_max(&v));
+            if amax == 0.0 {
+                *b = BlockQ8K::default();
+                continue;
+            }
+            // The first element of that magnitude, with its sign.
+            let target = _mm256_set1_ps(amax);
+            let mut max = 0f32;
+            for (j, &x) in v.iter().enumerate() {
+                let hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, x), target, _CMP_EQ_OQ));
+                if hit != 0 {
+                    max = xb[8 * j + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let is = _mm256_set1_ps(iscale);
+            let top = _mm256_set1_epi32(127);
+            for c in 0..8 {
+                let i: [__m256i; 4] = std::array::from_fn(|k| _mm256_min_epi32(round_i32(_mm256_mul_ps(v[4 * c + k], is)), top));
+                pack_store(i, b.qs.as_mut_ptr().add(32 * c));
+                b.bsums[2 * c] = hsum_i32(_mm256_add_epi32(i[0], i[1])) as i16;
+                b.bsums[2 * c + 1] = hsum_i32(_mm256_add_epi32(i[2], i[3])) as i16;
+            }
+            b.d = 1.0 / iscale;
+        }
+    }
+
+    macro_rules! wrap8 {
+        ($name:ident, $imp:ident) => {
+            fn $name(w: &[u8], a: &[BlockQ8]) -> f32 {
+                // SAFETY: `kernel` hands these out only when AVX2/FMA/F16C are present; the
+                // kernels check the row sizes before reading.
+                unsafe { $imp(w, a) }
+            }
+        };
+    }
+    macro_rules! wrap8k {
+        ($name:ident, $imp:ident) => {
+            fn $name(w: &[u8], a: &[BlockQ8K]) -> f32 {
+                // SAFETY: as for wrap8.
+                unsafe { $imp(w, a) }
+            }
+        };
+    }
+    wrap8!(k_q4_0, q4_0_imp);
+    wrap8!(k_q4_1, q4_1_imp);
+    wrap8!(k_q5_0, q5_0_imp);
+    wrap8!(k_q5_1, q5_1_imp);
+    wrap8!(k_q8_0, q8_0_imp);
+    wrap8k!(k_q4_k, q4_k_imp);
+    wrap8k!(k_q6_k, q6_k_imp);
+
+    pub fn kernel(ty: GgmlType) -> Option<DotKernel> {
+        use GgmlType::*;
+        Some(match ty {
+            Q4_0 => DotKernel::Q8(k_q4_0),
+            Q4_1 => DotKernel::Q8(k_q4_1),
+            Q5_0 => DotKernel::Q8(k_q5_0),
+            Q5_1 => DotKernel::Q8(k_q5_1),
+            Q8_0 => DotKernel::Q8(k_q8_0),
+            Q4_K => DotKernel::Q8K(k_q4_k),
+            Q6_K => DotKernel::Q8K(k_q6_k),
+            _ => return None,
+        })
+    }
+
+    /// 32 nibbles at `p` (16 bytes): low nibbles → bytes 0..16, high nibbles → bytes 16..32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn nibbles32(p: *const u8) -> __m256i {
+        let t = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_inserti128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+        _mm256_and_si256(both, _mm256_set1_epi8(15))
+    }
+
+    /// 0x10 in byte j where bit j of `qh` is set, else 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn high_bits(qh: u32) -> __m256i {
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(qh as i32),
+            _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
+        );
+        let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
+        let on = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+        _mm256_and_si256(on, _mm256_set1_epi8(0x10))
+    }
+
+    /// i32 lanes of 4-element sums of `u·s` (u unsigned bytes, s signed bytes).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lanes_us(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+
+    /// i32 lanes of 4-element sums of `x·y`, both signed bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lanes_ss(x: __m256i, y: __m256i) -> __m256i {
+        lanes_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn act(ab: &BlockQ8) -> __m256i {
+        _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i)
+    }
+
+    /// The 32-element body: `codes(block) → (d_w, m_w, i32 lanes against a)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn legacy(w: &[u8], a: &[BlockQ8], ts: usize, has_m: bool, lanes: impl Fn(&[u8], &BlockQ8) -> __m256i) -> f32 {
+        assert_eq!(w.len(), a.len() * ts, "weight row and activation row differ in length");
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0f32;
+        for (blk, ab) in w.chunks_exact(ts).zip(a) {
+            let dd = _mm256_set1_ps(f16_at(blk, 0) * ab.d);
+            acc = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes(blk, ab)), acc);
+            if has_m {
+                summs += f16_at(blk, 2) * ab.s;
+            }
+        }
+        hsum_f32(acc) + summs
+    }
+
+    /// [`legacy`] for four activation rows; `codes(block)` gives the 32 weight codes (signed
+    /// bytes when `signed`, else unsigned).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn legacy4(w: &[u8], a: [&[BlockQ8]; 4], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; 4] {
+        for r in &a {
+            assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
+        }
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut summs = [0f32; 4];
+        for (ib, blk) in w.chunks_exact(ts).enumerate() {
+            let q = codes(blk);
+            let dw = f16_at(blk, 0);
+            let m = if has_m { f16_at(blk, 2) } else { 0.0 };
+            let uq = if signed { _mm256_sign_epi8(q, q) } else { q };
+            for t in 0..4 {
+                let ab = a[t].get_unchecked(ib);
+                let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab.d), _mm256_cvtepi32_ps(lanes_us(uq, y)), acc[t]);
+                if has_m {
+                    summs[t] += m * ab.s;
+                }
+            }
+        }
+        [hsum_f32(acc[0]) + summs[0], hsum_f32(acc[1]) + summs[1], hsum_f32(acc[2]) + summs[2], hsum_f32(acc[3]) + summs[3]]
+    }
+
+    macro_rules! wrap4 {
+        ($name:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
+            fn $name(w: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+                // SAFETY: `kernel4` hands these out only when AVX2/FMA/F16C are present; row
+                // lengths are checked before any block is read.
+                unsafe { legacy4(w, a, $ts, $m, $signed, $codes) }
+            }
+        };
+    }
+    wrap4!(k4_q4_0, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
+    wrap4!(k4_q4_1, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
+    wrap4!(k4_q5_0, 22, false, true, |b: &[u8]| {
+        let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+    });
+    wrap4!(k4_q5_1, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
+    wrap4!(k4_q8_0, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
+
+    pub fn kernel4(ty: GgmlType) -> Option<super::DotQ8x4> {
+        use GgmlType::*;
+        Some(match ty {
+            Q4_0 => k4_q4_0,
+            Q4_1 => k4_q4_1,
+            Q5_0 => k4_q5_0,
+            Q5_1 => k4_q5_1,
+            Q8_0 => k4_q8_0,
+            _ => return None,
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_0_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
+        legacy(w, a, 18, false, |b, ab| {
+            let q = _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8));
+            lanes_ss(q, act(ab))
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_1_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
+        legacy(w, a, 20, true, |b, ab| lanes_us(nibbles32(b.as_ptr().add(4)), act(ab)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5_0_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
+        legacy(w, a, 22, false, |b, ab| {
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(qh));
+            lanes_ss(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), act(ab))
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5_1_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
+        legacy(w, a, 24, true, |b, ab| {
+            let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+            lanes_us(_mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(qh)), act(ab))
+        })
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_0_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
+        legacy(w, a, 34, false, |b, ab| lanes_ss(_mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i), act(ab)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_k_imp(w: &[u8], a: &[BlockQ8K]) -> f32 {
+        assert_eq!(w.len(), a.len() * 144, "weight row and activation row differ in length");
+        let (mut acc, mut accm) = (0f32, 0f32);
+        let low = _mm256_set1_epi8(15);
+        for (b, ab) in w.chunks_exact(144).zip(a) {
+            let s = &b[4..16];
+            let mut sumv = _mm256_setzero_si256();
+            let mut summ = 0i32;
+            for c in 0..4 {
+                let (sc0, m0) = scale_min(2 * c, s);
+                let (sc1, m1) = scale_min(2 * c + 1, s);
+                let q = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * c) as *const __m256i);
+                let lo = _mm256_and_si256(q, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                let a0 = _mm256_loadu_si256(ab.qs.as_ptr().add(64 * c) as *const __m256i);
+                let a1 = _mm256_loadu_si256(ab.qs.as_ptr().add(64 * c + 32) as *const __m256i);
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_set1_epi16(sc0 as i16));
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_set1_epi16(sc1 as i16));
+                sumv = _mm256_add_epi32(sumv, _mm256_add_epi32(p0, p1));
+                let bs = &ab.bsums[4 * c..4 * c + 4];
+                summ += m0 as i32 * (bs[0] as i32 + bs[1] as i32) + m1 as i32 * (bs[2] as i32 + bs[3] as i32);
+            }
+            let sumi = hsum_i32(sumv);
+            acc += (f16_at(b, 0) * ab.d) * sumi as f32;
+            accm += (f16_at(b, 2) * ab.d) * summ as f32;
+        }
+        acc - accm
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q6_k_imp(w: &[u8], a: &[BlockQ8K]) -> f32 {
+        assert_eq!(w.len(), a.len() * 210, "weight row and activation row differ in length");
+        let mut acc = 0f32;
+        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
+        for (b, ab) in w.chunks_exact(210).zip(a) {
+            let p = b.as_ptr();
+            let sc = &b[192..208];
+            let mut sumv = _mm256_setzero_si256();
+            for n in 0..2 {
+                let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+                let hb = |shift: i32| {
+                    let h = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(h, m2), 4)
+                };
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(6)),
+                ];
+                for (m, &qm) in q.iter().enumerate() {
+                    let e = 128 * n + 32 * m;
+                    let av = _mm256_loadu_si256(ab.qs.as_ptr().add(e) as *const __m256i);
+                    let g = e / 16;
+                    let sv = _mm256_inserti128_si256(
+                        _mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)),
+                        _mm_set1_epi16(sc[g + 1] as i8 as i16),
+                        1,
+                    );
+                    sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
+                }
+            }
+            let off: i32 = (0..16).map(|g| sc[g] as i8 as i32 * ab.bsums[g] as i32).sum();
+            let sumi = hsum_i32(sumv) - 32 * off;
+            acc += (f16_at(b, 208) * ab.d) * sumi as f32;
+        }
+        acc
+    }
+}
