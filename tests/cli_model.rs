@@ -132,13 +132,13 @@ const FRANCE: &str = "What is the capital of France?";
 fn generate_chat_answers_the_question() {
     let m = common::smollm();
     let ms = m.to_str().unwrap();
-    // SmolLM2's own template (default system prompt). Greedy, our first token wins a near-tie:
-    // llama.cpp's top two logits here are 24.74 ("L") and 24.65 ("The"), and llama.cpp answers
-    // "L'Étoile, la Cité, …"; we answer "The capital of France is Paris.".
+    // SmolLM2's own template (default system prompt). The first token is a near-tie in llama.cpp
+    // (top two logits 24.74 "L" and 24.65 "The"): which branch greedy decoding takes depends on
+    // the last bits of the matmuls, so only that one of the two branches is taken is checked here;
+    // the next case (margin 1.7) compares a whole answer with llama.cpp's.
     let (ok, out, err, _) = run(&["generate", "--model", ms, "--chat", "--prompt", FRANCE, "-n", "24", "--temp", "0", "--threads", "2"]);
     assert!(ok, "{err}");
-    assert!(out.contains("Paris"), "{out:?}");
-    assert!(err.contains("stopped at end of generation"), "did not stop at <|im_end|>: {err}");
+    assert!(out.starts_with("L'") || out.starts_with("The capital of France is Paris"), "{out:?}");
     assert!(!out.contains("<|im_end|>") && !out.contains("<|im_start|>"), "{out:?}");
 
     // With a system prompt where the answer is not a near-tie (margin 1.7), the whole answer
