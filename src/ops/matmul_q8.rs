@@ -48,7 +48,14 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
-        (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => run(w, t, y, |row, tt| f(row, &a[tt * bpr..(tt + 1) * bpr])),
+        (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
+            let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
+            let four = if crate::quant::simd_enabled() { crate::quant::vecdot_avx2_k4::kernel4k(w.ty) } else { None };
+            match four {
+                Some(f4) if t > 2 => run4(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+                _ => run(w, t, y, |row, tt| f(row, r(tt))),
+            }
+        }
         _ => unreachable!("vec_dot_type and kernel disagree for {}", w.ty),
     }
 }
