@@ -1,9 +1,9 @@
-//! Four-activation-row AVX2 kernels for the k-quant weight types against Q8_K activations
+//! Four- and eight-activation-row AVX2 kernels for the k-quant weight types against Q8_K activations
 //! (Q4_K, Q6_K): each weight super-block is unpacked once (scales, mins, 4- or 6-bit codes) and
-//! multiplied into four activation rows with four independent accumulators. The integer sums
+//! multiplied into every activation row with one independent accumulator per row. The integer sums
 //! are exact and the f32 steps per row are those of the one-row kernels in
 //! [`super::vecdot_avx2`], in the same order, so every result is bit-identical to running the
-//! one-row kernel four times (`tests/simd_vs_scalar.rs`).
+//! one-row kernel row by row (`tests/simd_vs_scalar.rs`).
 
 use super::q8::BlockQ8K;
 use super::GgmlType;
@@ -14,11 +14,25 @@ pub type DotQ8Kx4 = fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4];
 
 /// The four-row AVX2 kernel for a k-quant weight type, if there is one and the CPU has AVX2.
 pub fn kernel4k(ty: GgmlType) -> Option<DotQ8Kx4> {
+    kernel_n(ty)
+}
+
+/// [`DotQ8Kx4`] for eight activation rows.
+pub type DotQ8Kx8 = fn(&[u8], [&[BlockQ8K]; 8]) -> [f32; 8];
+
+/// The eight-row AVX2 kernel for a k-quant weight type, if there is one and the CPU has AVX2;
+/// each result bit-identical to the single-row kernel.
+pub fn kernel8k(ty: GgmlType) -> Option<DotQ8Kx8> {
+    kernel_n(ty)
+}
+
+#[allow(clippy::type_complexity)]
+fn kernel_n<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N]> {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
         return match ty {
-            GgmlType::Q4_K => Some(k4_q4_k),
-            GgmlType::Q6_K => Some(k4_q6_k),
+            GgmlType::Q4_K => Some(kn_q4_k::<N>),
+            GgmlType::Q6_K => Some(kn_q6_k::<N>),
             _ => None,
         };
     }
@@ -27,16 +41,16 @@ pub fn kernel4k(ty: GgmlType) -> Option<DotQ8Kx4> {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn k4_q4_k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    // SAFETY: `kernel4k` hands this out only when AVX2/FMA/F16C are present; row lengths are
+fn kn_q4_k<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: `kernel_n` hands this out only when AVX2/FMA/F16C are present; row lengths are
     // checked before any block is read.
-    unsafe { imp::q4_k_x4(w, a) }
+    unsafe { imp::q4_k_xn(w, a) }
 }
 
 #[cfg(target_arch = "x86_64")]
-fn k4_q6_k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    // SAFETY: as for k4_q4_k.
-    unsafe { imp::q6_k_x4(w, a) }
+fn kn_q6_k<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: as for kn_q4_k.
+    unsafe { imp::q6_k_xn(w, a) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -69,22 +83,22 @@ mod imp {
         _mm256_loadu_si256(p as *const __m256i)
     }
 
-    fn check(w: &[u8], a: &[&[BlockQ8K]; 4], ts: usize) {
+    fn check<const N: usize>(w: &[u8], a: &[&[BlockQ8K]; N], ts: usize) {
         for r in a {
             assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
         }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q4_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    pub unsafe fn q4_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
         check(w, &a, 144);
-        let (mut acc, mut accm) = ([0f32; 4], [0f32; 4]);
+        let (mut acc, mut accm) = ([0f32; N], [0f32; N]);
         let low = _mm256_set1_epi8(15);
         for (ib, b) in w.chunks_exact(144).enumerate() {
             let s = &b[4..16];
-            let ab: [&BlockQ8K; 4] = std::array::from_fn(|t| a[t].get_unchecked(ib));
-            let mut sumv = [_mm256_setzero_si256(); 4];
-            let mut summ = [0i32; 4];
+            let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
+            let mut sumv = [_mm256_setzero_si256(); N];
+            let mut summ = [0i32; N];
             for c in 0..4 {
                 let (sc0, m0) = scale_min(2 * c, s);
                 let (sc1, m1) = scale_min(2 * c + 1, s);
@@ -92,7 +106,7 @@ mod imp {
                 let lo = _mm256_and_si256(q, low);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
                 let (s0, s1) = (_mm256_set1_epi16(sc0 as i16), _mm256_set1_epi16(sc1 as i16));
-                for t in 0..4 {
+                for t in 0..N {
                     let qs = ab[t].qs.as_ptr().add(64 * c);
                     let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load(qs)), s0);
                     let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load(qs.add(32))), s1);
@@ -102,7 +116,7 @@ mod imp {
                 }
             }
             let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-            for t in 0..4 {
+            for t in 0..N {
                 acc[t] += (d * ab[t].d) * hsum_i32(sumv[t]) as f32;
                 accm[t] += (dmin * ab[t].d) * summ[t] as f32;
             }
@@ -111,15 +125,15 @@ mod imp {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q6_k_x4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    pub unsafe fn q6_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
         check(w, &a, 210);
-        let mut acc = [0f32; 4];
+        let mut acc = [0f32; N];
         let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
         for (ib, b) in w.chunks_exact(210).enumerate() {
             let p = b.as_ptr();
             let sc = &b[192..208];
-            let ab: [&BlockQ8K; 4] = std::array::from_fn(|t| a[t].get_unchecked(ib));
-            let mut sumv = [_mm256_setzero_si256(); 4];
+            let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
+            let mut sumv = [_mm256_setzero_si256(); N];
             for n in 0..2 {
                 let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
                 let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
@@ -139,7 +153,7 @@ mod imp {
                         _mm_set1_epi16(sc[g + 1] as i8 as i16),
                         1,
                     );
-                    for t in 0..4 {
+                    for t in 0..N {
                         let av = load(ab[t].qs.as_ptr().add(e));
                         sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
                     }
@@ -148,7 +162,7 @@ mod imp {
             // Σ_g scale_g · bsum_g for every row at once: 16 i16 scales against 16 i16 sums.
             let scv = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
             let d = f16_at(b, 208);
-            for t in 0..4 {
+            for t in 0..N {
                 let bs = _mm256_loadu_si256(ab[t].bsums.as_ptr() as *const __m256i);
                 let off = hsum_i32(_mm256_madd_epi16(scv, bs));
                 let sumi = hsum_i32(sumv[t]) - 32 * off;
