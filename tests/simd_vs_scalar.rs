@@ -90,3 +90,52 @@ fn avx2_dot_kernels_match_scalar_bit_for_bit() {
     }
     assert_eq!(checked, 14);
 }
+
+#[test]
+fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
+    use finetune::quant::q8::{self, Q8Rows};
+    use finetune::quant::vecdot::DotKernel;
+    use finetune::quant::{vecdot_avx2, vecdot_avx2_k4, GgmlType};
+    assert!(avx2::available());
+    let mut rng = Rng(0xF0_0D);
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        let one = vecdot_avx2::kernel(ty).unwrap_or_else(|| panic!("{ty}: no one-row kernel"));
+        let act = q8::vec_dot_type(ty).unwrap();
+        for n in [256usize, 256 * 7] {
+            let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
+            // Eight different activation rows (each with its own magnitudes, zeros and ties).
+            let mags = [1.0f32, 3e-2, 7.0, 0.5, 2.0, 1e-3, 0.25, 40.0];
+            let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
+            let bpr = n / act.block_size();
+            // (rows from the multi-row kernels, the same rows one at a time)
+            let (multi, one_by_one): (Vec<f32>, Vec<f32>) = match (one, q8::quantize_rows(act, &x, n)) {
+                (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
+                    let f4 = vecdot_avx2::kernel4(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));
+                    let f8 = vecdot_avx2::kernel8(ty).unwrap_or_else(|| panic!("{ty}: no eight-row kernel"));
+                    let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
+                    let mut m = f4(&w, [r(0), r(1), r(2), r(3)]).to_vec();
+                    m.extend(f8(&w, std::array::from_fn(r)));
+                    (m, (0..4).chain(0..8).map(|t| f(&w, r(t))).collect())
+                }
+                (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
+                    let f4 = vecdot_avx2_k4::kernel4k(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));
+                    let f8 = vecdot_avx2_k4::kernel8k(ty).unwrap_or_else(|| panic!("{ty}: no eight-row kernel"));
+                    let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
+                    let mut m = f4(&w, [r(0), r(1), r(2), r(3)]).to_vec();
+                    m.extend(f8(&w, std::array::from_fn(r)));
+                    (m, (0..4).chain(0..8).map(|t| f(&w, r(t))).collect())
+                }
+                _ => panic!("{ty}: kernel and activation format disagree"),
+            };
+            assert_eq!(multi.len(), one_by_one.len());
+            for (t, (p, q)) in multi.iter().zip(&one_by_one).enumerate() {
+                assert_eq!(p.to_bits(), q.to_bits(), "{ty} n={n} result {t}: multi-row {p} vs one-row {q}");
+            }
+            // The rows differ, so a kernel that repeated one row's result would fail above.
+            assert!(one_by_one.windows(2).any(|p| p[0] != p[1]), "{ty}: test rows gave equal dots");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 14);
+}

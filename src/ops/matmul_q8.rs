@@ -43,12 +43,24 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
     match (kern, &qa) {
         (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
             let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
-            match four {
-                Some(f4) if t > 2 => run4(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+            let eight = if crate::quant::simd_enabled() { crate::quant::vecdot_avx2::kernel8(w.ty) } else { None };
+            match (four, eight) {
+                (_, Some(f8)) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                (Some(f4), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
-        (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => run(w, t, y, |row, tt| f(row, &a[tt * bpr..(tt + 1) * bpr])),
+        (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
+            let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
+            let simd = crate::quant::simd_enabled();
+            let four = if simd { crate::quant::vecdot_avx2_k4::kernel4k(w.ty) } else { None };
+            let eight = if simd { crate::quant::vecdot_avx2_k4::kernel8k(w.ty) } else { None };
+            match (four, eight) {
+                (_, Some(f8)) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                (Some(f4), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+                _ => run(w, t, y, |row, tt| f(row, r(tt))),
+            }
+        }
         _ => unreachable!("vec_dot_type and kernel disagree for {}", w.ty),
     }
 }
@@ -72,9 +84,9 @@ fn run(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 +
     });
 }
 
-/// [`run`] with a four-activation-row kernel for whole groups of four rows (the remainder one at
+/// [`run`] with an `N`-activation-row kernel for whole groups of `N` rows (the remainder one at
 /// a time); results are the same bits as [`run`].
-fn run4(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 + Sync, dot4: impl Fn(&[u8], usize) -> [f32; 4] + Sync) {
+fn run_n<const N: usize>(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 + Sync, dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync) {
     let n = w.n_out;
     let rb = w.row_bytes();
     let chunk = 16;
@@ -86,8 +98,8 @@ fn run4(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 
         while tt < t {
             for r in r0..r1 {
                 let row = &w.data[r * rb..(r + 1) * rb];
-                if tt + 4 <= t {
-                    let v = dot4(row, tt);
+                if tt + N <= t {
+                    let v = dotn(row, tt);
                     for (k, &vk) in v.iter().enumerate() {
                         // SAFETY: chunks own disjoint rows r0..r1; tt + k < t, r < n.
                         unsafe { *yp.0.add((tt + k) * n + r) = vk };
@@ -99,7 +111,7 @@ fn run4(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 
                     }
                 }
             }
-            tt += 4;
+            tt += N;
         }
     });
 }
@@ -117,7 +129,8 @@ mod tests {
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
-            let (k, n, t) = (512usize, 37usize, 5usize);
+            // t = 11: a group of eight (or two of four) rows and a three-row remainder.
+            let (k, n, t) = (512usize, 37usize, 11usize);
             let wf: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
             let mut wb = vec![0u8; k * n / ty.block_size() * ty.type_size()];
             quant::encode(ty, &wf, &mut wb).unwrap();

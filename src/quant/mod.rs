@@ -16,6 +16,7 @@ pub mod types;
 pub mod util;
 pub mod vecdot;
 pub mod vecdot_avx2;
+pub mod vecdot_avx2_k4;
 
 pub use types::{GgmlType, QK_K};
 

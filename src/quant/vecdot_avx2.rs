@@ -38,7 +38,21 @@ pub type DotQ8x4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 pub fn kernel4(ty: GgmlType) -> Option<DotQ8x4> {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
-        return imp::kernel4(ty);
+        return imp::kernel_n::<4>(ty);
+    }
+    let _ = ty;
+    None
+}
+
+/// [`DotQ8x4`] for eight activation rows (the weight block is unpacked once for all eight).
+pub type DotQ8x8 = fn(&[u8], [&[BlockQ8]; 8]) -> [f32; 8];
+
+/// The eight-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2; each result
+/// bit-identical to the single-row kernel.
+pub fn kernel8(ty: GgmlType) -> Option<DotQ8x8> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return imp::kernel_n::<8>(ty);
     }
     let _ = ty;
     None
@@ -271,22 +285,22 @@ mod imp {
         hsum_f32(acc) + summs
     }
 
-    /// [`legacy`] for four activation rows; `codes(block)` gives the 32 weight codes (signed
+    /// [`legacy`] for `N` activation rows; `codes(block)` gives the 32 weight codes (signed
     /// bytes when `signed`, else unsigned).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn legacy4(w: &[u8], a: [&[BlockQ8]; 4], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; 4] {
+    unsafe fn legacy_n<const N: usize>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
         for r in &a {
             assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
         }
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut summs = [0f32; 4];
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut summs = [0f32; N];
         for (ib, blk) in w.chunks_exact(ts).enumerate() {
             let q = codes(blk);
             let dw = f16_at(blk, 0);
             let m = if has_m { f16_at(blk, 2) } else { 0.0 };
             let uq = if signed { _mm256_sign_epi8(q, q) } else { q };
-            for t in 0..4 {
+            for t in 0..N {
                 let ab = a[t].get_unchecked(ib);
                 let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab.d), _mm256_cvtepi32_ps(lanes_us(uq, y)), acc[t]);
@@ -295,35 +309,35 @@ mod imp {
                 }
             }
         }
-        [hsum_f32(acc[0]) + summs[0], hsum_f32(acc[1]) + summs[1], hsum_f32(acc[2]) + summs[2], hsum_f32(acc[3]) + summs[3]]
+        std::array::from_fn(|t| hsum_f32(acc[t]) + summs[t])
     }
 
-    macro_rules! wrap4 {
+    macro_rules! wrap_n {
         ($name:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
-            fn $name(w: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
-                // SAFETY: `kernel4` hands these out only when AVX2/FMA/F16C are present; row
-                // lengths are checked before any block is read.
-                unsafe { legacy4(w, a, $ts, $m, $signed, $codes) }
+            fn $name<const N: usize>(w: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
+                // SAFETY: `kernel4`/`kernel8` hand these out only when AVX2/FMA/F16C are
+                // present; row lengths are checked before any block is read.
+                unsafe { legacy_n(w, a, $ts, $m, $signed, $codes) }
             }
         };
     }
-    wrap4!(k4_q4_0, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
-    wrap4!(k4_q4_1, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
-    wrap4!(k4_q5_0, 22, false, true, |b: &[u8]| {
+    wrap_n!(kn_q4_0, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
+    wrap_n!(kn_q4_1, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
+    wrap_n!(kn_q5_0, 22, false, true, |b: &[u8]| {
         let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
         _mm256_sub_epi8(q, _mm256_set1_epi8(16))
     });
-    wrap4!(k4_q5_1, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
-    wrap4!(k4_q8_0, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
+    wrap_n!(kn_q5_1, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
+    wrap_n!(kn_q8_0, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
 
-    pub fn kernel4(ty: GgmlType) -> Option<super::DotQ8x4> {
+    pub fn kernel_n<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8]; N]) -> [f32; N]> {
         use GgmlType::*;
         Some(match ty {
-            Q4_0 => k4_q4_0,
-            Q4_1 => k4_q4_1,
-            Q5_0 => k4_q5_0,
-            Q5_1 => k4_q5_1,
-            Q8_0 => k4_q8_0,
+            Q4_0 => kn_q4_0::<N>,
+            Q4_1 => kn_q4_1::<N>,
+            Q5_0 => kn_q5_0::<N>,
+            Q5_1 => kn_q5_1::<N>,
+            Q8_0 => kn_q8_0::<N>,
             _ => return None,
         })
     }

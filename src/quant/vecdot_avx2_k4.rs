@@ -1,0 +1,174 @@
+//! Four- and eight-activation-row AVX2 kernels for the k-quant weight types against Q8_K activations
+//! (Q4_K, Q6_K): each weight super-block is unpacked once (scales, mins, 4- or 6-bit codes) and
+//! multiplied into every activation row with one independent accumulator per row. The integer sums
+//! are exact and the f32 steps per row are those of the one-row kernels in
+//! [`super::vecdot_avx2`], in the same order, so every result is bit-identical to running the
+//! one-row kernel row by row (`tests/simd_vs_scalar.rs`).
+
+use super::q8::BlockQ8K;
+use super::GgmlType;
+
+/// One weight row against four Q8_K activation rows at once: each result bit-identical to the
+/// single-row kernel.
+pub type DotQ8Kx4 = fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4];
+
+/// The four-row AVX2 kernel for a k-quant weight type, if there is one and the CPU has AVX2.
+pub fn kernel4k(ty: GgmlType) -> Option<DotQ8Kx4> {
+    kernel_n(ty)
+}
+
+/// [`DotQ8Kx4`] for eight activation rows.
+pub type DotQ8Kx8 = fn(&[u8], [&[BlockQ8K]; 8]) -> [f32; 8];
+
+/// The eight-row AVX2 kernel for a k-quant weight type, if there is one and the CPU has AVX2;
+/// each result bit-identical to the single-row kernel.
+pub fn kernel8k(ty: GgmlType) -> Option<DotQ8Kx8> {
+    kernel_n(ty)
+}
+
+#[allow(clippy::type_complexity)]
+fn kernel_n<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N]> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return match ty {
+            GgmlType::Q4_K => Some(kn_q4_k::<N>),
+            GgmlType::Q6_K => Some(kn_q6_k::<N>),
+            _ => None,
+        };
+    }
+    let _ = ty;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kn_q4_k<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: `kernel_n` hands this out only when AVX2/FMA/F16C are present; row lengths are
+    // checked before any block is read.
+    unsafe { imp::q4_k_xn(w, a) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kn_q6_k<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: as for kn_q4_k.
+    unsafe { imp::q6_k_xn(w, a) }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::*;
+
+    use super::super::kquants::q4_k::scale_min;
+    use super::super::q8::BlockQ8K;
+
+    /// The little-endian f16 at `b[off..off + 2]` as f32 (exact).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
+        let h = u16::from_le_bytes([b[off], b[off + 1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const i8) -> __m256i {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+
+    fn check<const N: usize>(w: &[u8], a: &[&[BlockQ8K]; N], ts: usize) {
+        for r in a {
+            assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+        check(w, &a, 144);
+        let (mut acc, mut accm) = ([0f32; N], [0f32; N]);
+        let low = _mm256_set1_epi8(15);
+        for (ib, b) in w.chunks_exact(144).enumerate() {
+            let s = &b[4..16];
+            let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
+            let mut sumv = [_mm256_setzero_si256(); N];
+            let mut summ = [0i32; N];
+            for c in 0..4 {
+                let (sc0, m0) = scale_min(2 * c, s);
+                let (sc1, m1) = scale_min(2 * c + 1, s);
+                let q = _mm256_loadu_si256(b.as_ptr().add(16 + 32 * c) as *const __m256i);
+                let lo = _mm256_and_si256(q, low);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+                let (s0, s1) = (_mm256_set1_epi16(sc0 as i16), _mm256_set1_epi16(sc1 as i16));
+                for t in 0..N {
+                    let qs = ab[t].qs.as_ptr().add(64 * c);
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load(qs)), s0);
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load(qs.add(32))), s1);
+                    sumv[t] = _mm256_add_epi32(sumv[t], _mm256_add_epi32(p0, p1));
+                    let bs = &ab[t].bsums[4 * c..4 * c + 4];
+                    summ[t] += m0 as i32 * (bs[0] as i32 + bs[1] as i32) + m1 as i32 * (bs[2] as i32 + bs[3] as i32);
+                }
+            }
+            let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+            for t in 0..N {
+                acc[t] += (d * ab[t].d) * hsum_i32(sumv[t]) as f32;
+                accm[t] += (dmin * ab[t].d) * summ[t] as f32;
+            }
+        }
+        std::array::from_fn(|t| acc[t] - accm[t])
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q6_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+        check(w, &a, 210);
+        let mut acc = [0f32; N];
+        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
+        for (ib, b) in w.chunks_exact(210).enumerate() {
+            let p = b.as_ptr();
+            let sc = &b[192..208];
+            let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
+            let mut sumv = [_mm256_setzero_si256(); N];
+            for n in 0..2 {
+                let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+                let hb = |h: __m256i| _mm256_slli_epi16(_mm256_and_si256(h, m2), 4);
+                let q = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(qh)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(_mm256_srli_epi16(qh, 2))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
+                ];
+                for (m, &qm) in q.iter().enumerate() {
+                    let e = 128 * n + 32 * m;
+                    let g = e / 16;
+                    let sv = _mm256_inserti128_si256(
+                        _mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)),
+                        _mm_set1_epi16(sc[g + 1] as i8 as i16),
+                        1,
+                    );
+                    for t in 0..N {
+                        let av = load(ab[t].qs.as_ptr().add(e));
+                        sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
+                    }
+                }
+            }
+            // Σ_g scale_g · bsum_g for every row at once: 16 i16 scales against 16 i16 sums.
+            let scv = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
+            let d = f16_at(b, 208);
+            for t in 0..N {
+                let bs = _mm256_loadu_si256(ab[t].bsums.as_ptr() as *const __m256i);
+                let off = hsum_i32(_mm256_madd_epi16(scv, bs));
+                let sumi = hsum_i32(sumv[t]) - 32 * off;
+                acc[t] += (d * ab[t].d) * sumi as f32;
+            }
+        }
+        acc
+    }
+}
