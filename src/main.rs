@@ -24,6 +24,11 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Inference numerics for generate/chat/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
+    /// activations with integer dot products, f16 K/V) or `f32` (float activations; training
+    /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
+    #[arg(long, global = true, value_name = "ggml|f32")]
+    numerics: Option<String>,
     #[command(flatten)]
     train: cmd::train::TrainArgs,
     #[command(subcommand)]
@@ -257,6 +262,10 @@ fn run(cli: Cli) -> Result<(), String> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
         return Err("--threads must be at least 1".into());
+    }
+    if let Some(n) = &cli.numerics {
+        let n = finetune::model::Numerics::from_name(n).ok_or_else(|| format!("--numerics {n}: use ggml or f32"))?;
+        cmd::set_numerics(n);
     }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())?;
     let Some(command) = cli.command else {

@@ -80,6 +80,7 @@ fn model_commands_reject_bad_input_cleanly() {
         (vec!["perplexity", "--model", ms, "--file", "/nope.txt"], "/nope.txt"),
         (vec!["bench", "--model", ms, "-p", "0"], "at least 1"),
         (vec!["tokenize", "--model", ms], "--text"),
+        (vec!["generate", "--model", ms, "--prompt", "x", "--numerics", "q3"], "--numerics q3: use ggml or f32"),
     ];
     for (args, want) in cases {
         let (ok, _, err, code) = run(&args);

@@ -11,9 +11,9 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
     }
     let g = super::open(&model)?;
     let mut m = Model::load(&g).map_err(|e| e.to_string())?;
-    m.numerics = finetune::model::Numerics::inference_default();
+    m.numerics = super::numerics();
     let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
-    println!("model: {} ({threads} threads, median of {reps})", model.display());
+    println!("model: {} ({threads} threads, median of {reps}, {:?} numerics)", model.display(), m.numerics);
     println!("| engine | pp{n_prompt} t/s | tg{n_gen} t/s |");
     println!("|---|---|---|");
     println!("| finetune | {:.1} | {:.1} |", ours.pp, ours.tg);

@@ -48,11 +48,23 @@ pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Res
     }
 }
 
+static NUMERICS: std::sync::OnceLock<finetune::model::Numerics> = std::sync::OnceLock::new();
+
+/// Set the inference numerics chosen with `--numerics` (before any model is loaded).
+pub fn set_numerics(n: finetune::model::Numerics) {
+    let _ = NUMERICS.set(n);
+}
+
+/// The inference numerics: `--numerics`, else [`finetune::model::Numerics::inference_default`].
+pub fn numerics() -> finetune::model::Numerics {
+    NUMERICS.get().copied().unwrap_or_else(finetune::model::Numerics::inference_default)
+}
+
 /// Load the model of `g` with adapters given as `PATH[:SCALE]` (scale 1 by default) applied,
 /// as llama.cpp's `--lora` / `--lora-scaled`.
 pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>, String> {
     let mut m = finetune::model::Model::load(g).map_err(|e| e.to_string())?;
-    m.numerics = finetune::model::Numerics::inference_default();
+    m.numerics = numerics();
     for spec in loras {
         let (path, scale) = match spec.rsplit_once(':') {
             Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
