@@ -25,10 +25,10 @@ use finetune::gguf::{GgufFile, GgufModel};
 use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
-use finetune::train::lora::{SplitMix64, Target};
+use finetune::bench::{step_inputs, StepInputs};
+use finetune::train::lora::Target;
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
-use finetune::train::trainer::init_lora;
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -84,19 +84,9 @@ fn main() {
     let estimate = plan(&model, &Target::ALL, 16, t, t, keep);
     println!("memory plan: {estimate}");
 
-    let mut lora = init_lora(&model, &Target::ALL, 16, 32.0, 7);
-    let mut rng = SplitMix64(11);
-    for l in &mut lora.layers {
-        for (_, p) in l.iter_mut() {
-            p.b.iter_mut().for_each(|b| *b = ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32);
-        }
-    }
+    let StepInputs { mut lora, tokens, labels, positions } = step_inputs(&model, t);
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
-    let nv = c.n_vocab as u64;
-    let tokens: Vec<u32> = (0..t).map(|_| (100 + rng.next_u64() % (nv.min(20_000) - 100)) as u32).collect();
-    let labels: Vec<i32> = (0..t).map(|i| if i + 1 < t { tokens[i + 1] as i32 } else { -1 }).collect();
-    let positions: Vec<u32> = (0..t as u32).collect();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable { model: &model };
 

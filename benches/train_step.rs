@@ -14,9 +14,8 @@ use std::time::Instant;
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
-use finetune::train::lora::{SplitMix64, Target};
+use finetune::bench::{step_inputs, StepInputs};
 use finetune::train::prof::{self, Phase, PHASES};
-use finetune::train::trainer::init_lora;
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -38,18 +37,8 @@ fn main() {
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
     let g = GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let model = Model::load(&g).expect("model");
-    let nv = model.cfg.n_vocab as u64;
-    let mut lora = init_lora(&model, &Target::ALL, 16, 32.0, 7);
-    let mut rng = SplitMix64(11);
-    for l in &mut lora.layers {
-        for (_, p) in l.iter_mut() {
-            p.b.iter_mut().for_each(|b| *b = ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32);
-        }
-    }
+    let StepInputs { lora, tokens, labels, positions } = step_inputs(&model, t);
     let mut grads = lora.zeros_like();
-    let tokens: Vec<u32> = (0..t).map(|_| (rng.next_u64() % nv) as u32).collect();
-    let labels: Vec<i32> = (0..t).map(|i| if i + 1 < t { tokens[i + 1] as i32 } else { -1 }).collect();
-    let positions: Vec<u32> = (0..t as u32).collect();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable { model: &model };
 

@@ -78,17 +78,23 @@ pub fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Time training steps as `benches/peft_anchor.py` does: one `seq`-token sequence per step,
-/// LoRA r16 (alpha 32) on all seven projections, forward + loss + backward + AdamW, `keep_bytes`
-/// of kept intermediates; one warm-up step, then the median of `steps`. B starts small and
-/// random so the LoRA backward does its full work.
-pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed, String> {
-    use crate::train::block::{SeqView, StepOptions, Trainable};
+/// What a benchmark training step runs on: LoRA r16 (alpha 32) on all seven projections with a
+/// small random B (so the LoRA backward does its full work), and one sequence of `seq` random
+/// tokens trained on every next token.
+pub struct StepInputs {
+    /// The adapter being trained.
+    pub lora: crate::train::lora::LoraSet,
+    /// Token ids.
+    pub tokens: Vec<u32>,
+    /// Next-token labels (`-1` at the end).
+    pub labels: Vec<i32>,
+    /// Positions `0..seq`.
+    pub positions: Vec<u32>,
+}
+
+/// The fixed-seed [`StepInputs`] that `finetune bench --train` and the training benches use.
+pub fn step_inputs(m: &Model, seq: usize) -> StepInputs {
     use crate::train::lora::{SplitMix64, Target};
-    use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig};
-    if seq < 2 {
-        return Err("a training step needs at least 2 tokens".into());
-    }
     let mut lora = crate::train::trainer::init_lora(m, &Target::ALL, 16, 32.0, 7);
     let mut rng = SplitMix64(11);
     for l in &mut lora.layers {
@@ -96,12 +102,26 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Re
             p.b.iter_mut().for_each(|b| *b = ((rng.next_f64() * 2.0 - 1.0) * 0.01) as f32);
         }
     }
-    let mut grads = lora.zeros_like();
-    let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let nv = m.cfg.n_vocab as u64;
     let tokens: Vec<u32> = (0..seq).map(|_| (100 + rng.next_u64() % (nv.clamp(101, 20_000) - 100)) as u32).collect();
     let labels: Vec<i32> = (0..seq).map(|i| if i + 1 < seq { tokens[i + 1] as i32 } else { -1 }).collect();
     let positions: Vec<u32> = (0..seq as u32).collect();
+    StepInputs { lora, tokens, labels, positions }
+}
+
+/// Time training steps as `benches/peft_anchor.py` does: one `seq`-token sequence per step,
+/// LoRA r16 (alpha 32) on all seven projections, forward + loss + backward + AdamW, `keep_bytes`
+/// of kept intermediates; one warm-up step, then the median of `steps`. B starts small and
+/// random so the LoRA backward does its full work.
+pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed, String> {
+    use crate::train::block::{SeqView, StepOptions, Trainable};
+    use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig};
+    if seq < 2 {
+        return Err("a training step needs at least 2 tokens".into());
+    }
+    let StepInputs { mut lora, tokens, labels, positions } = step_inputs(m, seq);
+    let mut grads = lora.zeros_like();
+    let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let view = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable { model: m };
     let opts = StepOptions { dropout: None, keep_bytes };
