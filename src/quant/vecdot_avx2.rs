@@ -69,7 +69,7 @@ pub fn kernel(ty: GgmlType) -> Option<DotKernel> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod imp {
+pub(super) mod imp {
     use std::arch::x86_64::*;
 
     use super::super::kquants::q4_k::scale_min;
@@ -79,15 +79,17 @@ mod imp {
     /// The little-endian f16 at `b[off..off + 2]` as f32 (exact; F16C, no call).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
+    pub(in crate::quant) unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
         let h = u16::from_le_bytes([b[off], b[off + 1]]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
     }
     use super::super::vecdot::DotKernel;
     use super::GgmlType;
 
+    /// The sum of the eight i32 lanes.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn hsum_i32(v: __m256i) -> i32 {
+    pub(in crate::quant) unsafe fn hsum_i32(v: __m256i) -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
         let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
