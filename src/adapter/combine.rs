@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::gguf_lora::{parse_name, write_adapter, AdapterError, BaseInfo};
+use super::gguf_lora::{check_header, read_halves, write_adapter, AdapterError, BaseInfo};
 use crate::gguf::{GgufFile, Value};
-use crate::quant::{self, GgmlType};
+use crate::quant::GgmlType;
 use crate::train::lora::{LoraPair, LoraSet, Target};
 
 /// One input: a file and the user scale it is combined with.
@@ -57,9 +57,6 @@ pub struct AdapterFile {
     pub set: LoraSet,
 }
 
-/// One tensor of a pair as read: GGUF dims and values.
-type Half = (Vec<u64>, Vec<f32>);
-
 /// One input's contribution to a weight: input index, pair, coefficient `s_i·α_i/r_i`.
 type Part<'a> = (usize, &'a LoraPair, f64);
 
@@ -68,34 +65,10 @@ type Part<'a> = (usize, &'a LoraPair, f64);
 pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
     let f = GgufFile::open(path)?;
     let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
-    match f.get_str("general.type") {
-        Some("adapter") => {}
-        other => return Err(bad(format!("general.type is {other:?}, expected \"adapter\" (is this a model file?)"))),
-    }
-    match f.get_str("adapter.type") {
-        Some("lora") => {}
-        other => return Err(bad(format!("adapter.type is {other:?}, expected \"lora\""))),
-    }
+    check_header(&f, path)?;
     let architecture = f.architecture().ok_or_else(|| bad("no general.architecture".into()))?.to_string();
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
-    let mut halves: BTreeMap<(usize, Target), [Option<Half>; 2]> = BTreeMap::new();
-    for info in &f.tensors {
-        let (il, t, is_a) = parse_name(&info.name)
-            .ok_or_else(|| bad(format!("tensor '{}' is not a LoRA tensor this engine knows", info.name)))?;
-        if !info.ty.can_decode() || info.dims.len() != 2 {
-            return Err(bad(format!("tensor '{}': type {} / dims {:?} not supported", info.name, info.ty, info.dims)));
-        }
-        let mut data = vec![0f32; info.n_elements() as usize];
-        quant::decode(info.ty, f.view(info).data, &mut data).map_err(|e| bad(format!("tensor '{}': {e}", info.name)))?;
-        let slot = &mut halves.entry((il, t)).or_default()[usize::from(!is_a)];
-        if slot.is_some() {
-            return Err(bad(format!("tensor '{}' appears twice", info.name)));
-        }
-        *slot = Some((info.dims.clone(), data));
-    }
-    if halves.is_empty() {
-        return Err(bad("the adapter has no LoRA tensors".into()));
-    }
+    let halves = read_halves(&f, path, None)?;
     let n_layer = halves.keys().map(|(il, _)| il + 1).max().unwrap_or(0);
     let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); n_layer];
     for ((il, t), [a, b]) in halves {

@@ -135,10 +135,11 @@ pub fn parse_name(name: &str) -> Option<(usize, Target, bool)> {
     Some((il, t, is_a))
 }
 
-/// Read a llama.cpp GGUF LoRA adapter and check it against `model` (architecture, layer
-/// count, every tensor's shape). Tensors of any decodable type are converted to f32.
-pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError> {
-    let f = GgufFile::open(path)?;
+/// The A and B halves of every LoRA pair, keyed by (layer, target): GGUF dims and f32 values.
+pub(crate) type Halves = std::collections::BTreeMap<(usize, Target), [Option<(Vec<u64>, Vec<f32>)>; 2]>;
+
+/// Check that `f` says it is a LoRA adapter (`general.type = adapter`, `adapter.type = lora`).
+pub(crate) fn check_header(f: &GgufFile, path: &Path) -> Result<(), AdapterError> {
     let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
     match f.get_str("general.type") {
         Some("adapter") => {}
@@ -148,27 +149,26 @@ pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError>
         Some("lora") => {}
         other => return Err(bad(format!("adapter.type is {other:?}, expected \"lora\""))),
     }
-    let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
-    let arch = f.architecture().unwrap_or("");
-    let want = model.cfg.arch.name();
-    if arch != want {
-        return Err(bad(format!("adapter is for architecture '{arch}', the model is '{want}'")));
-    }
-    let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); model.cfg.n_layer];
-    let mut halves: std::collections::BTreeMap<(usize, Target), [Option<(Vec<u64>, Vec<f32>)>; 2]> =
-        Default::default();
+    Ok(())
+}
+
+/// Decode every tensor of the adapter `f` into [`Halves`]: each must be a known
+/// `<weight>.lora_a` / `.lora_b` name (of a layer below `n_layer`, when given), 2-D, of a
+/// decodable type, and appear once; an adapter without tensors is an error.
+pub(crate) fn read_halves(f: &GgufFile, path: &Path, n_layer: Option<usize>) -> Result<Halves, AdapterError> {
+    let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
+    let mut halves = Halves::new();
     for info in &f.tensors {
         let (il, t, is_a) = parse_name(&info.name)
             .ok_or_else(|| bad(format!("tensor '{}' is not a LoRA tensor this engine knows", info.name)))?;
-        if il >= model.cfg.n_layer {
-            return Err(bad(format!("tensor '{}': the model has only {} layers", info.name, model.cfg.n_layer)));
+        if let Some(n) = n_layer.filter(|&n| il >= n) {
+            return Err(bad(format!("tensor '{}': the model has only {n} layers", info.name)));
         }
         if !info.ty.can_decode() || info.dims.len() != 2 {
             return Err(bad(format!("tensor '{}': type {} / dims {:?} not supported", info.name, info.ty, info.dims)));
         }
-        let view = f.view(info);
         let mut data = vec![0f32; info.n_elements() as usize];
-        quant::decode(info.ty, view.data, &mut data).map_err(|e| bad(format!("tensor '{}': {e}", info.name)))?;
+        quant::decode(info.ty, f.view(info).data, &mut data).map_err(|e| bad(format!("tensor '{}': {e}", info.name)))?;
         let slot = &mut halves.entry((il, t)).or_default()[usize::from(!is_a)];
         if slot.is_some() {
             return Err(bad(format!("tensor '{}' appears twice", info.name)));
@@ -178,6 +178,23 @@ pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError>
     if halves.is_empty() {
         return Err(bad("the adapter has no LoRA tensors".into()));
     }
+    Ok(halves)
+}
+
+/// Read a llama.cpp GGUF LoRA adapter and check it against `model` (architecture, layer
+/// count, every tensor's shape). Tensors of any decodable type are converted to f32.
+pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError> {
+    let f = GgufFile::open(path)?;
+    let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
+    check_header(&f, path)?;
+    let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
+    let arch = f.architecture().unwrap_or("");
+    let want = model.cfg.arch.name();
+    if arch != want {
+        return Err(bad(format!("adapter is for architecture '{arch}', the model is '{want}'")));
+    }
+    let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); model.cfg.n_layer];
+    let halves = read_halves(&f, path, Some(model.cfg.n_layer))?;
     for ((il, t), [a, b]) in halves {
         let name = t.tensor_name(il);
         let (Some((da, a)), Some((db, b))) = (a, b) else {
