@@ -5,6 +5,7 @@
 //! Also two stacked adapters with their own scales, and read-back of each file by our reader.
 mod common;
 
+use common::lora::random_lora;
 use std::path::Path;
 
 use common::{gemma, oracle, read_f32, smollm, tmpdir};
@@ -13,7 +14,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
+use finetune::train::lora::Target;
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
                     asked it three questions about the moon, the river and the stars. The fox thought for a long \
@@ -43,24 +44,6 @@ fn compare(a: &[f32], b: &[f32], nv: usize) -> (f64, f64, f64) {
         sum_kl += kl;
     }
     (same as f64 / n as f64, max_kl, sum_kl / n as f64)
-}
-
-fn random_lora(m: &Model, targets: &[Target], r: usize, alpha: f32, b_scale: f32, seed: u64) -> LoraSet {
-    let mut rng = SplitMix64(seed);
-    let layers = (0..m.cfg.n_layer)
-        .map(|il| {
-            targets
-                .iter()
-                .map(|&t| {
-                    let w = m.weight(il, t);
-                    let mut p: LoraPair = init_pair(w.n_in, w.n_out, r, &mut rng);
-                    p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale);
-                    (t, p)
-                })
-                .collect()
-        })
-        .collect();
-    LoraSet { alpha, layers }
 }
 
 fn llama_logits(model: &Path, ids: &[u32], adapters: &[(&Path, f32)], dir: &Path, tag: &str) -> Vec<f32> {

@@ -4,6 +4,7 @@
 //! adapt different weights with different ranks and alphas; storage types; and refused inputs.
 mod common;
 
+use common::lora::random_lora_in as random_set;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,32 +15,10 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
+use finetune::train::lora::{LoraPair, LoraSet, Target};
 
 const TEXT: &str = "A lighthouse keeper counted the ships that passed each night. Some nights there were none, \
                     and on others the bay filled with lanterns until the water itself seemed to glow.";
-
-/// Random pairs (A as LoRA init, B uniform ±`b_scale`) for `targets` in the layers `layers`.
-fn random_set(m: &Model, layers: std::ops::Range<usize>, targets: &[Target], r: usize, alpha: f32, b_scale: f32, seed: u64) -> LoraSet {
-    let mut rng = SplitMix64(seed);
-    let layers = (0..m.cfg.n_layer)
-        .map(|il| {
-            if !layers.contains(&il) {
-                return Vec::new();
-            }
-            targets
-                .iter()
-                .map(|&t| {
-                    let w = m.weight(il, t);
-                    let mut p: LoraPair = init_pair(w.n_in, w.n_out, r, &mut rng);
-                    p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale);
-                    (t, p)
-                })
-                .collect()
-        })
-        .collect();
-    LoraSet { alpha, layers }
-}
 
 fn ours(m: &Model, ids: &[u32]) -> Vec<f32> {
     let mut cache = m.new_cache(ids.len() + 4);

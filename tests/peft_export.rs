@@ -16,6 +16,7 @@
 //! mismatch, so a dropped permutation, a wrong scale or orientation fails.
 mod common;
 
+use common::lora::random_lora;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -26,7 +27,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::{init_pair, LoraSet, SplitMix64, Target};
+use finetune::train::lora::{init_pair, SplitMix64, Target};
 use serde_json::{json, Value};
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
@@ -81,24 +82,6 @@ fn run_ok(args: &[&str]) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn random_lora(m: &Model, targets: &[Target], r: usize, alpha: f32, b_scale: f32, seed: u64) -> LoraSet {
-    let mut rng = SplitMix64(seed);
-    let layers = (0..m.cfg.n_layer)
-        .map(|il| {
-            targets
-                .iter()
-                .map(|&t| {
-                    let w = m.weight(il, t);
-                    let mut p = init_pair(w.n_in, w.n_out, r, &mut rng);
-                    p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale);
-                    (t, p)
-                })
-                .collect()
-        })
-        .collect();
-    LoraSet { alpha, layers }
 }
 
 fn ours(g: &GgufModel, adapter: Option<&Path>, ids: &[u32]) -> Vec<f32> {

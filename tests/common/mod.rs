@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod lora;
 pub mod rng;
 
 pub fn root() -> PathBuf {
