@@ -1,5 +1,5 @@
-//! Wrong files handed to the commands that take adapters or checkpoints: each must end with a
-//! clear error that names the file (exit code 1, never a panic, nothing written).
+//! Wrong files handed to the commands that take adapters or checkpoints, and bad option values:
+//! each must end with a clear error that names the file or the value (exit code 1, never a panic, nothing written).
 mod common;
 
 use std::path::Path;
@@ -84,6 +84,17 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
         (
             vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--resume", s(&ckdir)],
             vec![s(&ckdir), "no checkpoint"],
+        ),
+        // Bad values for the newer training and inference options.
+        (
+            vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--keep-activations", "lots"],
+            vec!["'lots' is not a size"],
+        ),
+        (vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--dropout", "nan"], vec!["--dropout NaN is outside [0, 1)"]),
+        (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--numerics", "int4"], vec!["--numerics int4: use ggml or f32"]),
+        (
+            vec!["bench", "--train", "--model", s(&smol), "--reps", "1", "--peft-python", "/nonexistent/python"],
+            vec!["/nonexistent/python"],
         ),
     ];
     for (args, wants) in &cases {
