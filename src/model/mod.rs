@@ -10,6 +10,7 @@ pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
 pub mod synth;
+pub mod trace;
 
 pub use config::{Arch, Config, ModelError};
 pub use kv_cache::KvCache;
@@ -23,6 +24,7 @@ use crate::ops::norm::rms_norm_inplace;
 use crate::ops::rope::Rope;
 use crate::quant;
 use crate::train::lora::{LoraSet, Target};
+use trace::trace;
 
 /// Which optional tensors an architecture's blocks carry.
 #[derive(Clone, Copy, Debug, Default)]
@@ -290,11 +292,13 @@ impl<'a> Model<'a> {
             return Err(format!("context full: {} + {t} tokens > n_ctx {}", cache.n_past, cache.n_ctx));
         }
         let mut x = self.embed(tokens)?;
+        trace("inp_scaled", None, &x);
         for (il, layer) in self.layers.iter().enumerate() {
             self.block(il, layer, &mut x, cache);
         }
         cache.n_past += t;
         rms_norm_inplace(&mut x, self.cfg.n_embd, self.cfg.eps, Some(&self.output_norm));
+        trace("result_norm", None, &x);
         Ok(x)
     }
 
@@ -305,12 +309,16 @@ impl<'a> Model<'a> {
         let (qd, kd, vvd) = (c.n_head * hd, c.n_head_kv * hd, c.n_head_kv * vd);
         let mut cur = x.to_vec();
         rms_norm_inplace(&mut cur, e, c.eps, Some(&l.attn_norm));
+        trace("attn_norm", Some(il), &cur);
         let mut q = vec![0f32; t * qd];
         let mut k = vec![0f32; t * kd];
         let mut v = vec![0f32; t * vvd];
         self.project(il, Target::Q, &cur, &mut q);
         self.project(il, Target::K, &cur, &mut k);
         self.project(il, Target::V, &cur, &mut v);
+        trace("Qcur", Some(il), &q);
+        trace("Kcur", Some(il), &k);
+        trace("Vcur", Some(il), &v);
         for (buf, b) in [(&mut q, &l.bq), (&mut k, &l.bk), (&mut v, &l.bv)] {
             if let Some(b) = b {
                 buf.chunks_exact_mut(b.len()).for_each(|r| r.iter_mut().zip(b).for_each(|(a, &bb)| *a += bb));
@@ -322,6 +330,8 @@ impl<'a> Model<'a> {
         if let Some(w) = &l.k_norm {
             rms_norm_inplace(&mut k, hd, c.eps, Some(w));
         }
+        trace("Qcur_normed", Some(il), &q);
+        trace("Kcur_normed", Some(il), &k);
         let swa = c.is_swa(il);
         let rope = self.rope_for(il);
         let n_past = cache.n_past;
@@ -336,6 +346,8 @@ impl<'a> Model<'a> {
                 rope.apply(kr, c.n_head_kv, hd, n_past + tt);
             }
         }
+        trace("Qrope", Some(il), &q);
+        trace("Krope", Some(il), &k);
         // llama.cpp scales q itself only for gemma3; other architectures scale the scores.
         let q_first = !ggml || c.arch == Arch::Gemma3;
         if q_first {
@@ -363,29 +375,39 @@ impl<'a> Model<'a> {
         } else {
             causal_attention(shape, &q, &cache.k[il], &cache.v[il], n_past, &mut attn);
         }
+        trace("kqv_out", Some(il), &attn);
         let mut o = vec![0f32; t * e];
         self.project(il, Target::O, &attn, &mut o);
+        trace("attn_out", Some(il), &o);
         if let Some(w) = &l.post_attn_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));
         }
+        trace("attn_post_norm", Some(il), &o);
         x.iter_mut().zip(&o).for_each(|(a, &b)| *a += b);
+        trace("sa_out", Some(il), x);
 
         cur.copy_from_slice(x);
         rms_norm_inplace(&mut cur, e, c.eps, Some(&l.ffn_norm));
+        trace("ffn_norm", Some(il), &cur);
         let mut gate = vec![0f32; t * c.n_ff];
         let mut up = vec![0f32; t * c.n_ff];
         self.project(il, Target::Gate, &cur, &mut gate);
         self.project(il, Target::Up, &cur, &mut up);
+        trace("ffn_gate", Some(il), &gate);
+        trace("ffn_up", Some(il), &up);
         if ggml {
             glu_inplace_ggml(c.act, &mut gate, &up);
         } else {
             glu_inplace(c.act, &mut gate, &up);
         }
+        trace("ffn_geglu", Some(il), &gate);
         self.project(il, Target::Down, &gate, &mut o);
+        trace("ffn_out", Some(il), &o);
         if let Some(w) = &l.post_ffw_norm {
             rms_norm_inplace(&mut o, e, c.eps, Some(w));
         }
         x.iter_mut().zip(&o).for_each(|(a, &b)| *a += b);
+        trace("l_out", Some(il), x);
     }
 
     /// Logits `[rows, n_vocab]` for normed hidden rows (soft-capped when the model says so).

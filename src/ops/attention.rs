@@ -145,7 +145,9 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
         for h in 0..s.n_head {
             let kvh = h / group;
             let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
-            if sm.ggml {
+            if sm.ggml && t_new == 1 {
+                vecdot::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, &mut scores);
+            } else if sm.ggml {
                 seq::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, &mut scores);
             } else {
                 for (j, sc) in (lo..=pos).zip(scores.iter_mut()) {
@@ -159,7 +161,9 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
             sm.apply(&mut scores, lo);
             let o = &mut orow[h * s.v_dim..(h + 1) * s.v_dim];
             o.fill(0.0);
-            if sm.ggml {
+            if sm.ggml && t_new == 1 {
+                vecdot::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
+            } else if sm.ggml {
                 seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
             } else {
                 for (j, &p) in (lo..=pos).zip(scores.iter()) {
@@ -230,7 +234,7 @@ fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32
 mod seq {
     /// The tree reduction of 16 lanes.
     #[inline(always)]
-    pub fn reduce16(a: &[f32; 16]) -> f32 {
+    pub(super) fn reduce16(a: &[f32; 16]) -> f32 {
         let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
         let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
         (t6[0] + t6[2]) + (t6[1] + t6[3])
@@ -293,6 +297,102 @@ mod seq {
         for (d, od) in o.iter_mut().enumerate() {
             let lanes: [f32; 16] = std::array::from_fn(|l| acc[l * n + d]);
             *od = reduce16(&lanes);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        weighted_sum_body(p, v, vw, lo, o, acc)
+    }
+}
+
+/// llama.cpp-numerics attention products for a single new token. llamafile's sgemm serves only
+/// batches of two or more rows, so one-token decoding goes through ggml's `ggml_vec_dot_f16`
+/// (AVX-512 build): elements in steps of 64, element `i` of a step into accumulator `(i/16) mod
+/// 4`, lane `i mod 16`, each a chain of fused multiply-adds; accumulators 0+2 and 1+3, then
+/// their sum, then the 16-lane tree of [`seq::reduce16`]; a tail past the last full step added in
+/// f64. For `P·V` the index is the key position over the padded cache (masked positions hold
+/// probability 0 and add nothing).
+mod vecdot {
+    use super::seq::reduce16;
+
+    /// Accumulators `[4][16]` folded as `GGML_F32x16_REDUCE` does.
+    #[inline(always)]
+    fn fold(s: &[[f32; 16]; 4]) -> f32 {
+        let x0: [f32; 16] = std::array::from_fn(|l| s[0][l] + s[2][l]);
+        let x1: [f32; 16] = std::array::from_fn(|l| s[1][l] + s[3][l]);
+        let x: [f32; 16] = std::array::from_fn(|l| x0[l] + x1[l]);
+        reduce16(&x)
+    }
+
+    #[inline(always)]
+    fn dot(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len();
+        let np = n & !63;
+        let mut s = [[0f32; 16]; 4];
+        for i in (0..np).step_by(64) {
+            for (j, sj) in s.iter_mut().enumerate() {
+                for (l, a) in sj.iter_mut().enumerate() {
+                    let e = i + 16 * j + l;
+                    *a = x[e].mul_add(y[e], *a);
+                }
+            }
+        }
+        let mut sum = fold(&s) as f64;
+        for i in np..n {
+            sum += (x[i] * y[i]) as f64;
+        }
+        sum as f32
+    }
+
+    /// `out[j − lo] = q·K[j]` for `j = lo..lo + out.len()`, `K[j] = k[j·kw..][..q.len()]`.
+    pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        assert!(out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + q.len());
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_enabled() {
+            // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
+            return unsafe { scores_fma(q, k, kw, lo, out) };
+        }
+        for (jj, o) in out.iter_mut().enumerate() {
+            *o = dot(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scores_fma(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        for (jj, o) in out.iter_mut().enumerate() {
+            *o = dot(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
+        }
+    }
+
+    /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
+    /// key position `j` in accumulator `(j/16) mod 4`, lane `j mod 16`; `acc` is scratch.
+    pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        assert!(p.is_empty() || v.len() >= (lo + p.len() - 1) * vw + o.len());
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_enabled() {
+            // SAFETY: AVX2/FMA checked by simd_enabled(); rows bounded by the assert.
+            return unsafe { weighted_sum_fma(p, v, vw, lo, o, acc) };
+        }
+        weighted_sum_body(p, v, vw, lo, o, acc)
+    }
+
+    #[inline(always)]
+    fn weighted_sum_body(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        let n = o.len();
+        acc.clear();
+        acc.resize(64 * n, 0.0);
+        for (jj, &pj) in p.iter().enumerate() {
+            let j = lo + jj;
+            let slot = (j / 16) % 4 * 16 + j % 16;
+            let vr = &v[j * vw..j * vw + n];
+            acc[slot * n..(slot + 1) * n].iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
+        }
+        for (d, od) in o.iter_mut().enumerate() {
+            let s: [[f32; 16]; 4] = std::array::from_fn(|a| std::array::from_fn(|l| acc[(a * 16 + l) * n + d]));
+            *od = fold(&s);
         }
     }
 

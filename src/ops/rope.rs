@@ -71,8 +71,10 @@ impl Rope {
                     RopeStyle::Neox => (i, i + half),
                 };
                 let (x0, x1) = (v[a], v[b]);
-                v[a] = x0 * c - x1 * s;
-                v[b] = x0 * s + x1 * c;
+                // As GCC contracts ggml's `x0*cos - x1*sin` / `x0*sin + x1*cos` (checked bit for
+                // bit against llama.cpp's rope output).
+                v[a] = x0.mul_add(c, -(x1 * s));
+                v[b] = x0.mul_add(s, x1 * c);
             }
         }
     }
