@@ -139,3 +139,39 @@ fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
     }
     assert_eq!(checked, 14);
 }
+
+#[test]
+fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
+    use finetune::quant::q8::{self, Q8Rows};
+    use finetune::quant::{vecdot, vecdot_avx2_k4, GgmlType};
+    assert!(avx2::available());
+    let mut rng = Rng(0x7113D);
+    let ty = GgmlType::Q6_K;
+    let scalar = vecdot::kernel_tiled_scalar(ty).expect("Q6_K has a tiled-order reference");
+    let f1 = vecdot_avx2_k4::kernel_tiled::<1>(ty).expect("one-row tiled kernel");
+    let f8 = vecdot_avx2_k4::kernel_tiled::<8>(ty).expect("eight-row tiled kernel");
+    for n in [256usize, 256 * 7] {
+        let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
+        let mags = [1.0f32, 3e-2, 7.0, 0.5, 2.0, 1e-3, 0.25, 40.0];
+        let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
+        let Q8Rows::Q8K(a) = q8::quantize_rows(q8::vec_dot_type(ty).unwrap(), &x, n) else { panic!("Q6_K takes Q8_K") };
+        let bpr = n / 256;
+        let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
+        let eight = f8(&w, std::array::from_fn(r));
+        for t in 0..8 {
+            let s = scalar(&w, r(t));
+            assert_eq!(f1(&w, [r(t)])[0].to_bits(), s.to_bits(), "n={n} row {t}: one-row AVX2 vs scalar");
+            assert_eq!(eight[t].to_bits(), s.to_bits(), "n={n} row {t}: eight-row AVX2 vs scalar");
+        }
+        // The tiled order is a different f32 summation from vec_dot's: the two must not be
+        // confused (they agree to rounding, and differ in the last bits somewhere).
+        let vd = vecdot::kernel_scalar(ty).unwrap();
+        let vd = match vd { vecdot::DotKernel::Q8K(f) => f, _ => unreachable!() };
+        let diffs = (0..8).filter(|&t| vd(&w, r(t)).to_bits() != scalar(&w, r(t)).to_bits()).count();
+        let close = (0..8).all(|t| (vd(&w, r(t)) - scalar(&w, r(t))).abs() <= 1e-5 * vd(&w, r(t)).abs().max(1e-3));
+        assert!(close, "n={n}: tiled and vec_dot orders disagree beyond rounding");
+        if n > 256 {
+            assert!(diffs > 0, "n={n}: tiled order gave vec_dot's bits for every row");
+        }
+    }
+}

@@ -15,6 +15,15 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
 }
 
+/// [`gelu_tanh`] as ggml's CPU backend builds its f16 GELU table (`ggml_gelu_f32` compiled by
+/// GCC, which contracts `1 + a·x·x` into one fused multiply-add), bit for bit.
+#[inline]
+pub fn gelu_tanh_ggml(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let inner = (0.044715 * x).mul_add(x, 1.0);
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh())
+}
+
 /// Gated activation kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Act {
@@ -54,7 +63,7 @@ pub fn glu_inplace_ggml(act: Act, gate: &mut [f32], up: &[f32]) {
             } else if x >= 10.0 {
                 x * u
             } else {
-                f16_round(gelu_tanh(f16_round(x))) * u
+                f16_round(gelu_tanh_ggml(f16_round(x))) * u
             };
         }),
     }

@@ -53,6 +53,16 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
         (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
             let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             let simd = crate::quant::simd_enabled();
+            // llama.cpp's tiled K-quant matmul takes batches of 8 or more rows, in its own order.
+            if t >= 8 {
+                if let Some(g) = vecdot::kernel_tiled_scalar(w.ty) {
+                    use crate::quant::vecdot_avx2_k4::kernel_tiled;
+                    return match (kernel_tiled::<1>(w.ty).filter(|_| simd), kernel_tiled::<8>(w.ty).filter(|_| simd)) {
+                        (Some(f1), Some(f8)) => run_n(w, t, y, |row, tt| f1(row, [r(tt)])[0], |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                        _ => run(w, t, y, |row, tt| g(row, r(tt))),
+                    };
+                }
+            }
             let four = if simd { crate::quant::vecdot_avx2_k4::kernel4k(w.ty) } else { None };
             let eight = if simd { crate::quant::vecdot_avx2_k4::kernel8k(w.ty) } else { None };
             match (four, eight) {
@@ -139,11 +149,22 @@ mod tests {
             let (mut a, mut b) = (vec![0f32; t * n], vec![0f32; t * n]);
             matmul(&qm, &x, &mut a);
             matmul_q8(&qm, &x, &mut b);
-            // Row by row (the one-token path) gives the same bits as the batched call.
+            // Row by row (the one-token path) gives the same bits as the batched call, except for
+            // the types llama.cpp itself sums in another order for batches of 8+ rows (Q6_K).
+            let tiled = crate::quant::vecdot::kernel_tiled_scalar(ty);
             for tt in 0..t {
                 let mut one = vec![0f32; n];
                 matmul_q8(&qm, &x[tt * k..(tt + 1) * k], &mut one);
-                assert!(one.iter().zip(&b[tt * n..(tt + 1) * n]).all(|(p, q)| p.to_bits() == q.to_bits()), "{ty}: row {tt} differs batched");
+                let same = one.iter().zip(&b[tt * n..(tt + 1) * n]).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same || tiled.is_some(), "{ty}: row {tt} differs batched");
+                if let Some(g) = tiled {
+                    // The batch equals the tiled-order reference instead.
+                    let Q8Rows::Q8K(qa) = q8::quantize_rows(q8::vec_dot_type(ty).unwrap(), &x[tt * k..(tt + 1) * k], k) else { unreachable!() };
+                    for (o, &got) in b[tt * n..(tt + 1) * n].iter().enumerate() {
+                        let want = g(&wb[o * qm.row_bytes()..(o + 1) * qm.row_bytes()], &qa);
+                        assert_eq!(got.to_bits(), want.to_bits(), "{ty}: batched row {tt} col {o} is not the tiled order");
+                    }
+                }
             }
             let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
             let err = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));

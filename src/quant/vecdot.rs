@@ -9,8 +9,11 @@
 //!   integer sum over elements `4l..4l+4` of a block; each lane is accumulated across blocks as
 //!   `acc[l] = fma(d_w·d_a, lane, acc[l])`; the lanes are added as [`hsum8`]; Q4_1/Q5_1 add
 //!   `Σ m_w·s_a` (block order) at the end.
-//! * k-quants (Q4_K, Q6_K): the whole super-block's integer sum (scales applied, the minimum /
-//!   offset term from the activation's `bsums`), then `acc += (d_w·d_a)·sumi` in f32.
+//! * Q6_K: the same eight lanes over each super-block (lane `l`: elements with `(e mod 32)/4 =
+//!   l`), `acc[l] = fma(d_a·d_w, lane, acc[l])`, [`hsum8`] ([`dot_q6_k`]); for batches of 8 or
+//!   more rows llama.cpp's tiled matmul order instead ([`dot_q6_k_tiled`]).
+//! * Q4_K: the whole super-block's integer sum (scales applied, the minimum term from the
+//!   activation's `bsums`), then `acc += (d_w·d_a)·sumi` in f32.
 
 use super::kquants::q4_k::scale_min;
 use super::q8::{BlockQ8, BlockQ8K};
@@ -44,6 +47,15 @@ pub fn kernel_scalar(ty: GgmlType) -> Option<DotKernel> {
         Q6_K => DotKernel::Q8K(dot_q6_k),
         _ => return None,
     })
+}
+
+/// The scalar reference of llama.cpp's tiled-matmul order (its path for batches of 8 or more
+/// activation rows) for the weight types it serves that we mirror (Q6_K).
+pub fn kernel_tiled_scalar(ty: GgmlType) -> Option<DotQ8K> {
+    match ty {
+        GgmlType::Q6_K => Some(dot_q6_k_tiled),
+        _ => None,
+    }
 }
 
 /// The fastest kernel for `ty` (AVX2 when enabled, else the scalar reference).
@@ -160,31 +172,74 @@ pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     acc - accm
 }
 
-/// Q6_K · Q8_K.
+/// The 6-bit codes (0..63) of one Q6_K super-block, in element order.
+#[inline(always)]
+pub(crate) fn q6_k_codes(b: &[u8]) -> [i32; 256] {
+    let mut q = [0i32; 256];
+    for n in 0..2 {
+        let ql = &b[64 * n..64 * n + 64];
+        let qh = &b[128 + 32 * n..128 + 32 * n + 32];
+        for l in 0..32 {
+            let e = 128 * n + l;
+            q[e] = ((ql[l] & 15) | ((qh[l] & 3) << 4)) as i32;
+            q[e + 32] = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) as i32;
+            q[e + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32;
+            q[e + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32;
+        }
+    }
+    q
+}
+
+/// Q6_K · Q8_K as `ggml_vec_dot_q6_K_q8_K` (AVX2) sums it: eight lanes, lane `l` holding the
+/// scaled integer sum `Σ scale·q·a` over the elements `e` of the super-block with
+/// `(e mod 32) / 4 = l`, minus `32·(bsum_{2l}·scale_{2l} + bsum_{2l+1}·scale_{2l+1})` (the
+/// offset of the codes, taken from the activation's 16-element sums); each lane accumulated
+/// across super-blocks as `acc[l] = fma(d_a·d_w, lane, acc[l])`, then [`hsum8`]. llama.cpp takes
+/// this path for batches of fewer than 8 activation rows.
 pub fn dot_q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    assert_eq!(w.len(), a.len() * 210, "weight row and activation row differ in length");
+    let mut acc = [0f32; 8];
+    for (b, ab) in w.chunks_exact(210).zip(a) {
+        let q = q6_k_codes(b);
+        let sc = &b[192..208];
+        let mut lanes = [0i32; 8];
+        for (e, &qe) in q.iter().enumerate() {
+            lanes[(e % 32) / 4] += sc[e / 16] as i8 as i32 * (qe * ab.qs[e] as i32);
+        }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let sub = ab.bsums[2 * l] as i32 * sc[2 * l] as i8 as i32 + ab.bsums[2 * l + 1] as i32 * sc[2 * l + 1] as i8 as i32;
+            *lane -= sub << 5;
+        }
+        let d = ab.d * f16_at(b, 208);
+        for l in 0..8 {
+            acc[l] = d.mul_add(lanes[l] as f32, acc[l]);
+        }
+    }
+    hsum8(acc)
+}
+
+/// The exact integer sum `Σ_g scale_g·Σ_{e∈g} (q_e − 32)·a_e` of one Q6_K super-block.
+#[inline(always)]
+fn q6_k_sumi(b: &[u8], ab: &BlockQ8K) -> i32 {
+    let q = q6_k_codes(b);
+    let sc = &b[192..208];
+    (0..16)
+        .map(|g| {
+            let raw: i32 = (16 * g..16 * g + 16).map(|e| q[e] * ab.qs[e] as i32).sum();
+            sc[g] as i8 as i32 * (raw - 32 * ab.bsums[g] as i32)
+        })
+        .sum()
+}
+
+/// Q6_K · Q8_K as llama.cpp's tiled K-quant matmul (`ggml-cpu/tiled`, AVX2 micro-kernel) sums
+/// it, which serves batches of 8 or more activation rows: per super-block the exact integer sum
+/// `s` ([`q6_k_sumi`]), `r = d_w·f32(s)`, and `acc = fma(r, d_a, acc)` in super-block order.
+pub fn dot_q6_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
     assert_eq!(w.len(), a.len() * 210, "weight row and activation row differ in length");
     let mut acc = 0f32;
     for (b, ab) in w.chunks_exact(210).zip(a) {
-        let mut gs = [0i32; 16];
-        for n in 0..2 {
-            let ql = &b[64 * n..64 * n + 64];
-            let qh = &b[128 + 32 * n..128 + 32 * n + 32];
-            for l in 0..32 {
-                let q = [
-                    (ql[l] & 15) | ((qh[l] & 3) << 4),
-                    (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4),
-                    (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
-                    (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
-                ];
-                for (m, &qv) in q.iter().enumerate() {
-                    let e = 128 * n + 32 * m + l;
-                    gs[e / 16] += qv as i32 * ab.qs[e] as i32;
-                }
-            }
-        }
-        let sc = &b[192..208];
-        let sumi: i32 = (0..16).map(|g| sc[g] as i8 as i32 * (gs[g] - 32 * ab.bsums[g] as i32)).sum();
-        acc += (f16_at(b, 208) * ab.d) * sumi as f32;
+        let r = f16_at(b, 208) * q6_k_sumi(b, ab) as f32;
+        acc = r.mul_add(ab.d, acc);
     }
     acc
 }

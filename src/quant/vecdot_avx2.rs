@@ -409,50 +409,64 @@ pub(super) mod imp {
         acc - accm
     }
 
+    /// ggml's `ggml_vec_dot_q6_K_q8_K` (AVX2) order; see [`crate::quant::vecdot::dot_q6_k`].
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn q6_k_imp(w: &[u8], a: &[BlockQ8K]) -> f32 {
         assert_eq!(w.len(), a.len() * 210, "weight row and activation row differ in length");
-        let mut acc = 0f32;
+        let mut accv = _mm256_setzero_ps();
         let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
         for (b, ab) in w.chunks_exact(210).zip(a) {
             let p = b.as_ptr();
             let sc = &b[192..208];
             let mut sumv = _mm256_setzero_si256();
             for n in 0..2 {
-                let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
-                let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
-                let hb = |shift: i32| {
-                    let h = match shift {
-                        0 => qh,
-                        2 => _mm256_srli_epi16(qh, 2),
-                        4 => _mm256_srli_epi16(qh, 4),
-                        _ => _mm256_srli_epi16(qh, 6),
-                    };
-                    _mm256_slli_epi16(_mm256_and_si256(h, m2), 4)
-                };
-                let q = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(0)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(6)),
-                ];
+                let q = q6_k_codes32(p, n, m4, m2);
                 for (m, &qm) in q.iter().enumerate() {
                     let e = 128 * n + 32 * m;
                     let av = _mm256_loadu_si256(ab.qs.as_ptr().add(e) as *const __m256i);
-                    let g = e / 16;
-                    let sv = _mm256_inserti128_si256(
-                        _mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)),
-                        _mm_set1_epi16(sc[g + 1] as i8 as i16),
-                        1,
-                    );
-                    sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
+                    sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), q6_k_scales32(sc, e / 16)));
                 }
             }
-            let off: i32 = (0..16).map(|g| sc[g] as i8 as i32 * ab.bsums[g] as i32).sum();
-            let sumi = hsum_i32(sumv) - 32 * off;
-            acc += (f16_at(b, 208) * ab.d) * sumi as f32;
+            sumv = _mm256_sub_epi32(sumv, q6_k_offset(sc, &ab.bsums));
+            let d = ab.d * f16_at(b, 208);
+            accv = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumv), accv);
         }
-        acc
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), accv);
+        crate::quant::vecdot::hsum8(lanes)
+    }
+
+    /// The four 32-code vectors (elements `128n + 32m ..`, m = 0..3) of half `n` of the Q6_K
+    /// super-block at `p`, codes 0..63.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::quant) unsafe fn q6_k_codes32(p: *const u8, n: usize, m4: __m256i, m2: __m256i) -> [__m256i; 4] {
+        let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
+        let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
+        let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
+        let hb = |h: __m256i| _mm256_slli_epi16(_mm256_and_si256(h, m2), 4);
+        [
+            _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(qh)),
+            _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(_mm256_srli_epi16(qh, 2))),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
+        ]
+    }
+
+    /// ggml's per-lane code offset of a Q6_K super-block: lane `l` =
+    /// `32·(bsum_{2l}·scale_{2l} + bsum_{2l+1}·scale_{2l+1})`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::quant) unsafe fn q6_k_offset(sc: &[u8], bsums: &[i16; 16]) -> __m256i {
+        let scv = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
+        let bs = _mm256_loadu_si256(bsums.as_ptr() as *const __m256i);
+        _mm256_slli_epi32(_mm256_madd_epi16(bs, scv), 5)
+    }
+
+    /// Scales `g` (low 128 bits) and `g + 1` (high) of a Q6_K super-block as i16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::quant) unsafe fn q6_k_scales32(sc: &[u8], g: usize) -> __m256i {
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)), _mm_set1_epi16(sc[g + 1] as i8 as i16), 1)
     }
 }

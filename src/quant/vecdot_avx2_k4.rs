@@ -26,6 +26,25 @@ pub fn kernel8k(ty: GgmlType) -> Option<DotQ8Kx8> {
     kernel_n(ty)
 }
 
+/// The N-row AVX2 kernel in llama.cpp's tiled-matmul order (its path for batches of 8 or more
+/// rows; [`super::vecdot::dot_q6_k_tiled`]) for a k-quant type that has one (Q6_K), if the CPU
+/// has AVX2.
+#[allow(clippy::type_complexity)]
+pub fn kernel_tiled<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N]> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() && ty == GgmlType::Q6_K {
+        return Some(kn_q6_k_tiled::<N>);
+    }
+    let _ = ty;
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+fn kn_q6_k_tiled<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+    // SAFETY: as for kn_q4_k.
+    unsafe { imp::q6_k_tiled_xn(w, a) }
+}
+
 #[allow(clippy::type_complexity)]
 fn kernel_n<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N]> {
     #[cfg(target_arch = "x86_64")]
@@ -59,7 +78,7 @@ mod imp {
 
     use super::super::kquants::q4_k::scale_min;
     use super::super::q8::BlockQ8K;
-    use super::super::vecdot_avx2::imp::{f16_at, hsum_i32};
+    use super::super::vecdot_avx2::imp::{f16_at, hsum_i32, q6_k_codes32, q6_k_offset, q6_k_scales32};
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -108,8 +127,44 @@ mod imp {
         std::array::from_fn(|t| acc[t] - accm[t])
     }
 
+    /// [`super::super::vecdot::dot_q6_k`]'s order (ggml's vec_dot) for N rows at once.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q6_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
+        check(w, &a, 210);
+        let mut accv = [_mm256_setzero_ps(); N];
+        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
+        for (ib, b) in w.chunks_exact(210).enumerate() {
+            let p = b.as_ptr();
+            let sc = &b[192..208];
+            let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
+            let mut sumv = [_mm256_setzero_si256(); N];
+            for n in 0..2 {
+                let q = q6_k_codes32(p, n, m4, m2);
+                for (m, &qm) in q.iter().enumerate() {
+                    let e = 128 * n + 32 * m;
+                    let sv = q6_k_scales32(sc, e / 16);
+                    for t in 0..N {
+                        let av = load(ab[t].qs.as_ptr().add(e));
+                        sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
+                    }
+                }
+            }
+            let dw = f16_at(b, 208);
+            for t in 0..N {
+                sumv[t] = _mm256_sub_epi32(sumv[t], q6_k_offset(sc, &ab[t].bsums));
+                accv[t] = _mm256_fmadd_ps(_mm256_set1_ps(ab[t].d * dw), _mm256_cvtepi32_ps(sumv[t]), accv[t]);
+            }
+        }
+        std::array::from_fn(|t| {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), accv[t]);
+            crate::quant::vecdot::hsum8(lanes)
+        })
+    }
+
+    /// [`super::super::vecdot::dot_q6_k_tiled`]'s order (llama.cpp's tiled matmul) for N rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q6_k_tiled_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
         check(w, &a, 210);
         let mut acc = [0f32; N];
         let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
@@ -119,24 +174,10 @@ mod imp {
             let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
             let mut sumv = [_mm256_setzero_si256(); N];
             for n in 0..2 {
-                let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
-                let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
-                let hb = |h: __m256i| _mm256_slli_epi16(_mm256_and_si256(h, m2), 4);
-                let q = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), hb(qh)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), hb(_mm256_srli_epi16(qh, 2))),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hb(_mm256_srli_epi16(qh, 4))),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hb(_mm256_srli_epi16(qh, 6))),
-                ];
+                let q = q6_k_codes32(p, n, m4, m2);
                 for (m, &qm) in q.iter().enumerate() {
                     let e = 128 * n + 32 * m;
-                    let g = e / 16;
-                    let sv = _mm256_inserti128_si256(
-                        _mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)),
-                        _mm_set1_epi16(sc[g + 1] as i8 as i16),
-                        1,
-                    );
+                    let sv = q6_k_scales32(sc, e / 16);
                     for t in 0..N {
                         let av = load(ab[t].qs.as_ptr().add(e));
                         sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
@@ -150,7 +191,7 @@ mod imp {
                 let bs = _mm256_loadu_si256(ab[t].bsums.as_ptr() as *const __m256i);
                 let off = hsum_i32(_mm256_madd_epi16(scv, bs));
                 let sumi = hsum_i32(sumv[t]) - 32 * off;
-                acc[t] += (d * ab[t].d) * sumi as f32;
+                acc[t] = (d * sumi as f32).mul_add(ab[t].d, acc[t]);
             }
         }
         acc
