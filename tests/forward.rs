@@ -112,10 +112,11 @@ fn check_f32(s: &Stats) {
 /// for bit, tests/q8_numerics.rs), f16 q/K/V/P, ggml's exp, softmax sums and attention
 /// summation order. On SmolLM2 (Q4_1/Q8_0, whose dot products match ggml's bit for bit) the
 /// first positions of a prompt are bit-identical to llama.cpp and argmax agrees at ≥ 99 % of
-/// positions with a 5× smaller mean KL than the f32 mode. On Gemma-3 the k-quant dot products
-/// still sum in a different f32 order than llama.cpp's (repacked) kernels, and the Q8 rounding
-/// amplifies those last-bit differences: ≥ 97 % there. Greedy 32-token continuations diverge
-/// at near-ties after a few tokens on most prompts (the "most prompts" bar is not met).
+/// positions with a 5× smaller mean KL than the f32 mode. On Gemma-3 the Q4_K matmuls follow
+/// llama.cpp's repacked gemm/gemv bit for bit (tests/q4k_ggml.rs) but the Q6_K ffn_down of some
+/// layers still sums in a different f32 order, and the Q8 rounding amplifies those last-bit
+/// differences: argmax 112/116, mean KL 0.0024, greedy-32 same for 4/6 prompts (before the
+/// repacked Q4_K numerics: 113/116, 0.0046, 2/6).
 fn check_ggml(s: &Stats, min_argmax_pct: usize, max_mean_kl: f64) {
     assert!(s.argmax_same * 100 >= s.positions * min_argmax_pct, "argmax agreement {}/{}", s.argmax_same, s.positions);
     assert!(s.max_dlp_top1 < 0.5, "max |Δ log-prob(top-1)| {}", s.max_dlp_top1);
@@ -130,7 +131,7 @@ fn smollm2_logits_match_llama_cpp() {
 
 #[test]
 fn gemma3_logits_match_llama_cpp() {
-    check_ggml(&compare(&common::gemma(), Numerics::Ggml), 97, 0.006);
+    check_ggml(&compare(&common::gemma(), Numerics::Ggml), 96, 0.004);
 }
 
 #[test]
@@ -164,6 +165,15 @@ fn kv_cache_decoding_equals_full_forward() {
         let max = full.iter().zip(&inc).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         let scale = full.iter().map(|a| a.abs()).fold(0f32, f32::max);
         eprintln!("{} ({numerics:?}): max |Δ logit| cache vs full = {max:e} (logit scale {scale})", path.display());
+        if numerics == Numerics::Ggml && path == common::gemma() {
+            // Gemma's Q4_K weights: like llama.cpp's repacked path, a row's f32 order depends on its place in the
+            // batch (4-row gemm groups, gemv for the rest): llama.cpp itself moves these logits by
+            // up to 1.21 at scale 60.5 between this split and the full batch. Rows 0..8 are in
+            // gemm groups in both runs and stay bit-identical.
+            assert!(full[..8 * nv].iter().zip(&inc[..8 * nv]).all(|(a, b)| a.to_bits() == b.to_bits()), "first 8 rows differ");
+            assert!(max <= 0.03 * scale, "KV-cache decoding differs: {max}");
+            continue;
+        }
         assert!(max <= 1e-4 * scale.max(1.0), "KV-cache decoding differs: {max}");
         assert_eq!(full.len(), inc.len());
         let _ = nv;

@@ -10,6 +10,7 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, QMatrix};
+use crate::quant::q4k_ggml;
 use crate::quant::q8::{self, Q8Rows};
 use crate::quant::vecdot::{self, DotKernel};
 
@@ -34,6 +35,12 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
     assert_eq!(y.len(), t * w.n_out, "y has the wrong size");
     if !has_q8_path(w) || t == 0 {
         return matmul(w, x, y);
+    }
+    if w.ty == crate::quant::GgmlType::Q4_K && w.n_out % 8 == 0 {
+        // llama.cpp repacks these (CPU_REPACK): 4-row groups by its gemm, the t % 4 rest by gemv.
+        let a = q4k_ggml::quantize_rows(x, k);
+        let (r, (gemv, gemm4)) = (|tt: usize| &a[tt * k / 256..(tt + 1) * k / 256], q4k_ggml::kernels());
+        return run_n(w, t, y, |row, tt| gemv(row, r(tt)), |row, tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
     }
     let act = q8::vec_dot_type(w.ty).expect("checked by has_q8_path");
     let kern = vecdot::kernel(w.ty).expect("checked by has_q8_path");

@@ -10,6 +10,7 @@ pub mod float;
 pub mod iq4;
 pub mod kquants;
 pub mod legacy;
+pub mod q4k_ggml;
 pub mod q8;
 pub mod small;
 pub mod types;

@@ -21,6 +21,8 @@ llama.cpp itself through llama-cpp-python. Every subcommand prints JSON on stdou
                                  activation as ggml's CPU backend quantizes it (its `from_float` for the
                                  weight's vec_dot_type) → DIR/act.<TYPE>.bin, and ggml's CPU `vec_dot` of
                                  every weight row with every activation row → DIR/dot.<TYPE>.f32
+  q4k-gemm DIR                   llama.cpp's repacked Q4_K matmul (gemm/gemv on block_q4_Kx8) through
+                                 ggml's exported kernels: see q4k_oracle.py
   llama-top FILE PROMPT          load FILE in llama.cpp, greedy next token and the last-position logits hash
 """
 import ctypes
@@ -425,9 +427,15 @@ def cmd_llama_top(path, prompt):
                       "logits_sha256": hashlib.sha256(logits.tobytes()).hexdigest()}))
 
 
+def cmd_q4k_gemm(d):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import q4k_oracle
+    q4k_oracle.cmd_q4k_gemm(d)
+
+
 def main(argv):
     cmds = {"meta": cmd_meta, "hashes": cmd_hashes, "dequant": cmd_dequant,
-            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top, "q8-dot": cmd_q8_dot,
+            "encode-compare": cmd_encode_compare, "llama-top": cmd_llama_top, "q8-dot": cmd_q8_dot, "q4k-gemm": cmd_q4k_gemm,
             "npy-compare": cmd_npy_compare, "bench-ggml": cmd_bench_ggml,
             "llama-logits": cmd_llama_logits, "bench-llama": cmd_bench_llama,
             "llama-logits-ids": cmd_llama_logits_ids, "llama-logits-lora": cmd_llama_logits_lora, "llama-perplexity": cmd_llama_perplexity}
