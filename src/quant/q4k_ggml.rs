@@ -210,42 +210,43 @@ mod imp {
     unsafe fn block_sums<const N: usize, const PAIRS: bool>(blk: &[u8], a: [&BlockQ8K; N]) -> [(__m128i, __m128i); N] {
         let [sc, mn] = scales_mins(blk);
         let m4 = _mm256_set1_epi8(0x0F);
-        let mut lo = [_mm256_setzero_si256(); 4];
-        let mut hi = [_mm256_setzero_si256(); 4];
+        // SAFETY: mn holds eight i16.
+        let mnv = unsafe { _mm_loadu_si128(mn.as_ptr() as *const __m128i) };
+        // Pair c of row n folds into t01[n] / t23[n] (hadd of pairs 0,1 / 2,3) as soon as it is
+        // complete, which keeps few vectors live. Plain loops, no closures: a closure would not
+        // inherit this function's target features and would stay an out-of-line call.
+        let mut prev = [_mm256_setzero_si256(); N];
+        let mut t01 = [_mm256_setzero_si256(); N];
+        let mut t23 = [_mm256_setzero_si256(); N];
         for c in 0..4 {
             // SAFETY: blk holds 144 bytes (checked by the callers); 16 + 32·c + 32 ≤ 144.
             let raw = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c) as *const __m256i) };
-            lo[c] = _mm256_and_si256(raw, m4);
-            hi[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        }
-        let mut scv = [_mm256_setzero_si256(); 8];
-        for j in 0..8 {
-            scv[j] = _mm256_set1_epi16(sc[j]);
-        }
-        // SAFETY: mn holds eight i16.
-        let mnv = unsafe { _mm_loadu_si128(mn.as_ptr() as *const __m128i) };
-        // Plain loops, no closures: a closure would not inherit this function's target features
-        // and would stay an out-of-line call.
-        let mut out = [(_mm_setzero_si128(), _mm_setzero_si128()); N];
-        for (o, ab) in out.iter_mut().zip(a) {
-            let mut v = [_mm256_setzero_si256(); 4];
-            for c in 0..4 {
+            let lo = _mm256_and_si256(raw, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            let (s0, s1) = (_mm256_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]));
+            for n in 0..N {
                 // SAFETY: qs holds 256 codes; 64·c + 64 ≤ 256.
                 let (a0, a1) = unsafe {
-                    let p = ab.qs.as_ptr().add(64 * c) as *const __m256i;
+                    let p = a[n].qs.as_ptr().add(64 * c) as *const __m256i;
                     (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
                 };
                 // Unsigned 4-bit codes × signed 8-bit codes: pair sums ≤ 2·15·128, no saturation.
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[c], a0), scv[2 * c]);
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], a1), scv[2 * c + 1]);
-                v[c] = _mm256_add_epi32(p0, p1);
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), s0);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), s1);
+                let v = _mm256_add_epi32(p0, p1);
+                match (PAIRS, c) {
+                    (false, _) => t01[n] = _mm256_add_epi32(t01[n], v),
+                    (true, 1) => t01[n] = _mm256_hadd_epi32(prev[n], v),
+                    (true, 3) => t23[n] = _mm256_hadd_epi32(prev[n], v),
+                    _ => prev[n] = v,
+                }
             }
-            let s = if PAIRS {
-                _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]))
-            } else {
-                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]))
-            };
+        }
+        let mut out = [(_mm_setzero_si128(), _mm_setzero_si128()); N];
+        for (n, o) in out.iter_mut().enumerate() {
+            let s = if PAIRS { _mm256_hadd_epi32(t01[n], t23[n]) } else { t01[n] };
             let pairs = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let ab = a[n];
             // SAFETY: bsums holds sixteen i16.
             let (b0, b1) = unsafe {
                 let p = ab.bsums.as_ptr() as *const __m128i;
