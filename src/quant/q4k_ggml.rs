@@ -210,43 +210,52 @@ mod imp {
     unsafe fn block_sums<const N: usize, const PAIRS: bool>(blk: &[u8], a: [&BlockQ8K; N]) -> [(__m128i, __m128i); N] {
         let [sc, mn] = scales_mins(blk);
         let m4 = _mm256_set1_epi8(0x0F);
-        let mut lo = [_mm256_setzero_si256(); 4];
-        let mut hi = [_mm256_setzero_si256(); 4];
+        // SAFETY: mn holds eight i16.
+        let mnv = unsafe { _mm_loadu_si128(mn.as_ptr() as *const __m128i) };
+        // Pair c of row n folds into t01[n] / t23[n] (hadd of pairs 0,1 / 2,3) as soon as it is
+        // complete, which keeps few vectors live. Plain loops, no closures: a closure would not
+        // inherit this function's target features and would stay an out-of-line call.
+        let mut prev = [_mm256_setzero_si256(); N];
+        let mut t01 = [_mm256_setzero_si256(); N];
+        let mut t23 = [_mm256_setzero_si256(); N];
         for c in 0..4 {
             // SAFETY: blk holds 144 bytes (checked by the callers); 16 + 32·c + 32 ≤ 144.
             let raw = unsafe { _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * c) as *const __m256i) };
-            lo[c] = _mm256_and_si256(raw, m4);
-            hi[c] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        }
-        let scv: [__m256i; 8] = std::array::from_fn(|j| _mm256_set1_epi16(sc[j]));
-        // SAFETY: mn holds eight i16.
-        let mnv = unsafe { _mm_loadu_si128(mn.as_ptr() as *const __m128i) };
-        a.map(|ab| {
-            let v: [__m256i; 4] = std::array::from_fn(|c| {
+            let lo = _mm256_and_si256(raw, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            let (s0, s1) = (_mm256_set1_epi16(sc[2 * c]), _mm256_set1_epi16(sc[2 * c + 1]));
+            for n in 0..N {
                 // SAFETY: qs holds 256 codes; 64·c + 64 ≤ 256.
                 let (a0, a1) = unsafe {
-                    let p = ab.qs.as_ptr().add(64 * c) as *const __m256i;
+                    let p = a[n].qs.as_ptr().add(64 * c) as *const __m256i;
                     (_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1)))
                 };
                 // Unsigned 4-bit codes × signed 8-bit codes: pair sums ≤ 2·15·128, no saturation.
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[c], a0), scv[2 * c]);
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[c], a1), scv[2 * c + 1]);
-                _mm256_add_epi32(p0, p1)
-            });
-            let s = if PAIRS {
-                _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]))
-            } else {
-                _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]))
-            };
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), s0);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), s1);
+                let v = _mm256_add_epi32(p0, p1);
+                match (PAIRS, c) {
+                    (false, _) => t01[n] = _mm256_add_epi32(t01[n], v),
+                    (true, 1) => t01[n] = _mm256_hadd_epi32(prev[n], v),
+                    (true, 3) => t23[n] = _mm256_hadd_epi32(prev[n], v),
+                    _ => prev[n] = v,
+                }
+            }
+        }
+        let mut out = [(_mm_setzero_si128(), _mm_setzero_si128()); N];
+        for (n, o) in out.iter_mut().enumerate() {
+            let s = if PAIRS { _mm256_hadd_epi32(t01[n], t23[n]) } else { t01[n] };
             let pairs = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            let ab = a[n];
             // SAFETY: bsums holds sixteen i16.
             let (b0, b1) = unsafe {
                 let p = ab.bsums.as_ptr() as *const __m128i;
                 (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)))
             };
             // B_j = bsums[2j] + bsums[2j+1] (|B_j| ≤ 32·128 fits i16), then m_2s·B_2s + m_2s+1·B_2s+1.
-            (pairs, _mm_madd_epi16(_mm_hadd_epi16(b0, b1), mnv))
-        })
+            *o = (pairs, _mm_madd_epi16(_mm_hadd_epi16(b0, b1), mnv));
+        }
+        out
     }
 
     /// The f16 at `b[off..off + 2]` widened (F16C; exact, as [`f16_at`]).
@@ -283,12 +292,16 @@ mod imp {
         // Lanes 0..4: the four rows' `acc`; lanes 4..8: their `accm` (gemm_acc's order per lane).
         let mut acc = _mm256_setzero_ps();
         for (b, blk) in w.chunks_exact(144).enumerate() {
-            let ab = a.map(|r| &r[b]);
+            let ab = [&a[0][b], &a[1][b], &a[2][b], &a[3][b]];
             // SAFETY: blk is a whole 144-byte block; AVX2 is enabled on this function.
             let s = unsafe { block_sums::<4, true>(blk, ab) };
             // Rows × pairs → pairs × rows (i32 → f32 is exact per element, so convert first).
-            let mut p = s.map(|(p, _)| _mm_cvtepi32_ps(p));
-            let mut m = s.map(|(_, m)| _mm_cvtepi32_ps(m));
+            let mut p = [_mm_setzero_ps(); 4];
+            let mut m = [_mm_setzero_ps(); 4];
+            for n in 0..4 {
+                p[n] = _mm_cvtepi32_ps(s[n].0);
+                m[n] = _mm_cvtepi32_ps(s[n].1);
+            }
             transpose(&mut p);
             transpose(&mut m);
             let ad = _mm_setr_ps(ab[0].d, ab[1].d, ab[2].d, ab[3].d);
@@ -301,7 +314,7 @@ mod imp {
         let mut out = [0f32; 8];
         // SAFETY: out holds eight f32.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
-        std::array::from_fn(|n| out[n] - out[4 + n])
+        [out[0] - out[4], out[1] - out[5], out[2] - out[6], out[3] - out[7]]
     }
 
     /// In-place 4×4 transpose of f32 lanes.
@@ -361,7 +374,14 @@ mod tests {
         let w: Vec<u8> = (0..nb * 144)
             .map(|i| if i % 144 < 4 { [0x66, 0x2e, 0x13, 0x1f][i % 144 % 4] } else { rnd() as u8 })
             .collect();
-        let x: Vec<f32> = (0..4 * nb * 256).map(|_| (rnd() % 2001) as f32 / 100.0 - 10.0).collect();
+        // The last block at the integer extremes: every code 15, every scale and min 63.
+        let mut w = w;
+        w[(nb - 1) * 144 + 4..nb * 144].fill(0xFF);
+        let mut x: Vec<f32> = (0..4 * nb * 256).map(|_| (rnd() % 2001) as f32 / 100.0 - 10.0).collect();
+        for r in 0..4 {
+            let last = &mut x[(r * nb + nb - 1) * 256..(r * nb + nb) * 256];
+            last.iter_mut().enumerate().for_each(|(i, v)| *v = if (i + r) % 3 == 0 { -5.0 } else { 5.0 });
+        }
         let a = quantize_rows(&x, nb * 256);
         let r: [&[BlockQ8K]; 4] = std::array::from_fn(|i| &a[i * nb..(i + 1) * nb]);
         let (gv, g4) = kernels();
