@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod attention;
+mod attention_seq;
 pub mod attention_train;
 pub mod loss;
 pub mod matmul;

@@ -1,0 +1,266 @@
+//! llama.cpp-numerics attention products, in the order its CPU backend sums them (llamafile's
+//! tinyBLAS on f16 operands with 16-wide vectors): element `i` of a dot product goes to lane
+//! `i mod 16`, each lane a chain of fused multiply-adds in index order, and the 16 lanes are
+//! added as a tree (`_mm512_reduce_add_ps`: lanes `i` and `i+8`, then `i` and `i+4`, then
+//! `(0+2) + (1+3)`). For `P·V` the index is the key position. Every token row is computed the
+//! same way whatever the batch, so decoding with the cache equals the full-sequence forward.
+//!
+//! Each product has a scalar reference ([`scores_scalar`], [`weighted_sum`]) and an
+//! AVX2/FMA kernel ([`scores`], [`VCols::weighted_sum`] on the transposed values) holding the 16 lanes in two `__m256`, with the same chains and the same tree,
+//! so the two agree bit for bit (checked by the unit tests below).
+
+/// The tree reduction of 16 lanes.
+#[inline(always)]
+pub(super) fn reduce16(a: &[f32; 16]) -> f32 {
+    let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
+    let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
+    (t6[0] + t6[2]) + (t6[1] + t6[3])
+}
+
+#[inline(always)]
+fn dot16(q: &[f32], k: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (qc, kc) in q.chunks(16).zip(k.chunks(16)) {
+        for l in 0..qc.len() {
+            acc[l] = qc[l].mul_add(kc[l], acc[l]);
+        }
+    }
+    reduce16(&acc)
+}
+
+/// `out[j − lo] = q·K[j]` for `j = lo..lo + out.len()`, `K[j] = k[j·kw..][..q.len()]`.
+pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+    assert!(out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + q.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::simd_enabled() && q.len() % 16 == 0 {
+        // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
+        return unsafe { avx2::scores(q, k, kw, lo, out) };
+    }
+    scores_scalar(q, k, kw, lo, out)
+}
+
+/// The scalar reference of [`scores`] (same preconditions).
+pub fn scores_scalar(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+    for (jj, o) in out.iter_mut().enumerate() {
+        *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
+    }
+}
+
+/// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
+/// lane `j mod 16`; `acc` is scratch. The scalar reference of [`VCols::weighted_sum`].
+pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+    assert!(p.is_empty() || v.len() >= (lo + p.len() - 1) * vw + o.len());
+    let n = o.len();
+    acc.clear();
+    acc.resize(16 * n, 0.0);
+    for (jj, &pj) in p.iter().enumerate() {
+        let l = (lo + jj) % 16;
+        let vr = &v[(lo + jj) * vw..(lo + jj) * vw + n];
+        acc[l * n..(l + 1) * n].iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
+    }
+    for (d, od) in o.iter_mut().enumerate() {
+        let lanes: [f32; 16] = std::array::from_fn(|l| acc[l * n + d]);
+        *od = reduce16(&lanes);
+    }
+}
+
+/// The value cache of every kv head transposed once per attention call (`Vᵀ`, rows padded with
+/// zeros to a multiple of 16 positions), so that [`weighted_sum`] becomes a dot product of
+/// contiguous rows, as tinyBLAS computes it on llama.cpp's transposed V cache.
+pub struct VCols {
+    data: Vec<f32>,
+    /// Row length: key positions rounded up to 16.
+    lt: usize,
+    v_dim: usize,
+}
+
+impl VCols {
+    /// `Vᵀ` of positions `0..l` of `v` (`[l, n_head_kv·v_dim]`, row stride `vw`), or `None` where
+    /// the SIMD kernel is unavailable (the caller then uses [`weighted_sum`]).
+    pub fn new(v: &[f32], vw: usize, n_head_kv: usize, v_dim: usize, l: usize) -> Option<Self> {
+        if !cfg!(target_arch = "x86_64") || !crate::quant::simd_enabled() {
+            return None;
+        }
+        let lt = l.div_ceil(16) * 16;
+        let cols = n_head_kv * v_dim;
+        assert!(cols <= vw && (l == 0 || v.len() >= (l - 1) * vw + cols));
+        let mut data = vec![0f32; cols * lt];
+        for j0 in (0..l).step_by(16) {
+            for c in 0..cols {
+                for j in j0..(j0 + 16).min(l) {
+                    data[c * lt + j] = v[j * vw + c];
+                }
+            }
+        }
+        Some(VCols { data, lt, v_dim })
+    }
+
+    /// [`weighted_sum`] for kv head `kvh`, bit for bit (`lo + p.len()` within the `l` positions).
+    pub fn weighted_sum(&self, kvh: usize, p: &[f32], lo: usize, o: &mut [f32]) {
+        assert!(o.len() <= self.v_dim && lo + p.len() <= self.lt);
+        let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2/FMA checked by simd_enabled() in new(); vt holds v_dim ≥ o.len() rows of lt.
+        unsafe {
+            avx2::weighted_sum_t(p, vt, self.lt, lo, o)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("VCols::new returns None off x86_64")
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::reduce16`] of the lanes `lo` (0..8) and `hi` (8..16): the same additions.
+    #[inline(always)]
+    pub(super) unsafe fn reduce16(lo: __m256, hi: __m256) -> f32 {
+        let t3 = _mm256_add_ps(hi, lo); // a[i+8] + a[i]
+        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3)); // t3[i+4] + t3[i]
+        let s = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); // t6[0]+t6[2], t6[1]+t6[3]
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+    }
+
+    /// Keys per pass of [`scores`]: 2·KB independent FMA chains.
+    const KB: usize = 4;
+
+    /// [`super::scores`] for `q.len()` a multiple of 16.
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `k` holds rows `lo..lo + out.len()` of width `q.len()` at stride `kw`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        let d = q.len();
+        debug_assert!(d % 16 == 0);
+        let qp = q.as_ptr();
+        let n = out.len();
+        let mut jj = 0;
+        while jj + KB <= n {
+            let kp: [*const f32; KB] = std::array::from_fn(|r| k.as_ptr().add((lo + jj + r) * kw));
+            let mut a = [[_mm256_setzero_ps(); 2]; KB];
+            for c in (0..d).step_by(16) {
+                let (q0, q1) = (_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(qp.add(c + 8)));
+                for r in 0..KB {
+                    a[r][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(kp[r].add(c)), a[r][0]);
+                    a[r][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(kp[r].add(c + 8)), a[r][1]);
+                }
+            }
+            for r in 0..KB {
+                out[jj + r] = reduce16(a[r][0], a[r][1]);
+            }
+            jj += KB;
+        }
+        while jj < n {
+            let kp = k.as_ptr().add((lo + jj) * kw);
+            let mut a = [_mm256_setzero_ps(); 2];
+            for c in (0..d).step_by(16) {
+                a[0] = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c)), _mm256_loadu_ps(kp.add(c)), a[0]);
+                a[1] = _mm256_fmadd_ps(_mm256_loadu_ps(qp.add(c + 8)), _mm256_loadu_ps(kp.add(c + 8)), a[1]);
+            }
+            out[jj] = reduce16(a[0], a[1]);
+            jj += 1;
+        }
+    }
+
+    /// [`super::VCols::weighted_sum`]: 4 outputs at a time, each a dot product of `p` with a
+    /// row of `Vᵀ` over 16-aligned blocks of key positions (lane `j mod 16`); in a partial first
+    /// or last block the lanes outside `lo..lo + p.len()` keep their accumulator (a blend).
+    ///
+    /// # Safety
+    /// AVX2 and FMA available; `vt` holds `o.len()` rows of `lt ≥ lo + p.len()` rounded up to 16.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum_t(p: &[f32], vt: &[f32], lt: usize, lo: usize, o: &mut [f32]) {
+        let n = o.len();
+        let end = lo + p.len();
+        debug_assert!(lt % 16 == 0 && end <= lt && vt.len() >= n * lt);
+        let b0 = lo / 16 * 16;
+        let vp = vt.as_ptr();
+        // p at key positions b0..: the partial blocks go through a zero-padded copy and a mask.
+        let block = |base: usize| -> (__m256, __m256, Option<(__m256, __m256)>) {
+            if base >= lo && base + 16 <= end {
+                let pp = p.as_ptr().add(base - lo);
+                (_mm256_loadu_ps(pp), _mm256_loadu_ps(pp.add(8)), None)
+            } else {
+                let mut buf = [0f32; 16];
+                let mut m = [0i32; 16];
+                for l in 0..16 {
+                    if (lo..end).contains(&(base + l)) {
+                        buf[l] = p[base + l - lo];
+                        m[l] = -1;
+                    }
+                }
+                let mk = |i: usize| _mm256_castsi256_ps(_mm256_loadu_si256(m.as_ptr().add(i) as *const __m256i));
+                (_mm256_loadu_ps(buf.as_ptr()), _mm256_loadu_ps(buf.as_ptr().add(8)), Some((mk(0), mk(8))))
+            }
+        };
+        let mut d = 0;
+        while d < n {
+            let rows = (n - d).min(4);
+            let mut a = [[_mm256_setzero_ps(); 2]; 4];
+            let mut base = b0;
+            while base < end {
+                let (p0, p1, mask) = block(base);
+                for r in 0..rows {
+                    let x = vp.add((d + r) * lt + base);
+                    let n0 = _mm256_fmadd_ps(p0, _mm256_loadu_ps(x), a[r][0]);
+                    let n1 = _mm256_fmadd_ps(p1, _mm256_loadu_ps(x.add(8)), a[r][1]);
+                    match mask {
+                        None => a[r] = [n0, n1],
+                        Some((m0, m1)) => a[r] = [_mm256_blendv_ps(a[r][0], n0, m0), _mm256_blendv_ps(a[r][1], n1, m1)],
+                    }
+                }
+                base += 16;
+            }
+            for r in 0..rows {
+                o[d + r] = reduce16(a[r][0], a[r][1]);
+            }
+            d += rows;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_vec(seed: &mut u64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                crate::quant::util::f16_round(u * 8.0)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn avx2_scores_and_weighted_sum_match_scalar_bit_for_bit() {
+        if !crate::quant::simd_enabled() {
+            return;
+        }
+        let mut seed = 7u64;
+        for &(d, w) in &[(16usize, 16usize), (64, 128), (256, 256), (256, 512), (10, 30), (8, 24)] {
+            let n_ctx = 90;
+            let k = rand_vec(&mut seed, n_ctx * w);
+            let q = rand_vec(&mut seed, d);
+            for &(lo, len) in &[(0usize, 1usize), (0, 5), (3, 17), (16, 16), (5, 70), (17, 9), (31, 2), (0, 90), (33, 57)] {
+                let (mut a, mut b) = (vec![0f32; len], vec![0f32; len]);
+                scores_scalar(&q, &k, w, lo, &mut a);
+                scores(&q, &k, w, lo, &mut b);
+                assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "scores d={d} lo={lo} len={len}");
+                let p = rand_vec(&mut seed, len);
+                let (mut oa, mut ob, mut acc) = (vec![0f32; d], vec![1f32; d], Vec::new());
+                weighted_sum(&p, &k, w, lo, &mut oa, &mut acc);
+                let cols = VCols::new(&k, w, w / d, d, n_ctx).unwrap();
+                cols.weighted_sum(w / d - 1, &p, lo, &mut ob);
+                // the last kv head of V: columns (w/d − 1)·d..w
+                let mut oc = vec![0f32; d];
+                weighted_sum(&p, &k[w - d..], w, lo, &mut oc, &mut acc);
+                assert_eq!(oc.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
+                cols.weighted_sum(0, &p, lo, &mut ob);
+                assert_eq!(oa.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
+            }
+        }
+    }
+}
