@@ -163,6 +163,32 @@ mod avx2 {
         }
     }
 
+    /// A partial block of key positions: `p` zero-padded and the mask of the lanes in range.
+    struct Edge {
+        base: usize,
+        p: [__m256; 2],
+        m: [__m256; 2],
+    }
+
+    /// The block of key positions `base..base + 16` of `p` (which starts at position `lo`).
+    #[target_feature(enable = "avx2,fma")]
+    fn edge(p: &[f32], lo: usize, base: usize) -> Edge {
+        let end = lo + p.len();
+        let mut buf = [0f32; 16];
+        let mut m = [0f32; 16];
+        for l in 0..16 {
+            if (lo..end).contains(&(base + l)) {
+                buf[l] = p[base + l - lo];
+                m[l] = f32::from_bits(!0);
+            }
+        }
+        // SAFETY: in-bounds loads of the two 16-float arrays.
+        unsafe {
+            let ld = |a: &[f32; 16], i: usize| _mm256_loadu_ps(a.as_ptr().add(i));
+            Edge { base, p: [ld(&buf, 0), ld(&buf, 8)], m: [ld(&m, 0), ld(&m, 8)] }
+        }
+    }
+
     /// [`super::VCols::weighted_sum`]: 4 outputs at a time, each a dot product of `p` with a
     /// row of `Vᵀ` over 16-aligned blocks of key positions (lane `j mod 16`); in a partial first
     /// or last block the lanes outside `lo..lo + p.len()` keep their accumulator (a blend).
@@ -174,48 +200,71 @@ mod avx2 {
         let n = o.len();
         let end = lo + p.len();
         debug_assert!(lt % 16 == 0 && end <= lt && vt.len() >= n * lt);
+        let edge = |base: usize| edge(p, lo, base);
+        // Blocks: an optional partial head, full blocks full0..full1, an optional partial tail.
         let b0 = lo / 16 * 16;
+        let (head, full0) = if lo < end && (lo != b0 || b0 + 16 > end) { (Some(edge(b0)), b0 + 16) } else { (None, b0) };
+        let full1 = (end / 16 * 16).max(full0);
+        let tail = if end > full1 { Some(edge(full1)) } else { None };
+        let span = Span { p: p.as_ptr(), lo, full0, full1, head: head.as_ref(), tail: tail.as_ref() };
         let vp = vt.as_ptr();
-        // p at key positions b0..: the partial blocks go through a zero-padded copy and a mask.
-        let block = |base: usize| -> (__m256, __m256, Option<(__m256, __m256)>) {
-            if base >= lo && base + 16 <= end {
-                let pp = p.as_ptr().add(base - lo);
-                (_mm256_loadu_ps(pp), _mm256_loadu_ps(pp.add(8)), None)
-            } else {
-                let mut buf = [0f32; 16];
-                let mut m = [0i32; 16];
-                for l in 0..16 {
-                    if (lo..end).contains(&(base + l)) {
-                        buf[l] = p[base + l - lo];
-                        m[l] = -1;
-                    }
-                }
-                let mk = |i: usize| _mm256_castsi256_ps(_mm256_loadu_si256(m.as_ptr().add(i) as *const __m256i));
-                (_mm256_loadu_ps(buf.as_ptr()), _mm256_loadu_ps(buf.as_ptr().add(8)), Some((mk(0), mk(8))))
-            }
-        };
         let mut d = 0;
+        while d + 4 <= n {
+            rows::<4>(&span, vp.add(d * lt), lt, &mut o[d..d + 4]);
+            d += 4;
+        }
         while d < n {
-            let rows = (n - d).min(4);
-            let mut a = [[_mm256_setzero_ps(); 2]; 4];
-            let mut base = b0;
-            while base < end {
-                let (p0, p1, mask) = block(base);
-                for r in 0..rows {
-                    let x = vp.add((d + r) * lt + base);
-                    let n0 = _mm256_fmadd_ps(p0, _mm256_loadu_ps(x), a[r][0]);
-                    let n1 = _mm256_fmadd_ps(p1, _mm256_loadu_ps(x.add(8)), a[r][1]);
-                    match mask {
-                        None => a[r] = [n0, n1],
-                        Some((m0, m1)) => a[r] = [_mm256_blendv_ps(a[r][0], n0, m0), _mm256_blendv_ps(a[r][1], n1, m1)],
-                    }
-                }
-                base += 16;
+            rows::<1>(&span, vp.add(d * lt), lt, &mut o[d..d + 1]);
+            d += 1;
+        }
+    }
+
+    /// The key blocks of one [`weighted_sum_t`] call; `p` points at key position `lo`.
+    struct Span<'a> {
+        p: *const f32,
+        lo: usize,
+        full0: usize,
+        full1: usize,
+        head: Option<&'a Edge>,
+        tail: Option<&'a Edge>,
+    }
+
+    /// One partial block into the accumulators of [`rows`]: lanes out of range keep their value.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn masked<const R: usize>(a: &mut [[__m256; 2]; R], e: &Edge, x: *const f32, lt: usize) {
+        for (r, ar) in a.iter_mut().enumerate() {
+            let xr = x.add(r * lt + e.base);
+            let n0 = _mm256_fmadd_ps(e.p[0], _mm256_loadu_ps(xr), ar[0]);
+            let n1 = _mm256_fmadd_ps(e.p[1], _mm256_loadu_ps(xr.add(8)), ar[1]);
+            *ar = [_mm256_blendv_ps(ar[0], n0, e.m[0]), _mm256_blendv_ps(ar[1], n1, e.m[1])];
+        }
+    }
+
+    /// `R` outputs of [`weighted_sum_t`]: rows `x`, `x + lt`, … of `Vᵀ` against `p`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(s: &Span, x: *const f32, lt: usize, o: &mut [f32]) {
+        let mut a = [[_mm256_setzero_ps(); 2]; R];
+        if let Some(e) = s.head {
+            masked(&mut a, e, x, lt);
+        }
+        let mut base = s.full0;
+        while base < s.full1 {
+            let pb = s.p.add(base - s.lo);
+            let (p0, p1) = (_mm256_loadu_ps(pb), _mm256_loadu_ps(pb.add(8)));
+            for (r, ar) in a.iter_mut().enumerate() {
+                let xr = x.add(r * lt + base);
+                ar[0] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(xr), ar[0]);
+                ar[1] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(xr.add(8)), ar[1]);
             }
-            for r in 0..rows {
-                o[d + r] = reduce16(a[r][0], a[r][1]);
-            }
-            d += rows;
+            base += 16;
+        }
+        if let Some(e) = s.tail {
+            masked(&mut a, e, x, lt);
+        }
+        for (od, ar) in o.iter_mut().zip(&a) {
+            *od = reduce16(ar[0], ar[1]);
         }
     }
 }
