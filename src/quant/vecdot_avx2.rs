@@ -326,10 +326,10 @@ pub(super) mod imp {
     }
 
     /// [`legacy_n`] with AVX-512 VNNI: `vpdpbusd` sums the four `u·s` byte products of a lane
-    /// in one step. `maddubs`+`madd` give the same i32 lanes (|u| ≤ 128 and |s| ≤ 127 here,
+    /// in one step ([`dpbusd`]). `maddubs`+`madd` give the same i32 lanes (|u| ≤ 128 and |s| ≤ 127 here,
     /// so the i16 pair sums never saturate), so the results are the same bits.
     #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn legacy_n_vnni<const N: usize>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
         for r in &a {
             assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
@@ -344,7 +344,7 @@ pub(super) mod imp {
             for t in 0..N {
                 let ab = a[t].get_unchecked(ib);
                 let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
-                let lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), uq, y);
+                let lanes = dpbusd(uq, y);
                 acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab.d), _mm256_cvtepi32_ps(lanes), acc[t]);
                 if has_m {
                     summs[t] += m * ab.s;
@@ -352,6 +352,20 @@ pub(super) mod imp {
             }
         }
         std::array::from_fn(|t| hsum_f32(acc[t]) + summs[t])
+    }
+
+    /// `vpdpbusd` from zero: i32 lane `i` = Σ_{k<4} u[4i+k]·s[4i+k] (`u` unsigned, `s` signed
+    /// bytes). Inline assembly (EVEX, AVX-512 VL+VNNI) rather than the intrinsic, which needs
+    /// Rust 1.89 (this crate's MSRV is older).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 VL and VNNI ([`vnni_available`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dpbusd(u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = _mm256_setzero_si256();
+        std::arch::asm!("{{evex}} vpdpbusd {acc}, {u}, {s}", acc = inout(ymm_reg) acc, u = in(ymm_reg) u, s = in(ymm_reg) s, options(pure, nomem, nostack));
+        acc
     }
 
     /// Whether [`legacy_n_vnni`] can run (AVX-512F/VL/VNNI, detected once).
@@ -385,7 +399,10 @@ pub(super) mod imp {
 
     /// The `N`-row kernel for `ty`: the VNNI one when `vnni` (the caller checked
     /// [`vnni_available`]), else AVX2.
-    pub fn kernel_n<const N: usize>(ty: GgmlType, vnni: bool) -> Option<fn(&[u8], [&[BlockQ8]; N]) -> [f32; N]> {
+    /// One weight row against `N` activation rows.
+    pub type DotN<const N: usize> = fn(&[u8], [&[BlockQ8]; N]) -> [f32; N];
+
+    pub fn kernel_n<const N: usize>(ty: GgmlType, vnni: bool) -> Option<DotN<N>> {
         use GgmlType::*;
         Some(match (ty, vnni) {
             (Q4_0, false) => kn_q4_0::<N>,
