@@ -36,6 +36,16 @@ pub fn glu_inplace(act: Act, gate: &mut [f32], up: &[f32]) {
 /// the input rounded to f16, holding f16 values (`GGML_GELU_FP16`, [`gelu_f16_table`]), 0 below
 /// −10 and the identity above 10. SwiGLU as its AVX-512 `ggml_v_silu`: `x / (1 + ggml_v_expf(−x))`.
 pub fn glu_inplace_ggml(act: Act, gate: &mut [f32], up: &[f32]) {
+    use rayon::prelude::*;
+    // Element-wise, so chunks across threads give the same bits.
+    const CHUNK: usize = 1 << 14;
+    if gate.len() > CHUNK {
+        return gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| glu_ggml_serial(act, g, u));
+    }
+    glu_ggml_serial(act, gate, up)
+}
+
+fn glu_ggml_serial(act: Act, gate: &mut [f32], up: &[f32]) {
     use crate::ops::attention::ggml_expf;
     match act {
         Act::SwiGlu => {
