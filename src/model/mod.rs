@@ -356,7 +356,7 @@ impl<'a> Model<'a> {
         }
         if ggml {
             for buf in [&mut q, &mut k, &mut v] {
-                buf.par_chunks_mut(1 << 13).for_each(|ch| ch.iter_mut().for_each(|a| *a = quant::util::f16_round(*a)));
+                buf.par_chunks_mut(1 << 13).for_each(crate::ops::f16::round_f16_inplace);
             }
         }
         cache.k[il][n_past * kd..(n_past + t) * kd].copy_from_slice(&k);

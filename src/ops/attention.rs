@@ -96,7 +96,8 @@ fn ggml_softmax(row: &mut [f32], pos0: usize, max: f32) {
         c0 += 16;
     }
     let inv = (1.0 / sum) as f32;
-    row.iter_mut().for_each(|d| *d = crate::quant::util::f16_round(*d * inv));
+    row.iter_mut().for_each(|d| *d *= inv);
+    super::f16::round_f16_inplace(row);
 }
 
 /// `row[i] = ggml_expf(row[i] − max)`, with hardware FMA where available.
