@@ -146,6 +146,26 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
         let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut scores = vec![0f32; pos + 1 - lo];
         let mut acc = Vec::new();
+        if let (Some(vc), true) = (&vcols, (2..=4).contains(&group) && s.head_dim % 16 == 0) {
+            // The heads sharing a kv head together: K and Vᵀ read once for the group.
+            let len = scores.len();
+            let mut gs = vec![0f32; group * len];
+            for kvh in 0..s.n_head_kv {
+                let h0 = kvh * group;
+                let qg = &q[t * qw + h0 * s.head_dim..t * qw + (h0 + group) * s.head_dim];
+                let done = seq::scores_group(qg, s.head_dim, group, &k_cache[kvh * s.head_dim..], kw, lo, &mut gs);
+                assert!(done, "grouped scores kernel refused a checked shape");
+                for row in gs.chunks_exact_mut(len) {
+                    if let Some(c) = s.softcap {
+                        row.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
+                    }
+                    sm.apply(row, lo);
+                }
+                let done = vc.weighted_sum_group(kvh, group, &gs, lo, &mut orow[h0 * s.v_dim..(h0 + group) * s.v_dim]);
+                assert!(done, "grouped P·V kernel refused a checked shape");
+            }
+            return;
+        }
         for h in 0..s.n_head {
             let kvh = h / group;
             let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];

@@ -46,6 +46,30 @@ pub fn scores_scalar(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]
     }
 }
 
+/// [`scores`] for the `group` query heads of one kv head at once (each key row loaded once for
+/// all of them): `q` holds the heads' `d`-wide vectors one after another, `out` their score
+/// rows of `out.len() / group` keys one after another. Returns `false` (and computes nothing)
+/// where no grouped kernel serves (then call [`scores`] per head); the bits are the same.
+pub fn scores_group(q: &[f32], d: usize, group: usize, k: &[f32], kw: usize, lo: usize, out: &mut [f32]) -> bool {
+    let n = out.len() / group.max(1);
+    if !(2..=4).contains(&group) || d % 16 != 0 || q.len() != group * d || out.len() != group * n || !crate::quant::simd_enabled() {
+        return false;
+    }
+    assert!(n == 0 || k.len() >= (lo + n - 1) * kw + d);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX2/FMA checked by simd_enabled(); shapes checked above, K rows by the assert.
+    unsafe {
+        match group {
+            2 => avx2_group::scores_group::<2>(q, d, k, kw, lo, out),
+            3 => avx2_group::scores_group::<3>(q, d, k, kw, lo, out),
+            _ => avx2_group::scores_group::<4>(q, d, k, kw, lo, out),
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
 /// lane `j mod 16`; `acc` is scratch. The scalar reference of [`VCols::weighted_sum`].
 pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
@@ -107,6 +131,31 @@ impl VCols {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("VCols::new returns None off x86_64")
     }
+
+    /// [`VCols::weighted_sum`] for the `group` query heads of kv head `kvh` at once (each `Vᵀ`
+    /// block loaded once for all): `p` holds their probability rows (`p.len() / group` keys
+    /// each) one after another, `o` their `v_dim`-wide outputs one after another. Returns
+    /// `false` (and computes nothing) where no grouped kernel serves; the bits are the same.
+    pub fn weighted_sum_group(&self, kvh: usize, group: usize, p: &[f32], lo: usize, o: &mut [f32]) -> bool {
+        let len = p.len() / group.max(1);
+        if !(2..=4).contains(&group) || p.len() != group * len || o.len() != group * self.v_dim {
+            return false;
+        }
+        assert!(lo + len <= self.lt);
+        let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2/FMA checked by simd_enabled() in new(); shapes checked above.
+        unsafe {
+            match group {
+                2 => avx2_group::weighted_sum_group::<2>(p, vt, self.lt, lo, o),
+                3 => avx2_group::weighted_sum_group::<3>(p, vt, self.lt, lo, o),
+                _ => avx2_group::weighted_sum_group::<4>(p, vt, self.lt, lo, o),
+            }
+            true
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -164,15 +213,15 @@ mod avx2 {
     }
 
     /// A partial block of key positions: `p` zero-padded and the mask of the lanes in range.
-    struct Edge {
-        base: usize,
-        p: [__m256; 2],
-        m: [__m256; 2],
+    pub(super) struct Edge {
+        pub(super) base: usize,
+        pub(super) p: [__m256; 2],
+        pub(super) m: [__m256; 2],
     }
 
     /// The block of key positions `base..base + 16` of `p` (which starts at position `lo`).
     #[target_feature(enable = "avx2,fma")]
-    fn edge(p: &[f32], lo: usize, base: usize) -> Edge {
+    pub(super) fn edge(p: &[f32], lo: usize, base: usize) -> Edge {
         let end = lo + p.len();
         let mut buf = [0f32; 16];
         let mut m = [0f32; 16];
@@ -269,6 +318,91 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2_group {
+    use std::arch::x86_64::*;
+
+    use super::avx2::{edge, reduce16, Edge};
+
+    /// [`super::scores_group`] with `G` heads: per key, its 16-float chunks loaded once and
+    /// multiplied into each head's two accumulators (the same chains as [`super::scores`]).
+    ///
+    /// # Safety
+    /// AVX2/FMA available; `q` holds `G·d` floats (`d` a multiple of 16), `out` `G·n`, and `k`
+    /// rows `lo..lo + n` of width `d` at stride `kw`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn scores_group<const G: usize>(q: &[f32], d: usize, k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        let n = out.len() / G;
+        let qp = q.as_ptr();
+        for jj in 0..n {
+            let kp = k.as_ptr().add((lo + jj) * kw);
+            let mut a = [[_mm256_setzero_ps(); 2]; G];
+            for c in (0..d).step_by(16) {
+                let (k0, k1) = (_mm256_loadu_ps(kp.add(c)), _mm256_loadu_ps(kp.add(c + 8)));
+                for (g, ag) in a.iter_mut().enumerate() {
+                    let qg = qp.add(g * d + c);
+                    ag[0] = _mm256_fmadd_ps(_mm256_loadu_ps(qg), k0, ag[0]);
+                    ag[1] = _mm256_fmadd_ps(_mm256_loadu_ps(qg.add(8)), k1, ag[1]);
+                }
+            }
+            for (g, ag) in a.iter().enumerate() {
+                out[g * n + jj] = reduce16(ag[0], ag[1]);
+            }
+        }
+    }
+
+    /// [`super::VCols::weighted_sum_group`] with `G` heads: per output column `d`, each block
+    /// of the `Vᵀ` row loaded once and multiplied with each head's probabilities (the chains
+    /// and the masked partial blocks of [`super::VCols::weighted_sum`]).
+    ///
+    /// # Safety
+    /// AVX2/FMA available; `p` holds `G` rows of `len` with `lo + len ≤ lt`, `vt` holds
+    /// `o.len() / G` rows of `lt` (a multiple of 16).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_sum_group<const G: usize>(p: &[f32], vt: &[f32], lt: usize, lo: usize, o: &mut [f32]) {
+        let len = p.len() / G;
+        let n = o.len() / G;
+        let end = lo + len;
+        let row = |g: usize| &p[g * len..(g + 1) * len];
+        let b0 = lo / 16 * 16;
+        let has_head = lo < end && (lo != b0 || b0 + 16 > end);
+        let full0 = if has_head { b0 + 16 } else { b0 };
+        let full1 = (end / 16 * 16).max(full0);
+        let has_tail = end > full1;
+        let heads: [Option<Edge>; G] = std::array::from_fn(|g| has_head.then(|| edge(row(g), lo, b0)));
+        let tails: [Option<Edge>; G] = std::array::from_fn(|g| has_tail.then(|| edge(row(g), lo, full1)));
+        let pp = p.as_ptr();
+        for d in 0..n {
+            let x = vt.as_ptr().add(d * lt);
+            let mut a = [[_mm256_setzero_ps(); 2]; G];
+            let masked = |a: &mut [[__m256; 2]; G], es: &[Option<Edge>; G]| {
+                for (ag, e) in a.iter_mut().zip(es) {
+                    let Some(e) = e else { continue };
+                    let xr = x.add(e.base);
+                    let n0 = _mm256_fmadd_ps(e.p[0], _mm256_loadu_ps(xr), ag[0]);
+                    let n1 = _mm256_fmadd_ps(e.p[1], _mm256_loadu_ps(xr.add(8)), ag[1]);
+                    *ag = [_mm256_blendv_ps(ag[0], n0, e.m[0]), _mm256_blendv_ps(ag[1], n1, e.m[1])];
+                }
+            };
+            masked(&mut a, &heads);
+            let mut base = full0;
+            while base < full1 {
+                let (x0, x1) = (_mm256_loadu_ps(x.add(base)), _mm256_loadu_ps(x.add(base + 8)));
+                for (g, ag) in a.iter_mut().enumerate() {
+                    let pg = pp.add(g * len + base - lo);
+                    ag[0] = _mm256_fmadd_ps(_mm256_loadu_ps(pg), x0, ag[0]);
+                    ag[1] = _mm256_fmadd_ps(_mm256_loadu_ps(pg.add(8)), x1, ag[1]);
+                }
+                base += 16;
+            }
+            masked(&mut a, &tails);
+            for (g, ag) in a.iter().enumerate() {
+                o[g * n + d] = reduce16(ag[0], ag[1]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +442,25 @@ mod tests {
                 weighted_sum(&p, &k[w - d..], w, lo, &mut oc, &mut acc);
                 assert_eq!(oc.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
                 cols.weighted_sum(0, &p, lo, &mut ob);
+                if d % 16 == 0 {
+                    for group in 2..=4 {
+                        // `group` heads sharing K (and V): against the scalar kernels per head.
+                        let qs = rand_vec(&mut seed, group * d);
+                        let mut g = vec![0f32; group * len];
+                        assert!(scores_group(&qs, d, group, &k, w, lo, &mut g));
+                        let ps = rand_vec(&mut seed, group * len);
+                        let mut og = vec![0f32; group * d];
+                        assert!(cols.weighted_sum_group(0, group, &ps, lo, &mut og));
+                        for h in 0..group {
+                            let mut one = vec![0f32; len];
+                            scores_scalar(&qs[h * d..(h + 1) * d], &k, w, lo, &mut one);
+                            assert_eq!(one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), g[h * len..(h + 1) * len].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "scores_group {group} d={d} lo={lo} len={len}");
+                            let mut o1 = vec![0f32; d];
+                            weighted_sum(&ps[h * len..(h + 1) * len], &k, w, lo, &mut o1, &mut acc);
+                            assert_eq!(o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), og[h * d..(h + 1) * d].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum_group {group} d={d} lo={lo} len={len}");
+                        }
+                    }
+                }
                 assert_eq!(oa.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
             }
         }
