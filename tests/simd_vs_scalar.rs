@@ -113,10 +113,13 @@ fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
                 (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
                     let f4 = vecdot_avx2::kernel4(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));
                     let f8 = vecdot_avx2::kernel8(ty).unwrap_or_else(|| panic!("{ty}: no eight-row kernel"));
+                    // (AVX-512 VNNI where the CPU has it: the plain AVX2 one must agree too)
+                    let f8a = vecdot_avx2::kernel8_avx2(ty).unwrap_or_else(|| panic!("{ty}: no eight-row AVX2 kernel"));
                     let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
                     let mut m = f4(&w, [r(0), r(1), r(2), r(3)]).to_vec();
                     m.extend(f8(&w, std::array::from_fn(r)));
-                    (m, (0..4).chain(0..8).map(|t| f(&w, r(t))).collect())
+                    m.extend(f8a(&w, std::array::from_fn(r)));
+                    (m, (0..4).chain(0..8).chain(0..8).map(|t| f(&w, r(t))).collect())
                 }
                 (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
                     let f4 = vecdot_avx2_k4::kernel4k(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));

@@ -24,6 +24,7 @@ use crate::ops::norm::rms_norm_inplace;
 use crate::ops::rope::Rope;
 use crate::quant;
 use crate::train::lora::{LoraSet, Target};
+use rayon::prelude::*;
 use trace::trace;
 
 /// Which optional tensors an architecture's blocks carry.
@@ -336,8 +337,8 @@ impl<'a> Model<'a> {
         let rope = self.rope_for(il);
         let n_past = cache.n_past;
         let ggml = self.numerics == Numerics::Ggml;
-        for tt in 0..t {
-            let (qr, kr) = (&mut q[tt * qd..(tt + 1) * qd], &mut k[tt * kd..(tt + 1) * kd]);
+        // Token rows are independent: rotated in parallel.
+        q.par_chunks_mut(qd).zip(k.par_chunks_mut(kd)).enumerate().with_min_len(8).for_each(|(tt, (qr, kr))| {
             if ggml {
                 rope.apply_ggml(qr, c.n_head, hd, n_past + tt);
                 rope.apply_ggml(kr, c.n_head_kv, hd, n_past + tt);
@@ -345,7 +346,7 @@ impl<'a> Model<'a> {
                 rope.apply(qr, c.n_head, hd, n_past + tt);
                 rope.apply(kr, c.n_head_kv, hd, n_past + tt);
             }
-        }
+        });
         trace("Qrope", Some(il), &q);
         trace("Krope", Some(il), &k);
         // llama.cpp scales q itself only for gemma3; other architectures scale the scores.
@@ -355,7 +356,7 @@ impl<'a> Model<'a> {
         }
         if ggml {
             for buf in [&mut q, &mut k, &mut v] {
-                buf.iter_mut().for_each(|a| *a = quant::util::f16_round(*a));
+                buf.par_chunks_mut(1 << 13).for_each(crate::ops::f16::round_f16_inplace);
             }
         }
         cache.k[il][n_past * kd..(n_past + t) * kd].copy_from_slice(&k);

@@ -42,11 +42,20 @@ pub fn glu_inplace(act: Act, gate: &mut [f32], up: &[f32]) {
 }
 
 /// [`glu_inplace`] as llama.cpp's CPU backend computes GeGLU: GELU read from a table indexed by
-/// the input rounded to f16, holding f16 values (`GGML_GELU_FP16`), 0 below −10 and the
-/// identity above 10. SwiGLU as its AVX-512 `ggml_v_silu`: `x / (1 + ggml_v_expf(−x))`.
+/// the input rounded to f16, holding f16 values (`GGML_GELU_FP16`, [`gelu_f16_table`]), 0 below
+/// −10 and the identity above 10. SwiGLU as its AVX-512 `ggml_v_silu`: `x / (1 + ggml_v_expf(−x))`.
 pub fn glu_inplace_ggml(act: Act, gate: &mut [f32], up: &[f32]) {
+    use rayon::prelude::*;
+    // Element-wise, so chunks across threads give the same bits.
+    const CHUNK: usize = 1 << 14;
+    if gate.len() > CHUNK {
+        return gate.par_chunks_mut(CHUNK).zip(up.par_chunks(CHUNK)).for_each(|(g, u)| glu_ggml_serial(act, g, u));
+    }
+    glu_ggml_serial(act, gate, up)
+}
+
+fn glu_ggml_serial(act: Act, gate: &mut [f32], up: &[f32]) {
     use crate::ops::attention::ggml_expf;
-    use crate::quant::util::f16_round;
     match act {
         Act::SwiGlu => {
             #[cfg(target_arch = "x86_64")]
@@ -56,17 +65,35 @@ pub fn glu_inplace_ggml(act: Act, gate: &mut [f32], up: &[f32]) {
             }
             gate.iter_mut().zip(up).for_each(|(g, &u)| *g = *g / (1.0 + ggml_expf(-*g)) * u)
         }
-        Act::GeGlu => gate.iter_mut().zip(up).for_each(|(g, &u)| {
-            let x = *g;
-            *g = if x <= -10.0 {
-                0.0
-            } else if x >= 10.0 {
-                x * u
-            } else {
-                f16_round(gelu_tanh_ggml(f16_round(x))) * u
-            };
-        }),
+        Act::GeGlu => {
+            let table = gelu_f16_table();
+            gate.iter_mut().zip(up).for_each(|(g, &u)| {
+                let x = *g;
+                *g = if x <= -10.0 {
+                    0.0
+                } else if x >= 10.0 {
+                    x * u
+                } else {
+                    table[half::f16::from_f32(x).to_bits() as usize] * u
+                };
+            })
+        }
     }
+}
+
+/// `f16_round(gelu_tanh_ggml(x))` for every f16 value `x`, indexed by its bits (ggml's
+/// `GGML_GELU_FP16` table), built on first use: a lookup of `f16(x)`'s bits gives exactly
+/// `f16_round(gelu_tanh_ggml(f16_round(x)))`.
+pub fn gelu_f16_table() -> &'static [f32; 65536] {
+    use crate::quant::util::f16_round;
+    static TABLE: std::sync::OnceLock<Box<[f32; 65536]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = Box::new([0f32; 65536]);
+        for (i, v) in t.iter_mut().enumerate() {
+            *v = f16_round(gelu_tanh_ggml(half::f16::from_bits(i as u16).to_f32()));
+        }
+        t
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -105,5 +132,29 @@ pub fn glu_backward(act: Act, gate: &[f32], up: &[f32], dh: &[f32], dgate: &mut 
         let (g, d) = (gate[i], dh[i]);
         dgate[i] = d * up[i] * df(g);
         dup[i] = d * f(g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::util::f16_round;
+
+    #[test]
+    fn gelu_table_equals_direct_formula_for_every_f16_input() {
+        let t = gelu_f16_table();
+        for bits in 0..=u16::MAX {
+            let x = half::f16::from_bits(bits).to_f32();
+            let direct = f16_round(gelu_tanh_ggml(f16_round(x)));
+            assert_eq!(t[bits as usize].to_bits(), direct.to_bits(), "x = {x} ({bits:#06x})");
+        }
+        // f32 inputs between f16 values: the lookup rounds them as f16_round does.
+        let mut x = -9.999_5f32;
+        while x < 10.0 {
+            let (mut g, up) = ([x], [1.5f32]);
+            glu_inplace_ggml(Act::GeGlu, &mut g, &up);
+            assert_eq!(g[0].to_bits(), (f16_round(gelu_tanh_ggml(f16_round(x))) * 1.5).to_bits(), "x = {x}");
+            x += 0.000_731;
+        }
     }
 }

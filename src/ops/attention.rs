@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::attention_seq as seq;
 use super::matmul::{dot, gemm_f32_bt};
 
 /// Shapes of one attention call.
@@ -95,7 +96,8 @@ fn ggml_softmax(row: &mut [f32], pos0: usize, max: f32) {
         c0 += 16;
     }
     let inv = (1.0 / sum) as f32;
-    row.iter_mut().for_each(|d| *d = crate::quant::util::f16_round(*d * inv));
+    row.iter_mut().for_each(|d| *d *= inv);
+    super::f16::round_f16_inplace(row);
 }
 
 /// `row[i] = ggml_expf(row[i] − max)`, with hardware FMA where available.
@@ -136,12 +138,34 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
     }
     let group = s.n_head / s.n_head_kv;
     let (qw, kw, vw, ow) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim, s.n_head_kv * s.v_dim, s.n_head * s.v_dim);
+    // Multi-token ggml: the values transposed once, for the SIMD P·V kernel.
+    let vcols = if sm.ggml && t_new > 1 { seq::VCols::new(v_cache, vw, s.n_head_kv, s.v_dim, n_past + t_new) } else { None };
     // Parallel over (token, head) rows of the output.
     out.par_chunks_mut(ow).enumerate().for_each(|(t, orow)| {
         let pos = n_past + t;
         let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut scores = vec![0f32; pos + 1 - lo];
         let mut acc = Vec::new();
+        if let (Some(vc), true) = (&vcols, (2..=4).contains(&group) && s.head_dim % 16 == 0) {
+            // The heads sharing a kv head together: K and Vᵀ read once for the group.
+            let len = scores.len();
+            let mut gs = vec![0f32; group * len];
+            for kvh in 0..s.n_head_kv {
+                let h0 = kvh * group;
+                let qg = &q[t * qw + h0 * s.head_dim..t * qw + (h0 + group) * s.head_dim];
+                let done = seq::scores_group(qg, s.head_dim, group, &k_cache[kvh * s.head_dim..], kw, lo, &mut gs);
+                assert!(done, "grouped scores kernel refused a checked shape");
+                for row in gs.chunks_exact_mut(len) {
+                    if let Some(c) = s.softcap {
+                        row.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
+                    }
+                    sm.apply(row, lo);
+                }
+                let done = vc.weighted_sum_group(kvh, group, &gs, lo, &mut orow[h0 * s.v_dim..(h0 + group) * s.v_dim]);
+                assert!(done, "grouped P·V kernel refused a checked shape");
+            }
+            return;
+        }
         for h in 0..s.n_head {
             let kvh = h / group;
             let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
@@ -163,6 +187,8 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
             o.fill(0.0);
             if sm.ggml && t_new == 1 {
                 vecdot::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
+            } else if let Some(vc) = &vcols {
+                vc.weighted_sum(kvh, &scores, lo, o);
             } else if sm.ggml {
                 seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
             } else {
@@ -223,88 +249,6 @@ fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32
             }
         },
     );
-}
-
-/// llama.cpp-numerics attention products, in the order its CPU backend sums them (llamafile's
-/// tinyBLAS on f16 operands with 16-wide vectors): element `i` of a dot product goes to lane
-/// `i mod 16`, each lane a chain of fused multiply-adds in index order, and the 16 lanes are
-/// added as a tree (`_mm512_reduce_add_ps`: lanes `i` and `i+8`, then `i` and `i+4`, then
-/// `(0+2) + (1+3)`). For `P·V` the index is the key position. Every token row is computed the
-/// same way whatever the batch, so decoding with the cache equals the full-sequence forward.
-mod seq {
-    /// The tree reduction of 16 lanes.
-    #[inline(always)]
-    pub(super) fn reduce16(a: &[f32; 16]) -> f32 {
-        let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
-        let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
-        (t6[0] + t6[2]) + (t6[1] + t6[3])
-    }
-
-    #[inline(always)]
-    fn dot16(q: &[f32], k: &[f32]) -> f32 {
-        let mut acc = [0f32; 16];
-        for (qc, kc) in q.chunks(16).zip(k.chunks(16)) {
-            for l in 0..qc.len() {
-                acc[l] = qc[l].mul_add(kc[l], acc[l]);
-            }
-        }
-        reduce16(&acc)
-    }
-
-    /// `out[j − lo] = q·K[j]` for `j = lo..lo + out.len()`, `K[j] = k[j·kw..][..q.len()]`.
-    pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
-        assert!(out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + q.len());
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_enabled() {
-            // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
-            return unsafe { scores_fma(q, k, kw, lo, out) };
-        }
-        for (jj, o) in out.iter_mut().enumerate() {
-            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn scores_fma(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
-        for (jj, o) in out.iter_mut().enumerate() {
-            *o = dot16(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
-        }
-    }
-
-    /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
-    /// lane `j mod 16`; `acc` is scratch.
-    pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
-        assert!(p.is_empty() || v.len() >= (lo + p.len() - 1) * vw + o.len());
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::simd_enabled() {
-            // SAFETY: AVX2/FMA checked by simd_enabled(); rows bounded by the assert.
-            return unsafe { weighted_sum_fma(p, v, vw, lo, o, acc) };
-        }
-        weighted_sum_body(p, v, vw, lo, o, acc)
-    }
-
-    #[inline(always)]
-    fn weighted_sum_body(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
-        let n = o.len();
-        acc.clear();
-        acc.resize(16 * n, 0.0);
-        for (jj, &pj) in p.iter().enumerate() {
-            let l = (lo + jj) % 16;
-            let vr = &v[(lo + jj) * vw..(lo + jj) * vw + n];
-            acc[l * n..(l + 1) * n].iter_mut().zip(vr).for_each(|(a, &b)| *a = pj.mul_add(b, *a));
-        }
-        for (d, od) in o.iter_mut().enumerate() {
-            let lanes: [f32; 16] = std::array::from_fn(|l| acc[l * n + d]);
-            *od = reduce16(&lanes);
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
-        weighted_sum_body(p, v, vw, lo, o, acc)
-    }
 }
 
 /// llama.cpp-numerics attention products for a single new token. llamafile's sgemm serves only

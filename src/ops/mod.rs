@@ -4,6 +4,8 @@
 
 pub mod activation;
 pub mod attention;
+mod attention_seq;
+pub mod f16;
 pub mod attention_train;
 pub mod loss;
 pub mod matmul;

@@ -4,16 +4,26 @@
 //! Backward (w frozen): with `r = 1/sqrt(mean(x²) + eps)` and `g = dy·w`,
 //! `dx = r·g − x · r³ · (g·x) / n`.
 
-/// In-place RMSNorm of each `n`-wide row of `x`, then multiply by `w` (if given).
+/// In-place RMSNorm of each `n`-wide row of `x`, then multiply by `w` (if given). Rows are
+/// independent: many rows are split across rayon threads (the same bits either way).
 pub fn rms_norm_inplace(x: &mut [f32], n: usize, eps: f32, w: Option<&[f32]>) {
-    for row in x.chunks_exact_mut(n) {
+    use rayon::prelude::*;
+    let norm_row = |row: &mut [f32]| {
         let scale = inv_rms(row, eps);
         match w {
             Some(w) => row.iter_mut().zip(w).for_each(|(v, &g)| *v = *v * scale * g),
             None => row.iter_mut().for_each(|v| *v *= scale),
         }
+    };
+    if x.len() >= PAR_MIN && n > 0 {
+        x.par_chunks_exact_mut(n).with_min_len((PAR_MIN / 4).div_ceil(n)).for_each(norm_row);
+    } else {
+        x.chunks_exact_mut(n).for_each(norm_row);
     }
 }
+
+/// Elements from which a row-wise op is worth splitting across threads.
+const PAR_MIN: usize = 1 << 15;
 
 /// `out = rmsnorm(x) · w` for each row, leaving `x` untouched.
 pub fn rms_norm(x: &[f32], out: &mut [f32], n: usize, eps: f32, w: Option<&[f32]>) {

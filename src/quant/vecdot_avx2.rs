@@ -34,11 +34,12 @@ pub fn quantize_q8k(x: &[f32], out: &mut [BlockQ8K]) {
 /// single-row kernel (the weight block is unpacked once, the per-row operations are unchanged).
 pub type DotQ8x4 = fn(&[u8], [&[BlockQ8]; 4]) -> [f32; 4];
 
-/// The four-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2.
+/// The four-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2 (with
+/// AVX-512 VNNI for the byte dot products where the CPU has it; the same bits).
 pub fn kernel4(ty: GgmlType) -> Option<DotQ8x4> {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
-        return imp::kernel_n::<4>(ty);
+        return imp::kernel_n::<4>(ty, imp::vnni_available());
     }
     let _ = ty;
     None
@@ -47,12 +48,22 @@ pub fn kernel4(ty: GgmlType) -> Option<DotQ8x4> {
 /// [`DotQ8x4`] for eight activation rows (the weight block is unpacked once for all eight).
 pub type DotQ8x8 = fn(&[u8], [&[BlockQ8]; 8]) -> [f32; 8];
 
-/// The eight-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2; each result
-/// bit-identical to the single-row kernel.
+/// The eight-row AVX2 kernel for the 32-element weight types, if the CPU has AVX2 (VNNI as
+/// [`kernel4`]); each result bit-identical to the single-row kernel.
 pub fn kernel8(ty: GgmlType) -> Option<DotQ8x8> {
     #[cfg(target_arch = "x86_64")]
     if super::avx2::available() {
-        return imp::kernel_n::<8>(ty);
+        return imp::kernel_n::<8>(ty, imp::vnni_available());
+    }
+    let _ = ty;
+    None
+}
+
+/// [`kernel8`] without VNNI even where the CPU has it (to test the two against each other).
+pub fn kernel8_avx2(ty: GgmlType) -> Option<DotQ8x8> {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        return imp::kernel_n::<8>(ty, false);
     }
     let _ = ty;
     None
@@ -314,32 +325,100 @@ pub(super) mod imp {
         std::array::from_fn(|t| hsum_f32(acc[t]) + summs[t])
     }
 
+    /// [`legacy_n`] with AVX-512 VNNI: `vpdpbusd` sums the four `u·s` byte products of a lane
+    /// in one step ([`dpbusd`]). `maddubs`+`madd` give the same i32 lanes (|u| ≤ 128 and |s| ≤ 127 here,
+    /// so the i16 pair sums never saturate), so the results are the same bits.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn legacy_n_vnni<const N: usize>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
+        for r in &a {
+            assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
+        }
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut summs = [0f32; N];
+        for (ib, blk) in w.chunks_exact(ts).enumerate() {
+            let q = codes(blk);
+            let dw = f16_at(blk, 0);
+            let m = if has_m { f16_at(blk, 2) } else { 0.0 };
+            let uq = if signed { _mm256_sign_epi8(q, q) } else { q };
+            // dw·d in every lane from a broadcast load and one vector multiply (the same
+            // product as the scalar one, one shuffle fewer).
+            let dwv = _mm256_set1_ps(dw);
+            for t in 0..N {
+                let ab = a[t].get_unchecked(ib);
+                let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
+                let lanes = dpbusd(uq, y);
+                let dd = _mm256_mul_ps(dwv, _mm256_broadcast_ss(&ab.d));
+                acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[t]);
+                if has_m {
+                    summs[t] += m * ab.s;
+                }
+            }
+        }
+        std::array::from_fn(|t| hsum_f32(acc[t]) + summs[t])
+    }
+
+    /// `vpdpbusd` from zero: i32 lane `i` = Σ_{k<4} u[4i+k]·s[4i+k] (`u` unsigned, `s` signed
+    /// bytes). Inline assembly (EVEX, AVX-512 VL+VNNI) rather than the intrinsic, which needs
+    /// Rust 1.89 (this crate's MSRV is older).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 VL and VNNI ([`vnni_available`]).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn dpbusd(u: __m256i, s: __m256i) -> __m256i {
+        let mut acc = _mm256_setzero_si256();
+        std::arch::asm!("{{evex}} vpdpbusd {acc}, {u}, {s}", acc = inout(ymm_reg) acc, u = in(ymm_reg) u, s = in(ymm_reg) s, options(pure, nomem, nostack));
+        acc
+    }
+
+    /// Whether [`legacy_n_vnni`] can run (AVX-512F/VL/VNNI, detected once).
+    pub fn vnni_available() -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *ON.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni"))
+    }
+
     macro_rules! wrap_n {
-        ($name:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
+        ($name:ident, $vnni:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
             fn $name<const N: usize>(w: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
                 // SAFETY: `kernel4`/`kernel8` hand these out only when AVX2/FMA/F16C are
                 // present; row lengths are checked before any block is read.
                 unsafe { legacy_n(w, a, $ts, $m, $signed, $codes) }
             }
+            fn $vnni<const N: usize>(w: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
+                // SAFETY: handed out only when `vnni_available()` (and AVX2/FMA/F16C); row
+                // lengths are checked before any block is read.
+                unsafe { legacy_n_vnni(w, a, $ts, $m, $signed, $codes) }
+            }
         };
     }
-    wrap_n!(kn_q4_0, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
-    wrap_n!(kn_q4_1, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
-    wrap_n!(kn_q5_0, 22, false, true, |b: &[u8]| {
+    wrap_n!(kn_q4_0, kv_q4_0, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
+    wrap_n!(kn_q4_1, kv_q4_1, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
+    wrap_n!(kn_q5_0, kv_q5_0, 22, false, true, |b: &[u8]| {
         let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
         _mm256_sub_epi8(q, _mm256_set1_epi8(16))
     });
-    wrap_n!(kn_q5_1, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
-    wrap_n!(kn_q8_0, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
+    wrap_n!(kn_q5_1, kv_q5_1, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
+    wrap_n!(kn_q8_0, kv_q8_0, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
 
-    pub fn kernel_n<const N: usize>(ty: GgmlType) -> Option<fn(&[u8], [&[BlockQ8]; N]) -> [f32; N]> {
+    /// The `N`-row kernel for `ty`: the VNNI one when `vnni` (the caller checked
+    /// [`vnni_available`]), else AVX2.
+    /// One weight row against `N` activation rows.
+    pub type DotN<const N: usize> = fn(&[u8], [&[BlockQ8]; N]) -> [f32; N];
+
+    pub fn kernel_n<const N: usize>(ty: GgmlType, vnni: bool) -> Option<DotN<N>> {
         use GgmlType::*;
-        Some(match ty {
-            Q4_0 => kn_q4_0::<N>,
-            Q4_1 => kn_q4_1::<N>,
-            Q5_0 => kn_q5_0::<N>,
-            Q5_1 => kn_q5_1::<N>,
-            Q8_0 => kn_q8_0::<N>,
+        Some(match (ty, vnni) {
+            (Q4_0, false) => kn_q4_0::<N>,
+            (Q4_1, false) => kn_q4_1::<N>,
+            (Q5_0, false) => kn_q5_0::<N>,
+            (Q5_1, false) => kn_q5_1::<N>,
+            (Q8_0, false) => kn_q8_0::<N>,
+            (Q4_0, true) => kv_q4_0::<N>,
+            (Q4_1, true) => kv_q4_1::<N>,
+            (Q5_0, true) => kv_q5_0::<N>,
+            (Q5_1, true) => kv_q5_1::<N>,
+            (Q8_0, true) => kv_q8_0::<N>,
             _ => return None,
         })
     }
