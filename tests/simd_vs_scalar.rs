@@ -161,10 +161,10 @@ fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
         let bpr = n / 256;
         let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
         let eight = f8(&w, std::array::from_fn(r));
-        for t in 0..8 {
+        for (t, e8) in eight.iter().enumerate() {
             let s = scalar(&w, r(t));
             assert_eq!(f1(&w, [r(t)])[0].to_bits(), s.to_bits(), "n={n} row {t}: one-row AVX2 vs scalar");
-            assert_eq!(eight[t].to_bits(), s.to_bits(), "n={n} row {t}: eight-row AVX2 vs scalar");
+            assert_eq!(e8.to_bits(), s.to_bits(), "n={n} row {t}: eight-row AVX2 vs scalar");
         }
         // The tiled order is a different f32 summation from vec_dot's: the two must not be
         // confused (they agree to rounding, and differ in the last bits somewhere).
