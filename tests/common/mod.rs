@@ -70,9 +70,12 @@ pub fn gemma() -> PathBuf {
     model("gemma-3-270m-q4_k_m.gguf")
 }
 
-/// A fresh scratch directory under target/.
+/// A fresh, empty directory for one call (unique per process and call, so tests running in
+/// parallel threads of one test binary never share or wipe each other's files).
 pub fn tmpdir(tag: &str) -> PathBuf {
-    let d = root().join("target/test-tmp").join(format!("{tag}-{}", std::process::id()));
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = root().join("target/test-tmp").join(format!("{tag}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
