@@ -140,7 +140,48 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
     let (qw, kw, vw, ow) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim, s.n_head_kv * s.v_dim, s.n_head * s.v_dim);
     // Multi-token ggml: the values transposed once, for the SIMD P·V kernel.
     let vcols = if sm.ggml && t_new > 1 { seq::VCols::new(v_cache, vw, s.n_head_kv, s.v_dim, n_past + t_new) } else { None };
-    // Parallel over (token, head) rows of the output.
+    // One head of one token: scores, softmax, P·V into `o`.
+    let head = |t: usize, h: usize, o: &mut [f32], scores: &mut Vec<f32>, acc: &mut Vec<f32>| {
+        let pos = n_past + t;
+        let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        scores.clear();
+        scores.resize(pos + 1 - lo, 0.0);
+        let kvh = h / group;
+        let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
+        if sm.ggml && t_new == 1 {
+            vecdot::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, scores);
+        } else if sm.ggml {
+            seq::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, scores);
+        } else {
+            for (j, sc) in (lo..=pos).zip(scores.iter_mut()) {
+                let kv = &k_cache[j * kw + kvh * s.head_dim..j * kw + (kvh + 1) * s.head_dim];
+                *sc = dot(qv, kv);
+            }
+        }
+        if let Some(c) = s.softcap {
+            scores.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
+        }
+        sm.apply(scores, lo);
+        o.fill(0.0);
+        if sm.ggml && t_new == 1 {
+            vecdot::weighted_sum(scores, &v_cache[kvh * s.v_dim..], vw, lo, o, acc);
+        } else if let Some(vc) = &vcols {
+            vc.weighted_sum(kvh, scores, lo, o);
+        } else if sm.ggml {
+            seq::weighted_sum(scores, &v_cache[kvh * s.v_dim..], vw, lo, o, acc);
+        } else {
+            for (j, &p) in (lo..=pos).zip(scores.iter()) {
+                let vv = &v_cache[j * vw + kvh * s.v_dim..j * vw + (kvh + 1) * s.v_dim];
+                o.iter_mut().zip(vv).for_each(|(a, &b)| *a += p * b);
+            }
+        }
+    };
+    if t_new == 1 {
+        // One token (decoding): parallel over heads.
+        out.par_chunks_mut(s.v_dim).enumerate().for_each_init(|| (Vec::new(), Vec::new()), |(scores, acc), (h, o)| head(0, h, o, scores, acc));
+        return;
+    }
+    // Parallel over token rows of the output.
     out.par_chunks_mut(ow).enumerate().for_each(|(t, orow)| {
         let pos = n_past + t;
         let lo = s.window.map_or(0, |w| (pos + 1).saturating_sub(w));
@@ -166,37 +207,8 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
             }
             return;
         }
-        for h in 0..s.n_head {
-            let kvh = h / group;
-            let qv = &q[t * qw + h * s.head_dim..t * qw + (h + 1) * s.head_dim];
-            if sm.ggml && t_new == 1 {
-                vecdot::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, &mut scores);
-            } else if sm.ggml {
-                seq::scores(qv, &k_cache[kvh * s.head_dim..], kw, lo, &mut scores);
-            } else {
-                for (j, sc) in (lo..=pos).zip(scores.iter_mut()) {
-                    let kv = &k_cache[j * kw + kvh * s.head_dim..j * kw + (kvh + 1) * s.head_dim];
-                    *sc = dot(qv, kv);
-                }
-            }
-            if let Some(c) = s.softcap {
-                scores.iter_mut().for_each(|d| *d = c * (*d / c).tanh());
-            }
-            sm.apply(&mut scores, lo);
-            let o = &mut orow[h * s.v_dim..(h + 1) * s.v_dim];
-            o.fill(0.0);
-            if sm.ggml && t_new == 1 {
-                vecdot::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
-            } else if let Some(vc) = &vcols {
-                vc.weighted_sum(kvh, &scores, lo, o);
-            } else if sm.ggml {
-                seq::weighted_sum(&scores, &v_cache[kvh * s.v_dim..], vw, lo, o, &mut acc);
-            } else {
-                for (j, &p) in (lo..=pos).zip(scores.iter()) {
-                    let vv = &v_cache[j * vw + kvh * s.v_dim..j * vw + (kvh + 1) * s.v_dim];
-                    o.iter_mut().zip(vv).for_each(|(a, &b)| *a += p * b);
-                }
-            }
+        for (h, o) in orow.chunks_exact_mut(s.v_dim).enumerate() {
+            head(t, h, o, &mut scores, &mut acc);
         }
     });
 }
