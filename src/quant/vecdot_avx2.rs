@@ -299,38 +299,16 @@ pub(super) mod imp {
     }
 
     /// [`legacy`] for `N` activation rows; `codes(block)` gives the 32 weight codes (signed
-    /// bytes when `signed`, else unsigned).
+    /// bytes when `signed`, else unsigned). With `VNNI`, AVX-512 VNNI `vpdpbusd` sums the four
+    /// `u·s` byte products of a lane in one step ([`dpbusd`]); `maddubs`+`madd` give the same i32
+    /// lanes (|u| ≤ 128 and |s| ≤ 127 here, so the i16 pair sums never saturate), so both give
+    /// the same bits.
+    ///
+    /// # Safety
+    /// AVX2/FMA/F16C present, and AVX-512 VL+VNNI when `VNNI` ([`vnni_available`]).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn legacy_n<const N: usize>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
-        for r in &a {
-            assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
-        }
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut summs = [0f32; N];
-        for (ib, blk) in w.chunks_exact(ts).enumerate() {
-            let q = codes(blk);
-            let dw = f16_at(blk, 0);
-            let m = if has_m { f16_at(blk, 2) } else { 0.0 };
-            let uq = if signed { _mm256_sign_epi8(q, q) } else { q };
-            for t in 0..N {
-                let ab = a[t].get_unchecked(ib);
-                let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab.d), _mm256_cvtepi32_ps(lanes_us(uq, y)), acc[t]);
-                if has_m {
-                    summs[t] += m * ab.s;
-                }
-            }
-        }
-        std::array::from_fn(|t| hsum_f32(acc[t]) + summs[t])
-    }
-
-    /// [`legacy_n`] with AVX-512 VNNI: `vpdpbusd` sums the four `u·s` byte products of a lane
-    /// in one step ([`dpbusd`]). `maddubs`+`madd` give the same i32 lanes (|u| ≤ 128 and |s| ≤ 127 here,
-    /// so the i16 pair sums never saturate), so the results are the same bits.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn legacy_n_vnni<const N: usize>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
+    unsafe fn legacy_n<const N: usize, const VNNI: bool>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
         for r in &a {
             assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
         }
@@ -347,7 +325,7 @@ pub(super) mod imp {
             for t in 0..N {
                 let ab = a[t].get_unchecked(ib);
                 let y = if signed { _mm256_sign_epi8(act(ab), q) } else { act(ab) };
-                let lanes = dpbusd(uq, y);
+                let lanes = if VNNI { dpbusd(uq, y) } else { lanes_us(uq, y) };
                 let dd = _mm256_mul_ps(dwv, _mm256_broadcast_ss(&ab.d));
                 acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[t]);
                 if has_m {
@@ -372,7 +350,7 @@ pub(super) mod imp {
         acc
     }
 
-    /// Whether [`legacy_n_vnni`] can run (AVX-512F/VL/VNNI, detected once).
+    /// Whether [`legacy_n`] with `VNNI` can run (AVX-512F/VL/VNNI, detected once).
     pub fn vnni_available() -> bool {
         static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *ON.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni"))
@@ -383,12 +361,12 @@ pub(super) mod imp {
             fn $name<const N: usize>(w: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
                 // SAFETY: `kernel4`/`kernel8` hand these out only when AVX2/FMA/F16C are
                 // present; row lengths are checked before any block is read.
-                unsafe { legacy_n(w, a, $ts, $m, $signed, $codes) }
+                unsafe { legacy_n::<N, false>(w, a, $ts, $m, $signed, $codes) }
             }
             fn $vnni<const N: usize>(w: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
                 // SAFETY: handed out only when `vnni_available()` (and AVX2/FMA/F16C); row
                 // lengths are checked before any block is read.
-                unsafe { legacy_n_vnni(w, a, $ts, $m, $signed, $codes) }
+                unsafe { legacy_n::<N, true>(w, a, $ts, $m, $signed, $codes) }
             }
         };
     }
@@ -493,26 +471,37 @@ pub(super) mod imp {
     unsafe fn q6_k_imp(w: &[u8], a: &[BlockQ8K]) -> f32 {
         assert_eq!(w.len(), a.len() * 210, "weight row and activation row differ in length");
         let mut accv = _mm256_setzero_ps();
-        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
         for (b, ab) in w.chunks_exact(210).zip(a) {
-            let p = b.as_ptr();
-            let sc = &b[192..208];
-            let mut sumv = _mm256_setzero_si256();
-            for n in 0..2 {
-                let q = q6_k_codes32(p, n, m4, m2);
-                for (m, &qm) in q.iter().enumerate() {
-                    let e = 128 * n + 32 * m;
-                    let av = _mm256_loadu_si256(ab.qs.as_ptr().add(e) as *const __m256i);
-                    sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), q6_k_scales32(sc, e / 16)));
-                }
-            }
-            sumv = _mm256_sub_epi32(sumv, q6_k_offset(sc, &ab.bsums));
+            let sumv = _mm256_sub_epi32(q6_k_lanes(b, [ab])[0], q6_k_offset(&b[192..208], &ab.bsums));
             let d = ab.d * f16_at(b, 208);
             accv = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumv), accv);
         }
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), accv);
         crate::quant::vecdot::hsum8(lanes)
+    }
+
+    /// The scaled code sums `Σ scale·q·a` of one Q6_K super-block `b` against `N` activation
+    /// blocks in ggml's eight lanes (lane `l`: elements with `(e mod 32)/4 = l`), before the
+    /// code offset ([`q6_k_offset`]).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(in crate::quant) unsafe fn q6_k_lanes<const N: usize>(b: &[u8], ab: [&BlockQ8K; N]) -> [__m256i; N] {
+        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
+        let sc = &b[192..208];
+        let mut sumv = [_mm256_setzero_si256(); N];
+        for n in 0..2 {
+            let q = q6_k_codes32(b.as_ptr(), n, m4, m2);
+            for (m, &qm) in q.iter().enumerate() {
+                let e = 128 * n + 32 * m;
+                let sv = q6_k_scales32(sc, e / 16);
+                for t in 0..N {
+                    let av = _mm256_loadu_si256(ab[t].qs.as_ptr().add(e) as *const __m256i);
+                    sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
+                }
+            }
+        }
+        sumv
     }
 
     /// The four 32-code vectors (elements `128n + 32m ..`, m = 0..3) of half `n` of the Q6_K

@@ -78,7 +78,7 @@ mod imp {
 
     use super::super::kquants::q4_k::scale_min;
     use super::super::q8::BlockQ8K;
-    use super::super::vecdot_avx2::imp::{f16_at, hsum_i32, q6_k_codes32, q6_k_offset, q6_k_scales32};
+    use super::super::vecdot_avx2::imp::{f16_at, hsum_i32, q6_k_lanes, q6_k_offset};
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -132,27 +132,13 @@ mod imp {
     pub unsafe fn q6_k_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
         check(w, &a, 210);
         let mut accv = [_mm256_setzero_ps(); N];
-        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
         for (ib, b) in w.chunks_exact(210).enumerate() {
-            let p = b.as_ptr();
-            let sc = &b[192..208];
             let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
-            let mut sumv = [_mm256_setzero_si256(); N];
-            for n in 0..2 {
-                let q = q6_k_codes32(p, n, m4, m2);
-                for (m, &qm) in q.iter().enumerate() {
-                    let e = 128 * n + 32 * m;
-                    let sv = q6_k_scales32(sc, e / 16);
-                    for t in 0..N {
-                        let av = load(ab[t].qs.as_ptr().add(e));
-                        sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
-                    }
-                }
-            }
+            let sumv = q6_k_lanes(b, ab);
             let dw = f16_at(b, 208);
             for t in 0..N {
-                sumv[t] = _mm256_sub_epi32(sumv[t], q6_k_offset(sc, &ab[t].bsums));
-                accv[t] = _mm256_fmadd_ps(_mm256_set1_ps(ab[t].d * dw), _mm256_cvtepi32_ps(sumv[t]), accv[t]);
+                let lanes = _mm256_sub_epi32(sumv[t], q6_k_offset(&b[192..208], &ab[t].bsums));
+                accv[t] = _mm256_fmadd_ps(_mm256_set1_ps(ab[t].d * dw), _mm256_cvtepi32_ps(lanes), accv[t]);
             }
         }
         std::array::from_fn(|t| {
@@ -162,35 +148,18 @@ mod imp {
         })
     }
 
-    /// [`super::super::vecdot::dot_q6_k_tiled`]'s order (llama.cpp's tiled matmul) for N rows.
+    /// [`super::super::vecdot::dot_q6_k_tiled`]'s order (llama.cpp's tiled matmul) for N rows:
+    /// the same exact integer sum per super-block, then `acc = fma(d_w·f32(s), d_a, acc)`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn q6_k_tiled_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; N] {
         check(w, &a, 210);
         let mut acc = [0f32; N];
-        let (m4, m2) = (_mm256_set1_epi8(15), _mm256_set1_epi8(3));
         for (ib, b) in w.chunks_exact(210).enumerate() {
-            let p = b.as_ptr();
-            let sc = &b[192..208];
             let ab: [&BlockQ8K; N] = std::array::from_fn(|t| a[t].get_unchecked(ib));
-            let mut sumv = [_mm256_setzero_si256(); N];
-            for n in 0..2 {
-                let q = q6_k_codes32(p, n, m4, m2);
-                for (m, &qm) in q.iter().enumerate() {
-                    let e = 128 * n + 32 * m;
-                    let sv = q6_k_scales32(sc, e / 16);
-                    for t in 0..N {
-                        let av = load(ab[t].qs.as_ptr().add(e));
-                        sumv[t] = _mm256_add_epi32(sumv[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qm, av), sv));
-                    }
-                }
-            }
-            // Σ_g scale_g · bsum_g for every row at once: 16 i16 scales against 16 i16 sums.
-            let scv = _mm256_cvtepi8_epi16(_mm_loadu_si128(sc.as_ptr() as *const __m128i));
+            let sumv = q6_k_lanes(b, ab);
             let d = f16_at(b, 208);
             for t in 0..N {
-                let bs = _mm256_loadu_si256(ab[t].bsums.as_ptr() as *const __m256i);
-                let off = hsum_i32(_mm256_madd_epi16(scv, bs));
-                let sumi = hsum_i32(sumv[t]) - 32 * off;
+                let sumi = hsum_i32(_mm256_sub_epi32(sumv[t], q6_k_offset(&b[192..208], &ab[t].bsums)));
                 acc[t] = (d * sumi as f32).mul_add(ab[t].d, acc[t]);
             }
         }
