@@ -72,6 +72,30 @@ pub fn saved_floats(c: &crate::model::Config, has: [bool; 4], rank: usize, n_tar
 
 
 /// One model with one training backend: runs training steps for a trainable LoRA set.
+///
+/// Only a [`TrainBackend`] can train, so a step cannot run on numerics its backward does not
+/// differentiate (llama.cpp's inference numerics are [`Backend`](crate::backend::Backend) only).
+/// This compiles:
+///
+/// ```
+/// use finetune::backend::cpu::Cpu;
+/// use finetune::model::Model;
+/// use finetune::train::block::Trainable;
+/// fn train_on_f32_numerics(m: &Model) {
+///     let _ = Trainable::on(Cpu::default(), m);
+/// }
+/// ```
+///
+/// and the same with the ggml numerics does not:
+///
+/// ```compile_fail
+/// use finetune::backend::cpu::CpuGgml;
+/// use finetune::model::Model;
+/// use finetune::train::block::Trainable;
+/// fn train_on_ggml_numerics(m: &Model) {
+///     let _ = Trainable::on(CpuGgml::default(), m);
+/// }
+/// ```
 pub struct Trainable<'m, 'a, B: TrainBackend = Cpu> {
     /// The frozen model (weights memory-mapped and quantized; small buffers on `backend`).
     pub model: &'m Model<'a, B::Buf>,
