@@ -68,15 +68,6 @@ pub struct TrainSpeed {
     pub peak_rss: u64,
 }
 
-/// Peak resident set size of this process (VmHWM, Linux), bytes.
-pub fn peak_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// What a benchmark training step runs on: LoRA r16 (alpha 32) on all seven projections with a
 /// small random B (so the LoRA backward does its full work), and one sequence of `seq` random
@@ -136,7 +127,7 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Re
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: peak_rss() })
+    Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: crate::util::proc::peak_rss_bytes().unwrap_or(0) })
 }
 
 /// Run the PyTorch + PEFT anchor (`benches/peft_anchor.py`) on the same file.

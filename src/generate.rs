@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::model::{KvCache, Model};
 use crate::tokenizer::Tokenizer;
+use crate::util::rng::{SplitMix64, GOLDEN_GAMMA};
 
 /// Sampling settings (`temp = 0` is greedy).
 #[derive(Clone, Debug)]
@@ -29,22 +30,14 @@ impl Default for SamplerConfig {
 /// A seeded sampler.
 pub struct Sampler {
     cfg: SamplerConfig,
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Sampler {
     /// New sampler.
     pub fn new(cfg: SamplerConfig) -> Self {
-        let state = cfg.seed ^ 0x9E37_79B9_7F4A_7C15;
-        Sampler { cfg, state }
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        let rng = SplitMix64::new(cfg.seed ^ GOLDEN_GAMMA);
+        Sampler { cfg, rng }
     }
 
     /// Pick the next token from one row of logits.
@@ -75,7 +68,7 @@ impl Sampler {
             }
         }
         let total: f64 = probs[..keep].iter().sum();
-        let mut r = self.uniform() * total;
+        let mut r = self.rng.next_f64() * total;
         for i in 0..keep {
             r -= probs[i];
             if r <= 0.0 {

@@ -44,7 +44,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-pub use batch::{arrange, Sequence, SplitMix64};
+pub use batch::{arrange, Sequence};
+pub use crate::util::rng::SplitMix64;
 pub use error::{DataError, Problem};
 pub use record::{detect, parse_record, read_records, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};

@@ -124,10 +124,7 @@ pub fn init_lora(model: &Model, targets: &[Target], rank: usize, alpha: f32, see
 
 /// Resident set size of this process (Linux), in bytes.
 pub fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::util::proc::rss_bytes()
 }
 
 fn view(s: &Sequence) -> SeqView<'_> {
