@@ -9,6 +9,7 @@
 pub mod adapter;
 pub mod bench;
 pub mod chat;
+pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod inspect;
@@ -19,3 +20,6 @@ pub mod perplexity;
 pub mod quant;
 pub mod tokenizer;
 pub mod train;
+pub mod util;
+
+pub use error::{Error, Result};
