@@ -14,9 +14,36 @@ use crate::model::Model;
 use crate::quant::{self, GgmlType};
 use crate::train::lora::{LoraPair, LoraSet};
 use crate::train::optim::{AdamW, AdamWConfig};
-use crate::train::trainer::{DataPos, StepMetrics};
 
 const VERSION: u32 = 1;
+
+/// Where the data stream stands: epoch and index of the next sequence in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataPos {
+    /// Epoch of the next sequence.
+    pub epoch: u64,
+    /// Index of the next sequence within its epoch's order.
+    pub index: u64,
+}
+
+/// One line of the metrics log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// 1-based step.
+    pub step: u64,
+    /// Mean loss over the trained tokens of the step.
+    pub loss: f64,
+    /// Validation loss, when evaluated at this step.
+    pub val_loss: Option<f64>,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (all positions) per second in this step.
+    pub tok_per_s: f64,
+    /// Resident memory in bytes, when known.
+    pub rss: Option<u64>,
+}
 
 /// Everything needed to continue a run.
 #[derive(Clone, Debug)]

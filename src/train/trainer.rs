@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::Model;
 use crate::train::block::{SeqView, StepOptions, Trainable};
-use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
 use crate::train::dropout::Dropout;
 use crate::train::lora::{init_pair, LoraSet, SplitMix64, Target};
@@ -62,25 +62,6 @@ pub struct TrainOptions {
     pub log: Option<PathBuf>,
     /// Print progress to stderr.
     pub progress: bool,
-}
-
-/// One line of the metrics log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepMetrics {
-    /// 1-based step.
-    pub step: u64,
-    /// Mean loss over the trained tokens of the step.
-    pub loss: f64,
-    /// Validation loss, when evaluated at this step.
-    pub val_loss: Option<f64>,
-    /// Learning rate used.
-    pub lr: f32,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Tokens (all positions) per second in this step.
-    pub tok_per_s: f64,
-    /// Resident memory in bytes, when known.
-    pub rss: Option<u64>,
 }
 
 /// What a run returns.
@@ -147,15 +128,6 @@ pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Opti
         n += c;
     }
     Ok((n > 0).then(|| sum / n as f64))
-}
-
-/// Where the data stream stands: epoch and index of the next sequence in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DataPos {
-    /// Epoch of the next sequence.
-    pub epoch: u64,
-    /// Index of the next sequence within its epoch's order.
-    pub index: u64,
 }
 
 /// On resume, drop the metrics-log lines of steps after the checkpoint (a run that stopped
