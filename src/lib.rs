@@ -18,6 +18,7 @@ pub mod npy;
 pub mod ops;
 pub mod perplexity;
 pub mod quant;
+pub mod safetensors;
 pub mod tokenizer;
 pub mod train;
 pub mod util;
