@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::adapter::ollama::OllamaError;
 use crate::adapter::AdapterError;
+use crate::chat::ChatError;
 use crate::gguf::GgufError;
 use crate::model::ModelError;
 use crate::quant::QuantError;
@@ -39,6 +40,9 @@ pub enum Error {
     /// An Ollama Modelfile cannot be built.
     #[error(transparent)]
     Ollama(#[from] OllamaError),
+    /// A chat template does not parse or render.
+    #[error(transparent)]
+    Template(#[from] ChatError),
     /// Any other file whose content is unusable (safetensors, PEFT configs, checkpoints,
     /// templates): `{file}: {problem}`.
     #[error("{}: {problem}", file.display())]
@@ -46,6 +50,15 @@ pub enum Error {
         /// The file (or directory).
         file: PathBuf,
         /// What is wrong, and where in the file.
+        problem: String,
+    },
+    /// A tensor cannot be used or produced (`{name}: {problem}`; the file is the command's
+    /// model or output).
+    #[error("{name}: {problem}")]
+    Tensor {
+        /// The tensor.
+        name: String,
+        /// What is wrong.
         problem: String,
     },
     /// A training dataset is unusable.
@@ -77,6 +90,11 @@ impl Error {
             file: file.as_ref().to_path_buf(),
             problem: problem.to_string(),
         }
+    }
+
+    /// A problem with the tensor `name`.
+    pub fn tensor(name: impl Into<String>, problem: impl std::fmt::Display) -> Self {
+        Error::Tensor { name: name.into(), problem: problem.to_string() }
     }
 
     /// An invalid argument.
