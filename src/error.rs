@@ -109,6 +109,14 @@ impl From<String> for Error {
     }
 }
 
+/// For code that still returns `Result<_, String>` (the model, trainer and block code, until
+/// they move to [`Error`]): the message as printed.
+impl From<Error> for String {
+    fn from(e: Error) -> Self {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

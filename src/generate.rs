@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::tokenizer::Tokenizer;
 use crate::util::rng::{SplitMix64, GOLDEN_GAMMA};
@@ -144,9 +145,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Make the cache hold exactly `prompt`, evaluating only what differs from the history;
     /// returns the logits after the last prompt token.
-    pub fn prefill(&mut self, prompt: &[u32], stats: &mut GenStats) -> Result<Vec<f32>, String> {
+    pub fn prefill(&mut self, prompt: &[u32], stats: &mut GenStats) -> Result<Vec<f32>> {
         if prompt.is_empty() {
-            return Err("empty prompt".into());
+            return Err(Error::usage("empty prompt"));
         }
         let mut common = self.history.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         if common == prompt.len() {
@@ -172,7 +173,7 @@ impl<'m, 'a> Session<'m, 'a> {
         n: usize,
         sampler: &mut Sampler,
         mut on_token: impl FnMut(u32) -> bool,
-    ) -> Result<GenStats, String> {
+    ) -> Result<GenStats> {
         let mut stats = GenStats::default();
         let mut logits = self.prefill(prompt, &mut stats)?;
         let t0 = Instant::now();
