@@ -260,12 +260,6 @@ impl Dataset {
         Ok(Self::with_stats(train, val, stats, opts))
     }
 
-    /// A dataset from samples made elsewhere (stats computed from them).
-    pub fn from_samples(train: Vec<Sample>, val: Vec<Sample>, opts: &DataOptions) -> Dataset {
-        let stats = DataStats { records: train.len() + val.len(), ..Default::default() };
-        Self::with_stats(train, val, stats, opts)
-    }
-
     fn with_stats(train: Vec<Sample>, val: Vec<Sample>, mut stats: DataStats, opts: &DataOptions) -> Dataset {
         let all = || train.iter().chain(&val);
         stats.train_samples = train.len();
