@@ -22,10 +22,10 @@ use std::path::Path;
 use serde_json::{json, Map, Value as Json};
 
 use super::gguf_lora::{read_adapter, BaseInfo};
+use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::model::{Arch, Model};
 use crate::quant::GgmlType;
-use crate::error::{Error, Result};
 use crate::safetensors::{write_atomic, SafetensorsFile, SafetensorsWriter};
 use crate::train::lora::{LoraPair, LoraSet, Target};
 
