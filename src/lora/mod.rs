@@ -207,25 +207,8 @@ impl LoraSet {
     }
 }
 
-/// A deterministic generator (SplitMix64) for initialisation.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The deterministic generator of initialisation.
+pub use crate::util::rng::SplitMix64;
 
 /// Initialise as the LoRA paper and PEFT: `A` Kaiming-uniform with `a = √5` (uniform in
 /// `±1/√n_in`), `B` zero — so the adapted model starts equal to the base model.

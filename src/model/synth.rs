@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::gguf::{GgufHeader, GgufWriter, Value};
 use crate::quant::{self, GgmlType};
+use crate::util::rng::SplitMix64;
 
 /// Shape and options of a synthetic model.
 #[derive(Clone, Debug)]
@@ -39,30 +40,20 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [−1, 1).
-    fn sym(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
+/// Uniform in [−1, 1), from the top 24 bits.
+fn sym(rng: &mut SplitMix64) -> f32 {
+    ((rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
 }
 
 /// Write a synthetic model to `path`, copying every `tokenizer.*` key from `tokenizer_from`
 /// (so real tokenizers and chat templates come along; n_vocab follows the token list).
 pub fn write_synthetic(spec: &SynthSpec, tokenizer_from: &GgufHeader, path: &Path) -> Result<(), String> {
     let (mut w, n_vocab) = header(spec, tokenizer_from, None)?;
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64(spec.seed);
     let mut tensors: Vec<(String, GgmlType, Vec<u64>, Vec<u8>)> = Vec::new();
-    let mut add = |name: String, dims: Vec<u64>, ty: GgmlType, scale: f32, offset: f32, rng: &mut Rng| -> Result<(), String> {
+    let mut add = |name: String, dims: Vec<u64>, ty: GgmlType, scale: f32, offset: f32, rng: &mut SplitMix64| -> Result<(), String> {
         let n: usize = dims.iter().product::<u64>() as usize;
-        let x: Vec<f32> = (0..n).map(|_| offset + scale * rng.sym()).collect();
+        let x: Vec<f32> = (0..n).map(|_| offset + scale * sym(rng)).collect();
         let mut b = vec![0u8; n / ty.block_size() * ty.type_size()];
         quant::encode_par(ty, &x, &mut b).map_err(|e| format!("{name}: {e}"))?;
         tensors.push((name, ty, dims, b));
@@ -255,17 +246,17 @@ pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &Gguf
     for (t, ty) in plan.iter().zip(&types) {
         w.add_tensor(&t.name, *ty, &t.dims).map_err(|e| format!("{}: {e}", t.name))?;
     }
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64(spec.seed);
     let mut pools: Vec<((GgmlType, u32), Vec<u8>)> = Vec::new();
     let mut sink = w.create(path).map_err(|e| e.to_string())?;
     for (t, &ty) in plan.iter().zip(&types) {
         let n: usize = t.dims.iter().product::<u64>() as usize;
         let bytes = if ty == GgmlType::F32 {
-            (0..n).flat_map(|_| (t.offset + t.scale * rng.sym()).to_le_bytes()).collect()
+            (0..n).flat_map(|_| (t.offset + t.scale * sym(&mut rng)).to_le_bytes()).collect()
         } else {
             let key = (ty, t.scale.to_bits());
             if !pools.iter().any(|(k, _)| *k == key) {
-                let x: Vec<f32> = (0..POOL * ty.block_size()).map(|_| t.offset + t.scale * rng.sym()).collect();
+                let x: Vec<f32> = (0..POOL * ty.block_size()).map(|_| t.offset + t.scale * sym(&mut rng)).collect();
                 let mut b = vec![0u8; POOL * ty.type_size()];
                 quant::encode_par(ty, &x, &mut b).map_err(|e| format!("{}: {e}", t.name))?;
                 pools.push((key, b));
@@ -274,7 +265,7 @@ pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &Gguf
             let ts = ty.type_size();
             let mut out = vec![0u8; n / ty.block_size() * ts];
             for blk in out.chunks_exact_mut(ts) {
-                let i = (rng.next() % POOL as u64) as usize;
+                let i = (rng.next_u64() % POOL as u64) as usize;
                 blk.copy_from_slice(&pool[i * ts..(i + 1) * ts]);
             }
             out

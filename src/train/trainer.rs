@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::model::Model;
 use crate::train::block::{SeqView, StepOptions, Trainable};
-use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
 use crate::lora::dropout::Dropout;
 use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
@@ -64,25 +64,6 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// One line of the metrics log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepMetrics {
-    /// 1-based step.
-    pub step: u64,
-    /// Mean loss over the trained tokens of the step.
-    pub loss: f64,
-    /// Validation loss, when evaluated at this step.
-    pub val_loss: Option<f64>,
-    /// Learning rate used.
-    pub lr: f32,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Tokens (all positions) per second in this step.
-    pub tok_per_s: f64,
-    /// Resident memory in bytes, when known.
-    pub rss: Option<u64>,
-}
-
 /// What a run returns.
 #[derive(Debug)]
 pub struct TrainResult {
@@ -124,10 +105,7 @@ pub fn init_lora(model: &Model, targets: &[Target], rank: usize, alpha: f32, see
 
 /// Resident set size of this process (Linux), in bytes.
 pub fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::util::proc::rss_bytes()
 }
 
 fn view(s: &Sequence) -> SeqView<'_> {
@@ -150,15 +128,6 @@ pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Opti
         n += c;
     }
     Ok((n > 0).then(|| sum / n as f64))
-}
-
-/// Where the data stream stands: epoch and index of the next sequence in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DataPos {
-    /// Epoch of the next sequence.
-    pub epoch: u64,
-    /// Index of the next sequence within its epoch's order.
-    pub index: u64,
 }
 
 /// On resume, drop the metrics-log lines of steps after the checkpoint (a run that stopped
