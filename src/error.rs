@@ -64,6 +64,9 @@ pub enum Error {
     /// A training dataset is unusable.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// Training stopped (a non-finite loss or gradient, overflowing activations).
+    #[error("{0}")]
+    Train(String),
     /// The compute backend failed.
     #[error("{0}")]
     Backend(String),
@@ -109,13 +112,6 @@ impl From<String> for Error {
     }
 }
 
-/// For code that still returns `Result<_, String>` (the model, trainer and block code, until
-/// they move to [`Error`]): the message as printed.
-impl From<Error> for String {
-    fn from(e: Error) -> Self {
-        e.to_string()
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,8 @@
 
 pub mod dropout;
 
+use crate::error::Error;
+
 /// The projections a LoRA can target, with their GGUF tensor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -62,7 +64,7 @@ impl Target {
 
     /// Parse a comma-separated list (`q,k,v,o,gate,up,down`; also `all`, `attn`, `mlp`, and
     /// HF names like `q_proj`, `gate_proj`).
-    pub fn parse_list(s: &str) -> Result<Vec<Target>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Target>, Error> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let add: &[Target] = match part {
@@ -77,9 +79,9 @@ impl Target {
                 "up" | "up_proj" | "ffn_up" => &[Target::Up],
                 "down" | "down_proj" | "ffn_down" => &[Target::Down],
                 _ => {
-                    return Err(format!(
+                    return Err(Error::Usage(format!(
                         "unknown LoRA target '{part}' (use q,k,v,o,gate,up,down or all/attn/mlp)"
-                    ))
+                    )))
                 }
             };
             for t in add {
@@ -89,7 +91,7 @@ impl Target {
             }
         }
         if out.is_empty() {
-            return Err("no LoRA targets given".into());
+            return Err(Error::Usage("no LoRA targets given".into()));
         }
         out.sort();
         Ok(out)
