@@ -30,6 +30,9 @@ struct Cli {
     /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
     numerics: Option<String>,
+    /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
+    #[arg(long, global = true, value_name = "cpu|cuda[:N]")]
+    device: Option<String>,
     #[command(flatten)]
     train: cmd::train::TrainArgs,
     #[command(subcommand)]
@@ -267,6 +270,9 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(n) = &cli.numerics {
         let n = finetune::model::Numerics::from_name(n).ok_or_else(|| Error::usage(format!("--numerics {n}: use ggml or f32")))?;
         cmd::set_numerics(n);
+    }
+    if let Some(d) = &cli.device {
+        finetune::backend::cuda::Device::parse(d)?.check()?;
     }
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| Error::Msg(e.to_string()))?;
     let Some(command) = cli.command else {
