@@ -26,7 +26,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Measure this engine: median of `reps` runs.
 pub fn measure(m: &Model, n_prompt: usize, n_gen: usize, reps: usize) -> Result<Speed> {
     let nv = m.cfg.n_vocab as u32;
-    let toks: Vec<u32> = (0..n_prompt as u32).map(|i| (i.wrapping_mul(7919) + 13) % nv.min(20000).max(1)).collect();
+    let toks: Vec<u32> = (0..n_prompt as u32).map(|i| (i.wrapping_mul(7919) + 13) % nv.clamp(1, 20000)).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut warm = m.new_cache(32);
     m.forward(&toks[..16.min(n_prompt)], &mut warm)?;

@@ -479,7 +479,9 @@ fn smollm2_gguf_template_renders_like_transformers_jinja2() {
 /// llama.cpp's renderings of every conversation (with and without the generation prompt) with
 /// `tmpl` (None = the model's own template); also returns the model's template as llama.cpp
 /// reads it.
-fn llama_renderings(model: &Path, tmpl: Option<&str>, tag: &str) -> (Option<String>, Vec<(String, Vec<Message>, bool, String)>) {
+type Rendering = (String, Vec<Message>, bool, String);
+
+fn llama_renderings(model: &Path, tmpl: Option<&str>, tag: &str) -> (Option<String>, Vec<Rendering>) {
     let dir = common::tmpdir(tag);
     let mut meta = Vec::new();
     let mut input = Vec::new();

@@ -121,6 +121,7 @@ fn rms_norm_backward_matches_finite_differences() {
 
 // ---------------------------------------------------------------- rope
 
+#[allow(clippy::too_many_arguments)]
 fn rope_ref(x: &[f64], style: RopeStyle, n_rot: usize, base: f64, fs: f64, factors: Option<&[f32]>, nh: usize, hd: usize, pos: &[u32]) -> Vec<f64> {
     let mut y = x.to_vec();
     for (row, &p) in y.chunks_exact_mut(nh * hd).zip(pos) {

@@ -220,7 +220,8 @@ impl SynthSpec {
 /// `ffn_down` of the blocks its `use_more_bits` picks (the first and last eighth, and every
 /// third in between), Q4_K for everything else.
 pub fn q4_k_m_type(name: &str, layer: Option<usize>, n_layer: usize) -> GgmlType {
-    let more_bits = |i: usize| i < n_layer / 8 || i >= 7 * n_layer / 8 || (i >= n_layer / 8 && (i - n_layer / 8) % 3 == 2);
+    // `i − n_layer/8` is evaluated only when the first test failed, i.e. i ≥ n_layer/8.
+    let more_bits = |i: usize| i < n_layer / 8 || i >= 7 * n_layer / 8 || (i - n_layer / 8) % 3 == 2;
     if name == "output.weight" {
         return GgmlType::Q6_K;
     }

@@ -124,7 +124,8 @@ pub fn gelu_tanh_grad(x: f32) -> f32 {
 pub fn glu_backward(act: Act, gate: &[f32], up: &[f32], dh: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
     let n = gate.len();
     assert!(up.len() == n && dh.len() == n && dgate.len() == n && dup.len() == n, "glu_backward: sizes differ");
-    let (f, df): (fn(f32) -> f32, fn(f32) -> f32) = match act {
+    type Scalar = fn(f32) -> f32;
+    let (f, df): (Scalar, Scalar) = match act {
         Act::SwiGlu => (silu, silu_grad),
         Act::GeGlu => (gelu_tanh, gelu_tanh_grad),
     };

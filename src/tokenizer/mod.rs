@@ -88,7 +88,7 @@ pub enum TokenizerError {
 
 #[derive(Debug)]
 enum Engine {
-    Bpe(bpe::Bpe),
+    Bpe(Box<bpe::Bpe>),
     Spm { byte_tokens: Box<[Option<u32>; 256]> },
 }
 
@@ -118,7 +118,7 @@ impl Tokenizer {
         };
         let vocab = Vocab::load(h, kind, &pre)?;
         let engine = match kind {
-            Kind::Bpe => Engine::Bpe(bpe::Bpe::load(h, &pre)?),
+            Kind::Bpe => Engine::Bpe(Box::new(bpe::Bpe::load(h, &pre)?)),
             Kind::Spm => Engine::Spm { byte_tokens: Box::new(spm::byte_tokens(&vocab)) },
         };
         let specials = Specials::new(&vocab);

@@ -158,8 +158,8 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let [beta1, beta2, eps, weight_decay] = adam_vals[..] else { return Err(bad("finetune.checkpoint.adam")) };
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).ok_or_else(|| bad("adapter.lora.alpha"))?;
     // Tensors → three sets.
-    let mut parts: [BTreeMap<(usize, crate::lora::Target), [Option<(Vec<u64>, Vec<f32>)>; 2]>; 3] =
-        Default::default();
+    type Halves = [Option<(Vec<u64>, Vec<f32>)>; 2];
+    let mut parts: [BTreeMap<(usize, crate::lora::Target), Halves>; 3] = Default::default();
     for info in &f.tensors {
         let (k, name) = if let Some(n) = info.name.strip_prefix("adam_m.") {
             (1, n)

@@ -85,7 +85,7 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
         x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
     }
     fn find_not_below(&self, x: &Vec<f32>, bound: f32) -> Option<f32> {
-        x.iter().copied().find(|v| !(v.abs() < bound))
+        x.iter().copied().find(|v| v.is_nan() || v.abs() >= bound)
     }
 
     fn embed(&self, table: &dyn QuantWeight, tokens: &[u32], scale: Option<f32>, out: &mut Vec<f32>) {
