@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use super::send_ptr::SendPtr;
 use crate::quant::{self, GgmlType};
 
 /// A quantized (or float) matrix view: `n_out` rows of `n_in` elements.
@@ -45,10 +46,6 @@ impl QMatrix<'_> {
 
 const MR: usize = 6;
 const NR: usize = 16;
-
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// `y[t, o] = Σ_i x[t, i]·W[o, i]` for `t < x.len()/n_in`; `y` is overwritten.
 pub fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32]) {

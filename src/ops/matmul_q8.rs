@@ -10,13 +10,10 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, QMatrix};
+use super::send_ptr::SendPtr;
 use crate::quant::q4k_ggml;
 use crate::quant::q8::{self, Q8Rows};
 use crate::quant::vecdot::{self, DotKernel};
-
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Whether [`matmul_q8`] takes the integer path for `w` (else it computes in f32).
 pub fn has_q8_path(w: &QMatrix) -> bool {
