@@ -413,7 +413,7 @@ pub(in crate::quant) unsafe fn q6_k_lanes<const N: usize>(b: &[u8], ab: [&BlockQ
 /// super-block at `p`, codes 0..63.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::quant) unsafe fn q6_k_codes32(p: *const u8, n: usize, m4: __m256i, m2: __m256i) -> [__m256i; 4] {
+unsafe fn q6_k_codes32(p: *const u8, n: usize, m4: __m256i, m2: __m256i) -> [__m256i; 4] {
     let ql0 = _mm256_loadu_si256(p.add(64 * n) as *const __m256i);
     let ql1 = _mm256_loadu_si256(p.add(64 * n + 32) as *const __m256i);
     let qh = _mm256_loadu_si256(p.add(128 + 32 * n) as *const __m256i);
@@ -439,6 +439,6 @@ pub(in crate::quant) unsafe fn q6_k_offset(sc: &[u8], bsums: &[i16; 16]) -> __m2
 /// Scales `g` (low 128 bits) and `g + 1` (high) of a Q6_K super-block as i16 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::quant) unsafe fn q6_k_scales32(sc: &[u8], g: usize) -> __m256i {
+unsafe fn q6_k_scales32(sc: &[u8], g: usize) -> __m256i {
     _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(sc[g] as i8 as i16)), _mm_set1_epi16(sc[g + 1] as i8 as i16), 1)
 }
