@@ -26,7 +26,7 @@ use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::bench::{step_inputs, StepInputs};
-use finetune::train::lora::Target;
+use finetune::lora::Target;
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
 
@@ -88,12 +88,12 @@ fn main() {
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable { model: &model };
+    let tr = Trainable::new(&model);
 
     let t0 = Instant::now();
     let opts = StepOptions { dropout: None, keep_bytes: keep };
     let (loss, n) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0 / (t - 1) as f32, opts).expect("training step");
-    let norm = clip_global_norm(&mut grads, 1.0);
+    let norm = clip_global_norm(&tr.backend, &mut grads, 1.0);
     adam.update(&mut lora, &grads, 2e-4);
     let secs = t0.elapsed().as_secs_f64();
     let peak = peak_rss();

@@ -15,7 +15,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::bench::{step_inputs, StepInputs};
-use finetune::train::prof::{self, Phase, PHASES};
+use finetune::prof::{self, Phase, PHASES};
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -40,7 +40,7 @@ fn main() {
     let StepInputs { lora, tokens, labels, positions } = step_inputs(&model, t);
     let mut grads = lora.zeros_like();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable { model: &model };
+    let tr = Trainable::new(&model);
 
     let _ = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, opts).expect("warm-up");
     prof::set_enabled(true);

@@ -83,7 +83,7 @@ pub fn peak_rss() -> u64 {
 /// tokens trained on every next token.
 pub struct StepInputs {
     /// The adapter being trained.
-    pub lora: crate::train::lora::LoraSet,
+    pub lora: crate::lora::LoraSet,
     /// Token ids.
     pub tokens: Vec<u32>,
     /// Next-token labels (`-1` at the end).
@@ -94,7 +94,7 @@ pub struct StepInputs {
 
 /// The fixed-seed [`StepInputs`] that `finetune bench --train` and the training benches use.
 pub fn step_inputs(m: &Model, seq: usize) -> StepInputs {
-    use crate::train::lora::{SplitMix64, Target};
+    use crate::lora::{SplitMix64, Target};
     let mut lora = crate::train::trainer::init_lora(m, &Target::ALL, 16, 32.0, 7);
     let mut rng = SplitMix64(11);
     for l in &mut lora.layers {
@@ -123,14 +123,14 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Re
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let view = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable { model: m };
+    let tr = Trainable::new(m);
     let opts = StepOptions { dropout: None, keep_bytes };
     let mut times = Vec::new();
     for i in 0..=steps.max(1) {
         let t0 = Instant::now();
         grads.clear();
         tr.forward_backward_with(&lora, Some(&mut grads), &view, 1.0 / (seq - 1) as f32, opts)?;
-        clip_global_norm(&mut grads, 1.0);
+        clip_global_norm(&tr.backend, &mut grads, 1.0);
         adam.update(&mut lora, &grads, 1e-4);
         if i > 0 {
             times.push(t0.elapsed().as_secs_f64());

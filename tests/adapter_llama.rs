@@ -14,7 +14,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::Target;
+use finetune::lora::Target;
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
                     asked it three questions about the moon, the river and the stars. The fox thought for a long \

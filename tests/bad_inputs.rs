@@ -10,7 +10,7 @@ use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
-use finetune::train::lora::Target;
+use finetune::lora::Target;
 use finetune::train::trainer::init_lora;
 
 fn run(args: &[&str]) -> (bool, String, Option<i32>) {

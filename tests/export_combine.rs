@@ -15,7 +15,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::{LoraPair, LoraSet, Target};
+use finetune::lora::{LoraPair, LoraSet, Target};
 
 const TEXT: &str = "A lighthouse keeper counted the ships that passed each night. Some nights there were none, \
                     and on others the bay filled with lanterns until the water itself seemed to glow.";

@@ -18,13 +18,15 @@ use finetune::model::{Config, Model};
 use finetune::ops::activation::Act;
 use finetune::ops::rope::RopeStyle;
 use finetune::quant::GgmlType;
+use finetune::backend::checked::Checked;
+use finetune::backend::cpu::Cpu;
 use finetune::train::block::{saved_floats, SeqView, StepOptions, Trainable};
-use finetune::train::dropout::Dropout;
-use finetune::train::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
+use finetune::lora::dropout::Dropout;
+use finetune::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
 
-fn dense(w: &finetune::ops::matmul::QMatrix) -> Vec<f64> {
-    let mut out = vec![0f32; w.n_in * w.n_out];
-    w.decode_rows(0, w.n_out, &mut out);
+fn dense(w: &dyn finetune::weights::QuantWeight) -> Vec<f64> {
+    let mut out = vec![0f32; w.n_in() * w.n_out()];
+    w.decode_rows(0, w.n_out(), &mut out);
     out.into_iter().map(f64::from).collect()
 }
 
@@ -69,7 +71,7 @@ struct Ref<'a> {
 impl<'a> Ref<'a> {
     fn new(m: &'a Model<'a>) -> Self {
         let w = (0..m.cfg.n_layer).map(|il| Target::ALL.iter().map(|&t| dense(m.weight(il, t))).collect()).collect();
-        Ref { m, cfg: m.cfg.clone(), w, emb: dense(&m.tok_embd), out: dense(&m.output), dropout: None }
+        Ref { m, cfg: m.cfg.clone(), w, emb: dense(&*m.tok_embd), out: dense(&*m.output), dropout: None }
     }
 }
 
@@ -86,7 +88,7 @@ impl Ref<'_> {
     fn proj(&self, lora: &Lora64, alpha: f64, il: usize, t: Target, x: &[f64]) -> Vec<f64> {
         let w = self.m.weight(il, t);
         let ti = Target::ALL.iter().position(|&x| x == t).unwrap();
-        let mut y = mm(x, &self.w[il][ti], w.n_in, w.n_out);
+        let mut y = mm(x, &self.w[il][ti], w.n_in(), w.n_out());
         if let Some((_, n_in, n_out, r, a, b)) = lora[il].iter().find(|p| p.0 == t) {
             let xd: Vec<f64> = match self.dropout {
                 Some(d) => x.iter().zip(d.mask(il, t, x.len())).map(|(&v, k)| v * k as f64).collect(),
@@ -270,7 +272,7 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
         let mut ps: Vec<(Target, LoraPair)> = Vec::new();
         for t in Target::ALL {
             let w = m.weight(il, t);
-            let mut p = init_pair(w.n_in, w.n_out, r, &mut rng);
+            let mut p = init_pair(w.n_in(), w.n_out(), r, &mut rng);
             p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) * 0.3) as f32);
             ps.push((t, p));
         }
@@ -288,10 +290,36 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
         .collect();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: Some(&segments) };
 
-    let tr = Trainable { model: &m };
+    // Through the checked backend (every call's shapes and finiteness checked, calls counted):
+    // the step reaches its kernels only through the backend traits.
+    let tr = Trainable::on(Checked::new(Cpu::default()), &m);
     let mut grads = lora.zeros_like();
     let drop = Dropout::for_micro_batch(dropout, s.seed, 5, 1);
     let (loss, count) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
+    let calls = tr.backend.calls();
+    for op in [
+        "embed",
+        "matmul",
+        "matmul_backward_input",
+        "rms_norm",
+        "rms_norm_backward",
+        "rope",
+        "rope_backward",
+        "glu",
+        "glu_backward",
+        "attention",
+        "attention_backward",
+        "lora_down",
+        "lora_up_add",
+        "lora_backward",
+        "cross_entropy",
+    ] {
+        assert!(calls.get(op).copied().unwrap_or(0) > 0, "{}: the training step never called backend op {op}: {calls:?}", s.arch);
+    }
+    // The checked wrapper is transparent: the plain CPU backend gives the same bits.
+    let mut g0 = lora.zeros_like();
+    let (l0, _) = Trainable::new(&m).forward_backward_with(&lora, Some(&mut g0), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
+    assert!(l0 == loss && g0 == grads, "{}: the checked backend changed the result", s.arch);
     // Kept intermediates (here every block fits) give the same bits as recomputed ones.
     let l0 = &m.layers[0];
     let has = [l0.q_norm.is_some(), l0.k_norm.is_some(), l0.post_attn_norm.is_some(), l0.post_ffw_norm.is_some()];

@@ -19,7 +19,7 @@ use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::chat::{ChatTemplate, Message};
 use finetune::gguf::GgufFile;
 use finetune::quant::GgmlType;
-use finetune::train::lora::{LoraPair, LoraSet, Target};
+use finetune::lora::{LoraPair, LoraSet, Target};
 
 /// Build the Go renderer once per test process into the scratch dir.
 fn go_renderer() -> PathBuf {

@@ -15,7 +15,7 @@ use finetune::model::Model;
 use finetune::tokenizer::Tokenizer;
 use finetune::train::block::{SeqView, Trainable};
 use finetune::train::data::{DataOptions, Dataset, Sequence};
-use finetune::train::lora::{LoraSet, SplitMix64, Target};
+use finetune::lora::{LoraSet, SplitMix64, Target};
 use finetune::train::optim::{AdamW, AdamWConfig};
 use finetune::train::trainer::init_lora;
 
@@ -108,7 +108,7 @@ fn lora_training_matches_pytorch_peft_on_smollm2() {
     assert_eq!(theirs["dtype"], serde_json::json!(["torch.float32"]), "transformers must run in float32");
 
     // Loss and gradients at the start.
-    let tr = Trainable { model: &model };
+    let tr = Trainable::new(&model);
     let mut grads = lora.zeros_like();
     let (loss, count) = batch(&tr, &lora, &mut grads, &seqs);
     let ref_loss = theirs["loss"].as_f64().unwrap();

@@ -27,7 +27,7 @@ use finetune::gguf::GgufModel;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::train::lora::{init_pair, SplitMix64, Target};
+use finetune::lora::{init_pair, SplitMix64, Target};
 use serde_json::{json, Value};
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
@@ -151,7 +151,7 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     let mut rng = SplitMix64(7);
     for (il, t, r) in [(0, Target::Q, 4), (1, Target::K, 16), (2, Target::Down, 4)] {
         let w = model.weight(il, t);
-        let mut p = init_pair(w.n_in, w.n_out, r, &mut rng);
+        let mut p = init_pair(w.n_in(), w.n_out(), r, &mut rng);
         p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale * 2.0);
         *mixed.get_mut(il, t).unwrap() = p;
     }

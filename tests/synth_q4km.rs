@@ -9,7 +9,7 @@ use finetune::model::synth::{q4_k_m_type, write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::block::{SeqView, Trainable};
-use finetune::train::lora::Target;
+use finetune::lora::Target;
 use finetune::train::trainer::init_lora;
 
 #[test]
@@ -61,8 +61,8 @@ fn small_q4_k_m_like_file_loads_here_and_in_llama_cpp() {
     let labels: Vec<i32> = ids[1..].iter().map(|&i| i as i32).chain([-1]).collect();
     let positions: Vec<u32> = (0..ids.len() as u32).collect();
     let seq = SeqView { tokens: &ids, labels: &labels, positions: &positions, segments: None };
-    let (loss, n) = Trainable { model: &m }.forward_backward(&lora, Some(&mut grads), &seq, 1.0).unwrap();
+    let (loss, n) = Trainable::new(&m).forward_backward(&lora, Some(&mut grads), &seq, 1.0).unwrap();
     assert_eq!(n, ids.len() - 1);
-    let gn = finetune::train::optim::global_norm(&grads);
+    let gn = finetune::train::optim::global_norm(&finetune::backend::cpu::Cpu::default(), &grads);
     assert!(loss.is_finite() && gn.is_finite() && gn > 0.0, "loss {loss}, grad norm {gn}");
 }

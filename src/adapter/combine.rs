@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use super::gguf_lora::{check_header, read_halves, write_adapter, AdapterError, BaseInfo};
 use crate::gguf::{GgufFile, Value};
 use crate::quant::GgmlType;
-use crate::train::lora::{LoraPair, LoraSet, Target};
+use crate::lora::{LoraPair, LoraSet, Target};
 
 /// One input: a file and the user scale it is combined with.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::gguf::{GgufFile, GgufWriter, Value};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
-use crate::train::lora::{LoraPair, LoraSet, Target};
+use crate::lora::{LoraPair, LoraSet, Target};
 
 /// An error reading or writing an adapter file.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,7 @@ pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError>
             return Err(bad(format!("{name}: lora_a or lora_b is missing")));
         };
         let w = model.weight(il, t);
-        let (n_in, n_out) = (w.n_in, w.n_out);
+        let (n_in, n_out) = (w.n_in(), w.n_out());
         let r = da[1] as usize;
         if da[0] as usize != n_in || db[0] as usize != r || db[1] as usize != n_out || r == 0 {
             return Err(bad(format!(

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use crate::gguf::{GgufModel, GgufWriter, Value};
 use crate::quant::{self, GgmlType};
-use crate::train::lora::{LoraSet, Target};
+use crate::lora::{LoraSet, Target};
 
 /// What type merged (adapted) tensors get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

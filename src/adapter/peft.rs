@@ -26,7 +26,7 @@ use super::gguf_lora::{read_adapter, BaseInfo};
 use crate::gguf::GgufFile;
 use crate::model::{Arch, Model};
 use crate::quant::{self, GgmlType};
-use crate::train::lora::{LoraPair, LoraSet, Target};
+use crate::lora::{LoraPair, LoraSet, Target};
 
 /// The PEFT config file name.
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -622,16 +622,16 @@ pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported, Pef
         };
         let w = model.weight(il, t);
         let r_m = cfg.rank_pattern.iter().find(|(k, _)| key_matches(&module, k)).map_or(cfg.r, |(_, r)| *r);
-        if sa[0] != sb[1] || sa[1] != w.n_in || sb[0] != w.n_out || sa[0] != r_m {
+        if sa[0] != sb[1] || sa[1] != w.n_in() || sb[0] != w.n_out() || sa[0] != r_m {
             return Err(at(
                 &wpath,
                 format!(
                     "module '{module}': {na} {sa:?} and {nb} {sb:?} do not fit the base weight {} [out {}, in {}] at rank {r_m} (expected [{r_m}, {}] and [{}, {r_m}])",
                     t.tensor_name(il),
-                    w.n_out,
-                    w.n_in,
-                    w.n_in,
-                    w.n_out
+                    w.n_out(),
+                    w.n_in(),
+                    w.n_in(),
+                    w.n_out()
                 ),
             ));
         }
@@ -646,7 +646,7 @@ pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported, Pef
             b.iter_mut().for_each(|v| *v = (*v as f64 * ratio) as f32);
             folded += 1;
         }
-        layers[il].push((t, LoraPair { n_in: w.n_in, n_out: w.n_out, r: r_m, a, b }));
+        layers[il].push((t, LoraPair { n_in: w.n_in(), n_out: w.n_out(), r: r_m, a, b }));
     }
     let base = match st.metadata.get(META_BASE_NAME) {
         Some(n) => BaseInfo {

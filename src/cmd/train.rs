@@ -9,7 +9,7 @@ use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::checkpoint;
 use finetune::train::data::{DataOptions, Dataset, Format};
-use finetune::train::lora::Target;
+use finetune::lora::Target;
 use finetune::train::optim::{AdamWConfig, Schedule};
 use finetune::train::plan::{human, parse_bytes, plan};
 use finetune::train::plot::write_svg;

@@ -12,8 +12,16 @@ fn dir() -> Option<&'static PathBuf> {
     DIR.get_or_init(|| std::env::var_os("FINETUNE_TRACE_DIR").map(PathBuf::from)).as_ref()
 }
 
-/// Record `data` as intermediate `name` of layer `il` (or of the whole model).
-pub fn trace(name: &str, il: Option<usize>, data: &[f32]) {
+/// Record buffer `x` of backend `b` as intermediate `name` of layer `il` (or of the whole
+/// model); read back from the backend only when tracing is on.
+pub fn trace<B: crate::backend::Backend>(b: &B, name: &str, il: Option<usize>, x: &B::Buf) {
+    if dir().is_some() {
+        trace_host(name, il, &b.download(x));
+    }
+}
+
+/// Record host values `data` as intermediate `name` of layer `il` (or of the whole model).
+pub fn trace_host(name: &str, il: Option<usize>, data: &[f32]) {
     let Some(d) = dir() else { return };
     let file = match il {
         Some(i) => d.join(format!("{name}-{i}.f32")),

@@ -7,7 +7,8 @@
 
 use rayon::prelude::*;
 
-use super::matmul::{matmul, matmul_backward_input, QMatrix};
+use super::matmul::{matmul, matmul_backward_input};
+use crate::weights::QuantWeight;
 use super::vexp::exp_sub;
 
 /// Rows of logits computed at a time.
@@ -20,14 +21,14 @@ pub const CHUNK: usize = 128;
 /// `scale · d(sum of losses)/d hidden` (zero on ignored rows). A target ≥ n_vocab is invalid
 /// input and panics.
 pub fn cross_entropy(
-    output: &QMatrix,
+    output: &dyn QuantWeight,
     softcap: Option<f32>,
     hidden: &[f32],
     targets: &[i32],
     scale: f32,
     mut dhidden: Option<&mut [f32]>,
 ) -> (f64, usize) {
-    let (e, nv) = (output.n_in, output.n_out);
+    let (e, nv) = (output.n_in(), output.n_out());
     let t = targets.len();
     assert_eq!(hidden.len(), t * e, "cross_entropy: hidden must be [targets, n_embd]");
     if let Some(d) = &dhidden {

@@ -13,55 +13,27 @@
 use rayon::prelude::*;
 
 use super::send_ptr::SendPtr;
-use crate::quant::{self, GgmlType};
-
-/// A quantized (or float) matrix view: `n_out` rows of `n_in` elements.
-#[derive(Clone, Copy, Debug)]
-pub struct QMatrix<'a> {
-    /// Element type of the blocks.
-    pub ty: GgmlType,
-    /// Row length (ne0).
-    pub n_in: usize,
-    /// Number of rows (ne1).
-    pub n_out: usize,
-    /// Raw blocks, row-major.
-    pub data: &'a [u8],
-}
-
-impl QMatrix<'_> {
-    /// Bytes of one row.
-    pub fn row_bytes(&self) -> usize {
-        self.n_in / self.ty.block_size() * self.ty.type_size()
-    }
-    /// Raw bytes of rows `r0..r1`.
-    pub fn rows(&self, r0: usize, r1: usize) -> &[u8] {
-        let rb = self.row_bytes();
-        &self.data[r0 * rb..r1 * rb]
-    }
-    /// Decode rows `r0..r1` into `out` (`(r1−r0)·n_in` values).
-    pub fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        quant::decode(self.ty, self.rows(r0, r1), out).expect("matrix sizes validated at load");
-    }
-}
+pub use crate::weights::QMatrix;
+use crate::weights::QuantWeight;
 
 const MR: usize = 6;
 const NR: usize = 16;
 
 /// `y[t, o] = Σ_i x[t, i]·W[o, i]` for `t < x.len()/n_in`; `y` is overwritten.
-pub fn matmul(w: &QMatrix, x: &[f32], y: &mut [f32]) {
-    let k = w.n_in;
+pub fn matmul(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
+    let k = w.n_in();
     let t = x.len() / k;
     assert_eq!(x.len(), t * k, "x is not a whole number of rows");
-    assert_eq!(y.len(), t * w.n_out, "y has the wrong size");
+    assert_eq!(y.len(), t * w.n_out(), "y has the wrong size");
     if t <= 2 {
         return gemv(w, x, t, y);
     }
     gemm(w, x, t, y)
 }
 
-fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
-    let k = w.n_in;
-    let n = w.n_out;
+fn gemm(w: &dyn QuantWeight, x: &[f32], t: usize, y: &mut [f32]) {
+    let k = w.n_in();
+    let n = w.n_out();
     let panel_rows = ((192 * 1024 / 4 / k).max(NR) / NR * NR).min(n.div_ceil(NR) * NR);
     let n_panels = n.div_ceil(panel_rows);
     let yp = SendPtr(y.as_mut_ptr());
@@ -99,17 +71,17 @@ fn gemm(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
 /// (≈64 KiB of f32), repacks it as `[rows][16]` slivers and accumulates `dy_panel · panel`
 /// with the micro-kernel. When there are fewer ranges than threads, the rows are also split
 /// and the partial sums added.
-pub fn matmul_backward_input(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+pub fn matmul_backward_input(w: &dyn QuantWeight, dy: &[f32], dx: &mut [f32]) {
     backward_input_op::<false>(w, dy, dx)
 }
 
 /// [`matmul_backward_input`] accumulating: `dx += dy · W`.
-pub fn matmul_backward_input_add(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
+pub fn matmul_backward_input_add(w: &dyn QuantWeight, dy: &[f32], dx: &mut [f32]) {
     backward_input_op::<true>(w, dy, dx)
 }
 
-fn backward_input_op<const ADD: bool>(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
-    let (k, n) = (w.n_in, w.n_out);
+fn backward_input_op<const ADD: bool>(w: &dyn QuantWeight, dy: &[f32], dx: &mut [f32]) {
+    let (k, n) = (w.n_in(), w.n_out());
     if k == 0 {
         return;
     }
@@ -122,7 +94,7 @@ fn backward_input_op<const ADD: bool>(w: &QMatrix, dy: &[f32], dx: &mut [f32]) {
         }
         return;
     }
-    let bs = w.ty.block_size();
+    let bs = w.col_block();
     let unit = bs / gcd(bs, NR) * NR;
     let threads = rayon::current_num_threads();
     let per = (k.div_ceil(unit) / (2 * threads)).clamp(1, (512 / unit).max(1));
@@ -170,10 +142,8 @@ fn gcd(a: usize, b: usize) -> usize {
 
 /// `dy[:, o0..o1] · W[o0..o1, c0..c1]` as a `[t, c1−c0]` buffer, `kp` rows decoded at a time.
 #[allow(clippy::too_many_arguments)]
-fn backward_input_part(w: &QMatrix, dy: &[f32], t: usize, c0: usize, c1: usize, o0: usize, o1: usize, kp: usize) -> Vec<f32> {
-    let (n, wc, bs, ts) = (w.n_out, c1 - c0, w.ty.block_size(), w.ty.type_size());
-    let rb = w.row_bytes();
-    let (b0, b1) = (c0 / bs * ts, c1 / bs * ts);
+fn backward_input_part(w: &dyn QuantWeight, dy: &[f32], t: usize, c0: usize, c1: usize, o0: usize, o1: usize, kp: usize) -> Vec<f32> {
+    let (n, wc) = (w.n_out(), c1 - c0);
     let n_sl = wc.div_ceil(NR);
     let mut acc = vec![0f32; t * wc];
     let mut rows = vec![0f32; kp * wc];
@@ -181,8 +151,7 @@ fn backward_input_part(w: &QMatrix, dy: &[f32], t: usize, c0: usize, c1: usize, 
     for p0 in (o0..o1).step_by(kp) {
         let nrows = kp.min(o1 - p0);
         for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
-            let row = &w.data[(p0 + r) * rb..(p0 + r + 1) * rb];
-            quant::decode(w.ty, &row[b0..b1], out).expect("matrix sizes validated at load");
+            w.decode_cols(p0 + r, c0, c1, out);
         }
         pack_cols(&rows[..nrows * wc], wc, nrows, 0, wc, NR * kp, &mut packed);
         for m0 in (0..t).step_by(MR) {
@@ -448,9 +417,9 @@ unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: 
 }
 
 /// One or two tokens: decode each row and dot it with x (rows in parallel).
-fn gemv(w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
-    let k = w.n_in;
-    let n = w.n_out;
+fn gemv(w: &dyn QuantWeight, x: &[f32], t: usize, y: &mut [f32]) {
+    let k = w.n_in();
+    let n = w.n_out();
     let chunk = (4096 / k.max(1)).max(1);
     let yp = SendPtr(y.as_mut_ptr());
     let yp = &yp;
@@ -532,6 +501,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::{self, GgmlType};
 
     fn reference(wf: &[f32], x: &[f32], k: usize, n: usize) -> Vec<f64> {
         let t = x.len() / k;

@@ -12,7 +12,7 @@ use crate::adapter::gguf_lora::parse_name;
 use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
-use crate::train::lora::{LoraPair, LoraSet};
+use crate::lora::{LoraPair, LoraSet};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::trainer::{DataPos, StepMetrics};
 
@@ -130,7 +130,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, String> {
     let [beta1, beta2, eps, weight_decay] = adam_vals[..] else { return Err(bad("finetune.checkpoint.adam")) };
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).ok_or_else(|| bad("adapter.lora.alpha"))?;
     // Tensors → three sets.
-    let mut parts: [BTreeMap<(usize, crate::train::lora::Target), [Option<(Vec<u64>, Vec<f32>)>; 2]>; 3] =
+    let mut parts: [BTreeMap<(usize, crate::lora::Target), [Option<(Vec<u64>, Vec<f32>)>; 2]>; 3] =
         Default::default();
     for info in &f.tensors {
         let (k, name) = if let Some(n) = info.name.strip_prefix("adam_m.") {

@@ -1,36 +1,20 @@
 //! AdamW (decoupled weight decay, as `torch.optim.AdamW`), learning-rate schedules with warmup,
 //! and global-norm gradient clipping (as `torch.nn.utils.clip_grad_norm_`).
 
-use crate::train::lora::LoraSet;
-
-/// AdamW hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamWConfig {
-    /// β₁.
-    pub beta1: f32,
-    /// β₂.
-    pub beta2: f32,
-    /// ε.
-    pub eps: f32,
-    /// Decoupled weight decay.
-    pub weight_decay: f32,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
-    }
-}
+pub use crate::backend::AdamWConfig;
+use crate::backend::cpu::Cpu;
+use crate::backend::TrainBackend;
+use crate::lora::LoraSet;
 
 /// AdamW state: first and second moments shaped like the parameters, and the step count.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AdamW {
+pub struct AdamW<T = Vec<f32>> {
     /// Hyper-parameters.
     pub cfg: AdamWConfig,
     /// First moments.
-    pub m: LoraSet,
+    pub m: LoraSet<T>,
     /// Second moments.
-    pub v: LoraSet,
+    pub v: LoraSet<T>,
     /// Updates done so far.
     pub step: u64,
 }
@@ -41,9 +25,16 @@ impl AdamW {
         AdamW { cfg, m: params.zeros_like(), v: params.zeros_like(), step: 0 }
     }
 
-    /// One update with learning rate `lr`: exactly torch's AdamW
-    /// (`p ← p·(1 − lr·wd)`, then `p ← p − lr · m̂ / (√v̂ + ε)`).
+    /// [`AdamW::update_on`] on the CPU backend.
     pub fn update(&mut self, params: &mut LoraSet, grads: &LoraSet, lr: f32) {
+        self.update_on(&Cpu::default(), params, grads, lr)
+    }
+}
+
+impl<T> AdamW<T> {
+    /// One update with learning rate `lr` on backend `b`: exactly torch's AdamW
+    /// (`p ← p·(1 − lr·wd)`, then `p ← p − lr · m̂ / (√v̂ + ε)`).
+    pub fn update_on<B: TrainBackend<Buf = T>>(&mut self, b: &B, params: &mut LoraSet<T>, grads: &LoraSet<T>, lr: f32) {
         self.step += 1;
         let c = self.cfg;
         let bc1 = 1.0 - (c.beta1 as f64).powi(self.step as i32);
@@ -55,13 +46,7 @@ impl AdamW {
         let ms = self.m.buffers_mut();
         let vs = self.v.buffers_mut();
         for (((p, g), m), v) in params.buffers_mut().into_iter().zip(gs).zip(ms).zip(vs) {
-            for i in 0..p.len() {
-                let gi = g[i];
-                m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;
-                v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * gi * gi;
-                let denom = v[i].sqrt() / bc2_sqrt + c.eps;
-                p[i] = p[i] * decay - step_size * m[i] / denom;
-            }
+            b.adamw(c, step_size, bc2_sqrt, decay, p, g, m, v);
         }
     }
 }
@@ -104,18 +89,18 @@ impl Schedule {
     }
 }
 
-/// Global L2 norm of all gradients (accumulated in f64).
-pub fn global_norm(grads: &LoraSet) -> f64 {
-    grads.buffers().iter().flat_map(|b| b.iter()).map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt()
+/// Global L2 norm of all gradients (accumulated in f64, in buffer order).
+pub fn global_norm<B: TrainBackend>(b: &B, grads: &LoraSet<B::Buf>) -> f64 {
+    grads.buffers().into_iter().fold(0.0, |acc, g| b.sum_squares(g, acc)).sqrt()
 }
 
 /// Scale gradients so their global norm is at most `max_norm` (no-op when `max_norm` ≤ 0);
 /// returns the norm before clipping.
-pub fn clip_global_norm(grads: &mut LoraSet, max_norm: f32) -> f64 {
-    let norm = global_norm(grads);
+pub fn clip_global_norm<B: TrainBackend>(b: &B, grads: &mut LoraSet<B::Buf>, max_norm: f32) -> f64 {
+    let norm = global_norm(b, grads);
     if max_norm > 0.0 && norm > max_norm as f64 {
         let s = (max_norm as f64 / (norm + 1e-6)) as f32;
-        grads.buffers_mut().into_iter().for_each(|b| b.iter_mut().for_each(|g| *g *= s));
+        grads.buffers_mut().into_iter().for_each(|g| b.scale(g, s));
     }
     norm
 }

@@ -10,7 +10,7 @@
 
 use crate::model::Model;
 use crate::ops::loss::CHUNK;
-use crate::train::lora::Target;
+use crate::lora::Target;
 
 /// Estimated bytes per component.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,17 +92,17 @@ impl std::fmt::Display for MemoryPlan {
 pub fn plan(model: &Model, targets: &[Target], rank: usize, seq_len: usize, data_tokens: usize, keep_bytes: u64) -> MemoryPlan {
     let c = &model.cfg;
     let f = 4u64;
-    let mut weights = model.tok_embd.data.len() as u64;
-    if !std::ptr::eq(model.output.data.as_ptr(), model.tok_embd.data.as_ptr()) {
-        weights += model.output.data.len() as u64;
+    let mut weights = model.tok_embd.byte_size() as u64;
+    if !std::sync::Arc::ptr_eq(&model.output, &model.tok_embd) {
+        weights += model.output.byte_size() as u64;
     }
     let mut lora_params = 0u64;
     for il in 0..c.n_layer {
         for t in Target::ALL {
             let w = model.weight(il, t);
-            weights += w.data.len() as u64;
+            weights += w.byte_size() as u64;
             if targets.contains(&t) {
-                lora_params += (rank * (w.n_in + w.n_out)) as u64;
+                lora_params += (rank * (w.n_in() + w.n_out())) as u64;
             }
         }
     }

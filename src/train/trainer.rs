@@ -11,8 +11,8 @@ use crate::model::Model;
 use crate::train::block::{SeqView, StepOptions, Trainable};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::train::data::{Dataset, Sequence};
-use crate::train::dropout::Dropout;
-use crate::train::lora::{init_pair, LoraSet, SplitMix64, Target};
+use crate::lora::dropout::Dropout;
+use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
 /// Set by a Ctrl-C handler: the loop saves a checkpoint and returns.
@@ -114,7 +114,7 @@ pub fn init_lora(model: &Model, targets: &[Target], rank: usize, alpha: f32, see
             ts.into_iter()
                 .map(|t| {
                     let w = model.weight(il, t);
-                    (t, init_pair(w.n_in, w.n_out, rank, &mut rng))
+                    (t, init_pair(w.n_in(), w.n_out(), rank, &mut rng))
                 })
                 .collect()
         })
@@ -142,7 +142,7 @@ fn view(s: &Sequence) -> SeqView<'_> {
 
 /// Mean validation loss over `seqs` (None when there is nothing to score).
 pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>, String> {
-    let tr = Trainable { model };
+    let tr = Trainable::new(model);
     let (mut sum, mut n) = (0.0, 0usize);
     for s in seqs {
         let (l, c) = tr.loss(lora, &view(s))?;
@@ -249,7 +249,7 @@ pub fn train(
         epoch_seqs = data.epoch_sequences(pos.epoch);
     }
     let val_seqs = data.val_sequences();
-    let tr = Trainable { model };
+    let tr = Trainable::new(model);
     let mut grads = lora.zeros_like();
     if let (Some(p), true) = (&opts.log, start_step > 0) {
         keep_logged_steps(p, start_step)?;
@@ -311,12 +311,12 @@ pub fn train(
                 opts.checkpoint_dir.display()
             ));
         }
-        let grad_norm = clip_global_norm(&mut grads, opts.max_grad_norm);
+        let grad_norm = clip_global_norm(&tr.backend, &mut grads, opts.max_grad_norm);
         if !grad_norm.is_finite() {
             return Err(format!("gradient norm became {grad_norm} at step {}: stopping; try a lower --lr", step + 1));
         }
         let lr = opts.schedule.lr(opts.lr, step, total, opts.warmup);
-        adam.update(&mut lora, &grads, lr);
+        adam.update_on(&tr.backend, &mut lora, &grads, lr);
         let done = step + 1;
         // Throughput of the training step alone: validation below is not part of it.
         let secs = t0.elapsed().as_secs_f64();

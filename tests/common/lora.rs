@@ -1,7 +1,7 @@
 //! Random LoRA sets for the adapter tests.
 
 use finetune::model::Model;
-use finetune::train::lora::{init_pair, LoraSet, SplitMix64, Target};
+use finetune::lora::{init_pair, LoraSet, SplitMix64, Target};
 
 /// Pairs for `targets` in the layers `layers` (A as the LoRA init, B uniform ±`b_scale`, so the
 /// adapter changes the output), from one seeded stream; other layers are empty.
@@ -16,7 +16,7 @@ pub fn random_lora_in(m: &Model, layers: std::ops::Range<usize>, targets: &[Targ
                 .iter()
                 .map(|&t| {
                     let w = m.weight(il, t);
-                    let mut p = init_pair(w.n_in, w.n_out, r, &mut rng);
+                    let mut p = init_pair(w.n_in(), w.n_out(), r, &mut rng);
                     p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) as f32) * b_scale);
                     (t, p)
                 })

@@ -1,11 +1,14 @@
-//! LoRA: a low-rank update `ΔW = s · B·A` beside a frozen (quantized) projection `W`.
+//! LoRA data types: the projections an adapter can target ([`Target`]), one low-rank pair
+//! ([`LoraPair`]) and a whole model's pairs ([`LoraSet`]) — an update `ΔW = s · B·A` beside a
+//! frozen (quantized) projection `W`. They sit below `model/` (inference applies adapters) and
+//! `train/` (training learns one); the arithmetic on them is in the backends. [`dropout`] is
+//! PEFT's `lora_dropout` (masks hashed from the step, so runs reproduce).
 //!
 //! Shapes follow llama.cpp's GGUF LoRA format: `A` is `[r, n_in]` row-major (GGUF ne
 //! `[n_in, r]`), `B` is `[n_out, r]` row-major (GGUF ne `[r, n_out]`), and the projection of a
-//! row `x` becomes `y = W·x + s · B·(A·x)`. Forward and backward sit side by side with the same
-//! shapes; activations are `[T, features]` row-major f32.
+//! row `x` becomes `y = W·x + s · B·(A·x)`.
 
-use crate::ops::matmul::gemm_f32_kn;
+pub mod dropout;
 
 /// The projections a LoRA can target, with their GGUF tensor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,9 +96,11 @@ impl Target {
     }
 }
 
-/// One adapted projection: `A [r, n_in]`, `B [n_out, r]`.
+/// One adapted projection: `A [r, n_in]`, `B [n_out, r]`, each a buffer of type `T` (host
+/// `Vec<f32>` by default; a backend's own buffer type for the LoRA being trained on it). The
+/// products themselves are backend ops ([`crate::backend::Backend::lora_down`] and the rest).
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoraPair {
+pub struct LoraPair<T = Vec<f32>> {
     /// Input width.
     pub n_in: usize,
     /// Output width.
@@ -103,9 +108,9 @@ pub struct LoraPair {
     /// Rank.
     pub r: usize,
     /// `[r, n_in]` row-major.
-    pub a: Vec<f32>,
+    pub a: T,
     /// `[n_out, r]` row-major.
-    pub b: Vec<f32>,
+    pub b: T,
 }
 
 impl LoraPair {
@@ -113,79 +118,28 @@ impl LoraPair {
     pub fn zeros(n_in: usize, n_out: usize, r: usize) -> Self {
         LoraPair { n_in, n_out, r, a: vec![0.0; r * n_in], b: vec![0.0; n_out * r] }
     }
-
-    /// `u = x·Aᵀ` (`[T, r]`), the low-rank code of each row; kept for the backward.
-    pub fn down(&self, x: &[f32]) -> Vec<f32> {
-        let (r, n_in) = (self.r, self.n_in);
-        let t = x.len() / n_in;
-        let at = transpose(&self.a, r, n_in);
-        let mut u = vec![0f32; t * r];
-        gemm_f32_kn::<false, false>(x, n_in, t, &at, r, r, n_in, &mut u, r);
-        u
-    }
-
-    /// `y += s · u·Bᵀ` for `u` from [`down`](Self::down).
-    pub fn up_add(&self, u: &[f32], s: f32, y: &mut [f32]) {
-        let (r, n_out) = (self.r, self.n_out);
-        let t = u.len() / r.max(1);
-        let bt = transpose(&self.b, n_out, r);
-        let us: Vec<f32> = u.iter().map(|&v| s * v).collect();
-        gemm_f32_kn::<false, true>(&us, r, t, &bt, n_out, n_out, r, y, n_out);
-    }
-
-    /// Forward: `y += s · B·(A·x)` for each row; returns `u = x·Aᵀ` for the backward.
-    pub fn forward_add(&self, x: &[f32], s: f32, y: &mut [f32]) -> Vec<f32> {
-        let u = self.down(x);
-        self.up_add(&u, s, y);
-        u
-    }
-
-    /// Backward of [`forward_add`](Self::forward_add) given its input `x`, code `u` and the
-    /// output gradient `dy` (`[T, n_out]`): accumulates `grad.a += duᵀ·x`, `grad.b += s·dyᵀ·u`
-    /// and, when given, `dx += du·A` where `du = s · dy·B`.
-    pub fn backward(&self, x: &[f32], u: &[f32], dy: &[f32], s: f32, grad: &mut LoraPair, dx: Option<&mut [f32]>) {
-        let (r, n_in, n_out) = (self.r, self.n_in, self.n_out);
-        let t = x.len() / n_in;
-        // du[t, j] = s · Σ_o dy[t, o] · B[o, j]
-        let mut du = vec![0f32; t * r];
-        gemm_f32_kn::<false, false>(dy, n_out, t, &self.b, r, r, n_out, &mut du, r);
-        du.iter_mut().for_each(|d| *d *= s);
-        // grad.b[o, j] += Σ_t dy[t, o] · (s·u[t, j])
-        let us: Vec<f32> = u.iter().map(|&v| s * v).collect();
-        gemm_f32_kn::<true, true>(dy, n_out, n_out, &us, r, r, t, &mut grad.b, r);
-        // grad.a[j, i] += Σ_t du[t, j] · x[t, i]
-        gemm_f32_kn::<true, true>(&du, r, r, x, n_in, n_in, t, &mut grad.a, n_in);
-        // dx[t, i] += Σ_j du[t, j] · A[j, i]
-        if let Some(dx) = dx {
-            gemm_f32_kn::<false, true>(&du, r, t, &self.a, n_in, n_in, r, dx, n_in);
-        }
-    }
 }
 
-/// `[rows × cols]` row-major → `[cols × rows]`.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; rows * cols];
-    for (i, row) in m.chunks_exact(cols).enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            out[j * rows + i] = v;
-        }
+impl<T> LoraPair<T> {
+    /// The same shapes with each buffer mapped by `f` (e.g. uploaded to a backend).
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> LoraPair<U> {
+        LoraPair { n_in: self.n_in, n_out: self.n_out, r: self.r, a: f(&self.a), b: f(&self.b) }
     }
-    out
 }
 
 /// LoRA pairs of a whole model: per layer, the adapted targets with their pairs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoraSet {
+pub struct LoraSet<T = Vec<f32>> {
     /// `alpha` as stored in the adapter; a pair of rank `r` is scaled by `alpha / r`, as
     /// llama.cpp applies it.
     pub alpha: f32,
     /// Per layer, `(target, pair)` sorted by target.
-    pub layers: Vec<Vec<(Target, LoraPair)>>,
+    pub layers: Vec<Vec<(Target, LoraPair<T>)>>,
 }
 
-impl LoraSet {
+impl<T> LoraSet<T> {
     /// The multiplier `alpha / r` applied to `B·A` of `p` (1 when alpha is 0, as llama.cpp).
-    pub fn scale(&self, p: &LoraPair) -> f32 {
+    pub fn scale(&self, p: &LoraPair<T>) -> f32 {
         if self.alpha == 0.0 {
             1.0
         } else {
@@ -194,14 +148,41 @@ impl LoraSet {
     }
 
     /// The pair of `target` in layer `il`, if adapted.
-    pub fn get(&self, il: usize, target: Target) -> Option<&LoraPair> {
+    pub fn get(&self, il: usize, target: Target) -> Option<&LoraPair<T>> {
         self.layers.get(il)?.iter().find(|(t, _)| *t == target).map(|(_, p)| p)
     }
 
     /// Mutable access to the pair of `target` in layer `il`.
-    pub fn get_mut(&mut self, il: usize, target: Target) -> Option<&mut LoraPair> {
+    pub fn get_mut(&mut self, il: usize, target: Target) -> Option<&mut LoraPair<T>> {
         self.layers.get_mut(il)?.iter_mut().find(|(t, _)| *t == target).map(|(_, p)| p)
     }
+
+    /// The same set with every buffer mapped by `f` (e.g. uploaded to or read back from a
+    /// backend), in [`buffers`](Self::buffers) order.
+    pub fn map<U>(&self, mut f: impl FnMut(&T) -> U) -> LoraSet<U> {
+        LoraSet { alpha: self.alpha, layers: self.layers.iter().map(|l| l.iter().map(|(t, p)| (*t, p.map(&mut f))).collect()).collect() }
+    }
+
+    /// Every parameter buffer (A then B of each pair, layer by layer), for optimizers.
+    pub fn buffers_mut(&mut self) -> Vec<&mut T> {
+        self.layers.iter_mut().flat_map(|l| l.iter_mut().flat_map(|(_, p)| [&mut p.a, &mut p.b])).collect()
+    }
+
+    /// Every parameter buffer, read-only, in the order of [`buffers_mut`](Self::buffers_mut).
+    pub fn buffers(&self) -> Vec<&T> {
+        self.layers.iter().flat_map(|l| l.iter().flat_map(|(_, p)| [&p.a, &p.b])).collect()
+    }
+
+    /// Ranks present (sorted, distinct).
+    pub fn ranks(&self) -> Vec<usize> {
+        let mut r: Vec<usize> = self.layers.iter().flatten().map(|(_, p)| p.r).collect();
+        r.sort_unstable();
+        r.dedup();
+        r
+    }
+}
+
+impl LoraSet {
 
     /// A set of the same shapes, all zeros (gradient accumulators, optimizer moments).
     pub fn zeros_like(&self) -> LoraSet {
@@ -215,16 +196,6 @@ impl LoraSet {
         }
     }
 
-    /// Every parameter buffer (A then B of each pair, layer by layer), for optimizers.
-    pub fn buffers_mut(&mut self) -> Vec<&mut Vec<f32>> {
-        self.layers.iter_mut().flat_map(|l| l.iter_mut().flat_map(|(_, p)| [&mut p.a, &mut p.b])).collect()
-    }
-
-    /// Every parameter buffer, read-only, in the order of [`buffers_mut`](Self::buffers_mut).
-    pub fn buffers(&self) -> Vec<&Vec<f32>> {
-        self.layers.iter().flat_map(|l| l.iter().flat_map(|(_, p)| [&p.a, &p.b])).collect()
-    }
-
     /// Number of trainable parameters.
     pub fn n_params(&self) -> usize {
         self.buffers().iter().map(|b| b.len()).sum()
@@ -233,14 +204,6 @@ impl LoraSet {
     /// Set every value to zero.
     pub fn clear(&mut self) {
         self.buffers_mut().into_iter().for_each(|b| b.iter_mut().for_each(|v| *v = 0.0));
-    }
-
-    /// Ranks present (sorted, distinct).
-    pub fn ranks(&self) -> Vec<usize> {
-        let mut r: Vec<usize> = self.layers.iter().flatten().map(|(_, p)| p.r).collect();
-        r.sort_unstable();
-        r.dedup();
-        r
     }
 }
 

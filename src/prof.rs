@@ -1,4 +1,5 @@
-//! Optional phase timing of the training step, for benchmarks (`benches/train_step.rs`).
+//! Optional phase timing of the training step (the model block's forward and the trainer's
+//! backward), for benchmarks (`benches/train_step.rs`).
 //!
 //! Off by default: a disabled [`span`] costs one relaxed atomic load. When enabled, each span
 //! adds its wall time to a per-phase counter; phases nest (a backward span contains its

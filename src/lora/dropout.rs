@@ -7,7 +7,7 @@
 //! and the backward therefore see the same mask, a run is reproducible from its seed, and a
 //! resumed run draws exactly the masks an uninterrupted one would.
 
-use crate::train::lora::Target;
+use super::Target;
 
 /// The dropout of one micro-batch: probability and the key its masks are drawn from.
 #[derive(Clone, Copy, Debug, PartialEq)]

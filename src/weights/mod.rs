@@ -1,0 +1,79 @@
+//! Frozen weights behind one trait, whatever their storage.
+//!
+//! [`QuantWeight`] is "a frozen `n_out × n_in` matrix stored somehow": it says its shape and
+//! byte size, decodes rows (or a column range of one row) to f32 for the float kernels, and
+//! names the activation quantization its integer dot product expects where the format has one.
+//! Backends reach weights only through it. [`WeightSource`] is where a model's tensors come
+//! from (a GGUF file today; a safetensors directory next), by GGUF tensor name.
+//!
+//! Implementations: [`gguf::QMatrix`] (GGUF/ggml blocks, row-major, read in place from the
+//! memory map). A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
+//! [`WeightSource`] that yields it; the CPU backend's float path then works on it unchanged.
+
+pub mod gguf;
+
+pub use gguf::{GgufSource, QMatrix};
+
+use crate::model::{Config, ModelError};
+use crate::quant::GgmlType;
+
+/// How a weight is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// ggml blocks of this type (GGUF).
+    Ggml(GgmlType),
+}
+
+impl std::fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightFormat::Ggml(t) => write!(f, "{t}"),
+        }
+    }
+}
+
+/// A frozen `n_out × n_in` matrix (`y = x·Wᵀ` maps `n_in` to `n_out`), stored in any format.
+pub trait QuantWeight: Send + Sync + std::fmt::Debug {
+    /// Row length (input features).
+    fn n_in(&self) -> usize;
+    /// Number of rows (output features).
+    fn n_out(&self) -> usize;
+    /// The storage format.
+    fn format(&self) -> WeightFormat;
+    /// Bytes the stored matrix occupies.
+    fn byte_size(&self) -> usize;
+    /// Decode rows `r0..r1` into `out` (`(r1 − r0)·n_in` values, row-major).
+    fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]);
+    /// Column granularity of [`decode_cols`](Self::decode_cols) (the block width).
+    fn col_block(&self) -> usize;
+    /// Decode columns `c0..c1` of row `r` into `out` (`c1 − c0` values); `c0` and `c1` are
+    /// multiples of [`col_block`](Self::col_block) (or `c1 = n_in`).
+    fn decode_cols(&self, r: usize, c0: usize, c1: usize, out: &mut [f32]);
+    /// The activation format an integer dot product on this weight expects (ggml's
+    /// `vec_dot_type`: Q8_0, Q8_1 or Q8_K), if the format has such a path.
+    fn dot_activation(&self) -> Option<GgmlType> {
+        None
+    }
+    /// The GGUF block view, when the weight is ggml blocks (the CPU integer kernels and the
+    /// merge tool read those bytes in place).
+    fn as_ggml(&self) -> Option<QMatrix<'_>> {
+        None
+    }
+}
+
+/// A frozen weight borrowed from its source (a memory map) for `'a`.
+pub type Weight<'a> = Box<dyn QuantWeight + 'a>;
+
+/// Where a model's tensors come from, addressed by GGUF tensor name (`blk.3.attn_q.weight`).
+pub trait WeightSource<'a> {
+    /// The file (or directory) for error messages.
+    fn path(&self) -> String;
+    /// The model's hyper-parameters.
+    fn config(&self) -> Result<Config, ModelError>;
+    /// Whether the tensor exists.
+    fn has(&self, name: &str) -> bool;
+    /// A matrix of `n_out` rows of `n_in` (checked against the stored shape).
+    fn matrix(&self, name: &str, n_in: usize, n_out: usize) -> Result<Weight<'a>, ModelError>;
+    /// A vector of `n` values decoded to f32 (norm weights, biases: tiny).
+    fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError>;
+}
