@@ -380,6 +380,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tables_are_indexed_by_type_and_keep_the_scalar_references() {
+        for (i, &ty) in GgmlType::ALL.iter().enumerate() {
+            assert_eq!(ty as usize, i, "{ty}: the tables are indexed by declaration order");
+            for isa in Isa::ALL.into_iter().filter(|i| i.supported()) {
+                let (k, s) = (kernels_for(isa, ty).unwrap(), scalar_kernels(ty));
+                assert_eq!(k.ty, ty);
+                // Every level has what the scalar one has (and the same type facts).
+                assert_eq!(k.decode.is_some(), s.decode.is_some(), "{ty} at {}", isa.name());
+                assert_eq!((k.decode_scalar.is_some(), k.encode.is_some()), (s.decode_scalar.is_some(), s.encode.is_some()));
+                assert_eq!(k.vec_dot_type, s.vec_dot_type);
+                assert_eq!((k.vec_dot.is_some(), k.vec_dot_scalar.is_some()), (s.vec_dot.is_some(), s.vec_dot_scalar.is_some()));
+                assert_eq!((k.tiled.is_some(), k.tiled_scalar.is_some(), k.repacked.is_some()), (s.tiled.is_some(), s.tiled_scalar.is_some(), s.repacked.is_some()));
+            }
+        }
+        assert_eq!(kernels(GgmlType::Q4_K).ty, GgmlType::Q4_K);
+    }
+
+    #[test]
     fn simd_kernels_match_the_scalar_ones() {
         let mut seed = 11u64;
         let mut rnd = || {
