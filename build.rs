@@ -1,6 +1,6 @@
-//! Build script. `ggml/` holds the project's own CUDA kernel sources; they are compiled only
-//! when a CUDA toolchain (`nvcc`) is found. Without one the build is CPU-only and needs no
-//! C/C++ toolchain at all.
+//! Build script. The build is CPU-only and needs no C/C++ toolchain: no kernels are compiled
+//! yet. It only declares the `finetune_cuda` cfg and sets it when a `ggml/` directory with `.cu`
+//! sources exists and `nvcc` runs, so that GPU code arriving with the backend work can gate on it.
 use std::path::Path;
 use std::process::Command;
 
@@ -14,7 +14,7 @@ fn main() {
         .unwrap_or(false);
     let nvcc = Command::new("nvcc").arg("--version").output().is_ok_and(|o| o.status.success());
     if has_kernels && nvcc {
-        // CUDA kernels arrive with the GPU issue; the cfg is what code will gate on.
+        // No code compiles CUDA sources yet; the cfg is what GPU code will gate on.
         println!("cargo:rustc-cfg=finetune_cuda");
     }
 }

@@ -34,14 +34,9 @@ fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
 }
 
-/// Peak resident set size of this process (VmHWM), bytes.
+/// Peak resident set size of this process (VmHWM), bytes (0 when unknown).
 fn peak_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+    finetune::util::proc::peak_rss_bytes().unwrap_or(0)
 }
 
 fn main() {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::error::{Error, Result};
 use crate::model::Model;
 
 /// Tokens per second of one engine.
@@ -23,7 +24,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Measure this engine: median of `reps` runs.
-pub fn measure(m: &Model, n_prompt: usize, n_gen: usize, reps: usize) -> Result<Speed, String> {
+pub fn measure(m: &Model, n_prompt: usize, n_gen: usize, reps: usize) -> Result<Speed> {
     let nv = m.cfg.n_vocab as u32;
     let toks: Vec<u32> = (0..n_prompt as u32).map(|i| (i.wrapping_mul(7919) + 13) % nv.min(20000).max(1)).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
@@ -46,16 +47,16 @@ pub fn measure(m: &Model, n_prompt: usize, n_gen: usize, reps: usize) -> Result<
 }
 
 /// Measure llama.cpp through the oracle script (`tests/oracle/oracle.py bench-llama`).
-pub fn measure_llama_cpp(python: &Path, oracle: &Path, model: &Path, n_prompt: usize, n_gen: usize, threads: usize, reps: usize) -> Result<Speed, String> {
+pub fn measure_llama_cpp(python: &Path, oracle: &Path, model: &Path, n_prompt: usize, n_gen: usize, threads: usize, reps: usize) -> Result<Speed> {
     let out = Command::new(python)
         .arg(oracle)
         .args(["bench-llama", &model.display().to_string(), &n_prompt.to_string(), &n_gen.to_string(), &threads.to_string(), &reps.to_string()])
         .output()
-        .map_err(|e| format!("running {}: {e}", python.display()))?;
+        .map_err(|e| Error::Msg(format!("running {}: {e}", python.display())))?;
     if !out.status.success() {
-        return Err(format!("llama.cpp anchor failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(Error::Msg(format!("llama.cpp anchor failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("anchor output: {e}"))?;
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::Msg(format!("anchor output: {e}")))?;
     Ok(Speed { pp: j["pp_tps"].as_f64().unwrap_or(0.0), tg: j["tg_tps"].as_f64().unwrap_or(0.0) })
 }
 
@@ -68,15 +69,6 @@ pub struct TrainSpeed {
     pub peak_rss: u64,
 }
 
-/// Peak resident set size of this process (VmHWM, Linux), bytes.
-pub fn peak_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// What a benchmark training step runs on: LoRA r16 (alpha 32) on all seven projections with a
 /// small random B (so the LoRA backward does its full work), and one sequence of `seq` random
@@ -113,11 +105,11 @@ pub fn step_inputs(m: &Model, seq: usize) -> StepInputs {
 /// LoRA r16 (alpha 32) on all seven projections, forward + loss + backward + AdamW, `keep_bytes`
 /// of kept intermediates; one warm-up step, then the median of `steps`. B starts small and
 /// random so the LoRA backward does its full work.
-pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed, String> {
+pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed> {
     use crate::train::block::{SeqView, StepOptions, Trainable};
     use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig};
     if seq < 2 {
-        return Err("a training step needs at least 2 tokens".into());
+        return Err(Error::usage("a training step needs at least 2 tokens"));
     }
     let StepInputs { mut lora, tokens, labels, positions } = step_inputs(m, seq);
     let mut grads = lora.zeros_like();
@@ -136,21 +128,21 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Re
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: peak_rss() })
+    Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: crate::util::proc::peak_rss_bytes().unwrap_or(0) })
 }
 
 /// Run the PyTorch + PEFT anchor (`benches/peft_anchor.py`) on the same file.
-pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, seq: usize, steps: usize) -> Result<TrainSpeed, String> {
+pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, seq: usize, steps: usize) -> Result<TrainSpeed> {
     let out = Command::new(python)
         .arg(script)
         .args([&model.display().to_string(), &threads.to_string(), &seq.to_string(), &steps.to_string()])
         .output()
-        .map_err(|e| format!("running {}: {e}", python.display()))?;
+        .map_err(|e| Error::Msg(format!("running {}: {e}", python.display())))?;
     if !out.status.success() {
-        return Err(format!("PEFT anchor failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(Error::Msg(format!("PEFT anchor failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| format!("PEFT anchor printed no JSON: {text}"))?;
-    let j: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("PEFT anchor output: {e}"))?;
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| Error::Msg(format!("PEFT anchor printed no JSON: {text}")))?;
+    let j: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Msg(format!("PEFT anchor output: {e}")))?;
     Ok(TrainSpeed { tok_per_s: j["tok_per_s"].as_f64().unwrap_or(0.0), peak_rss: j["peak_rss"].as_u64().unwrap_or(0) })
 }

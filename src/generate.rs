@@ -4,8 +4,10 @@
 
 use std::time::Instant;
 
+use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 use crate::tokenizer::Tokenizer;
+use crate::util::rng::{SplitMix64, GOLDEN_GAMMA};
 
 /// Sampling settings (`temp = 0` is greedy).
 #[derive(Clone, Debug)]
@@ -29,22 +31,14 @@ impl Default for SamplerConfig {
 /// A seeded sampler.
 pub struct Sampler {
     cfg: SamplerConfig,
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Sampler {
     /// New sampler.
     pub fn new(cfg: SamplerConfig) -> Self {
-        let state = cfg.seed ^ 0x9E37_79B9_7F4A_7C15;
-        Sampler { cfg, state }
-    }
-
-    fn uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        let rng = SplitMix64::new(cfg.seed ^ GOLDEN_GAMMA);
+        Sampler { cfg, rng }
     }
 
     /// Pick the next token from one row of logits.
@@ -75,7 +69,7 @@ impl Sampler {
             }
         }
         let total: f64 = probs[..keep].iter().sum();
-        let mut r = self.uniform() * total;
+        let mut r = self.rng.next_f64() * total;
         for i in 0..keep {
             r -= probs[i];
             if r <= 0.0 {
@@ -151,9 +145,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Make the cache hold exactly `prompt`, evaluating only what differs from the history;
     /// returns the logits after the last prompt token.
-    pub fn prefill(&mut self, prompt: &[u32], stats: &mut GenStats) -> Result<Vec<f32>, String> {
+    pub fn prefill(&mut self, prompt: &[u32], stats: &mut GenStats) -> Result<Vec<f32>> {
         if prompt.is_empty() {
-            return Err("empty prompt".into());
+            return Err(Error::usage("empty prompt"));
         }
         let mut common = self.history.iter().zip(prompt).take_while(|(a, b)| a == b).count();
         if common == prompt.len() {
@@ -179,7 +173,7 @@ impl<'m, 'a> Session<'m, 'a> {
         n: usize,
         sampler: &mut Sampler,
         mut on_token: impl FnMut(u32) -> bool,
-    ) -> Result<GenStats, String> {
+    ) -> Result<GenStats> {
         let mut stats = GenStats::default();
         let mut logits = self.prefill(prompt, &mut stats)?;
         let t0 = Instant::now();

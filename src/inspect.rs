@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde_json::{json, Value as Json};
 
+use crate::error::{Error, Result};
 use crate::gguf::{GgufModel, Value};
 use crate::quant::{self, types::file_type_name, GgmlType};
 
@@ -257,11 +258,11 @@ impl Summary {
 
 /// Write tensor `name` of `m`, dequantized to f32, as a `.npy` of shape `[ne1, ne0]`
 /// (PyTorch order; all dimensions reversed for 3-D/4-D tensors).
-pub fn export_tensor_npy(m: &GgufModel, name: &str, out: &Path) -> Result<(), String> {
-    let view = m.require(name).map_err(|e| e.to_string())?;
+pub fn export_tensor_npy(m: &GgufModel, name: &str, out: &Path) -> Result<()> {
+    let view = m.require(name)?;
     let info = view.info;
     if !info.ty.can_decode() {
-        return Err(format!("tensor '{name}' has type {}, which this engine cannot decode", info.ty));
+        return Err(Error::usage(format!("tensor '{name}' has type {}, which this engine cannot decode", info.ty)));
     }
     let (bs, ts) = (info.ty.block_size(), info.ty.type_size());
     let n = info.n_elements() as usize;
@@ -270,6 +271,6 @@ pub fn export_tensor_npy(m: &GgufModel, name: &str, out: &Path) -> Result<(), St
     crate::npy::write_f32_streamed(out, &info.torch_shape(), chunk.min(n.max(1)), |start, buf| {
         let b0 = start / bs * ts;
         let b1 = b0 + buf.len() / bs * ts;
-        quant::decode_par(info.ty, &view.data[b0..b1], buf).map_err(|e| e.to_string())
+        Ok(quant::decode_par(info.ty, &view.data[b0..b1], buf)?)
     })
 }

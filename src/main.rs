@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use finetune::generate::SamplerConfig;
+use finetune::{Error, Result};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,9 @@ struct Cli {
     /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
     numerics: Option<String>,
+    /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
+    #[arg(long, global = true, value_name = "cpu|cuda[:N]")]
+    device: Option<String>,
     #[command(flatten)]
     train: cmd::train::TrainArgs,
     #[command(subcommand)]
@@ -258,16 +262,19 @@ enum Command {
     },
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if threads == 0 {
-        return Err("--threads must be at least 1".into());
+        return Err(Error::usage("--threads must be at least 1"));
     }
     if let Some(n) = &cli.numerics {
-        let n = finetune::model::Numerics::from_name(n).ok_or_else(|| format!("--numerics {n}: use ggml or f32"))?;
+        let n = finetune::model::Numerics::from_name(n).ok_or_else(|| Error::usage(format!("--numerics {n}: use ggml or f32")))?;
         cmd::set_numerics(n);
     }
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| e.to_string())?;
+    if let Some(d) = &cli.device {
+        finetune::backend::cuda::Device::parse(d)?.check()?;
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| Error::Msg(e.to_string()))?;
     let Some(command) = cli.command else {
         return cmd::train::run(cli.train);
     };

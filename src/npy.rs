@@ -4,6 +4,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use crate::error::{Error, Result};
+
 /// Build the `.npy` header for a little-endian f32 array of `shape` (C order).
 pub fn header_f32(shape: &[u64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
@@ -30,11 +32,11 @@ pub fn write_f32_streamed(
     path: &Path,
     shape: &[u64],
     chunk: usize,
-    mut fill: impl FnMut(usize, &mut [f32]) -> Result<(), String>,
-) -> Result<(), String> {
+    mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>,
+) -> Result<()> {
     let n: u64 = shape.iter().product();
     let tmp = crate::gguf::writer::tmp_path(path);
-    let io = |e: std::io::Error| format!("{}: {e}", tmp.display());
+    let io = |e: std::io::Error| Error::io(&tmp, e);
     let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
     w.write_all(&header_f32(shape)).map_err(io)?;
     let mut buf = vec![0f32; chunk.max(1)];
@@ -52,7 +54,7 @@ pub fn write_f32_streamed(
         f.sync_all().map_err(io)
     })();
     match result {
-        Ok(()) => fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(()) => fs::rename(&tmp, path).map_err(|e| Error::io(path, e)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)

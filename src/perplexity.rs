@@ -4,6 +4,7 @@
 //! the second half is scored — the logits at positions `n_ctx/2 .. n_ctx−2` predicting the
 //! tokens after them (`n_ctx/2 − 1` predictions per chunk). PPL = exp(mean negative log-likelihood).
 
+use crate::error::{Error, Result};
 use crate::model::Model;
 
 /// Result of a perplexity run.
@@ -32,13 +33,16 @@ pub fn perplexity(
     n_ctx: usize,
     bos: Option<u32>,
     mut progress: impl FnMut(usize, usize, f64),
-) -> Result<Perplexity, String> {
+) -> Result<Perplexity> {
     if n_ctx < 4 {
-        return Err(format!("--ctx {n_ctx} is too small (at least 4)"));
+        return Err(Error::usage(format!("--ctx {n_ctx} is too small (at least 4)")));
     }
     let n_chunk = tokens.len() / n_ctx;
     if n_chunk == 0 {
-        return Err(format!("the text has {} tokens; perplexity needs at least one chunk of --ctx {n_ctx} (2×ctx recommended)", tokens.len()));
+        return Err(Error::usage(format!(
+            "the text has {} tokens; perplexity needs at least one chunk of --ctx {n_ctx} (2×ctx recommended)",
+            tokens.len()
+        )));
     }
     let first = n_ctx / 2;
     let e = m.cfg.n_embd;

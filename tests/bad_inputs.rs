@@ -92,6 +92,9 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
         ),
         (vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--dropout", "nan"], vec!["--dropout NaN is outside [0, 1)"]),
         (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--numerics", "int4"], vec!["--numerics int4: use ggml or f32"]),
+        // No CUDA backend in this build: a clear error, before any work.
+        (vec!["generate", "--model", s(&smol), "--prompt", "Hi", "-n", "2", "--device", "cuda"], vec!["--device cuda:0", "built without the CUDA backend"]),
+        (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--device", "tpu"], vec!["--device 'tpu': expected cpu, cuda or cuda:N"]),
         (
             vec!["bench", "--train", "--model", s(&smol), "--reps", "1", "--peft-python", "/nonexistent/python"],
             vec!["/nonexistent/python"],

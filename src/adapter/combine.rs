@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::gguf_lora::{check_header, read_halves, write_adapter, AdapterError, BaseInfo};
+use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, Value};
 use crate::quant::GgmlType;
 use crate::lora::{LoraPair, LoraSet, Target};
@@ -94,7 +95,7 @@ pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
 /// Combine `(set, user scale)` pairs into one set whose update, applied with scale 1 the way
 /// llama.cpp does (`α/r` per pair), equals the sum of the inputs' scaled updates. Pairs of the
 /// same weight must have the same `n_in`/`n_out` (else `Err` naming the weight and inputs).
-pub fn combine(inputs: &[(&LoraSet, f32)]) -> Result<LoraSet, String> {
+pub fn combine(inputs: &[(&LoraSet, f32)]) -> Result<LoraSet> {
     let n_layer = inputs.iter().map(|(s, _)| s.layers.len()).max().unwrap_or(0);
     // Per weight, the contributing (input index, pair, coefficient s_i·α_i/r_i).
     let mut parts: BTreeMap<(usize, Target), Vec<Part>> = BTreeMap::new();
@@ -106,19 +107,21 @@ pub fn combine(inputs: &[(&LoraSet, f32)]) -> Result<LoraSet, String> {
         }
     }
     let ranks: Vec<usize> = parts.values().map(|v| v.iter().map(|(_, p, _)| p.r).sum()).collect();
-    let r_max = ranks.iter().copied().max().ok_or("the adapters have no pairs")?;
+    let r_max = ranks.iter().copied().max().ok_or_else(|| Error::usage("the adapters have no pairs"))?;
     let same = ranks.iter().all(|&r| r == r_max);
     let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); n_layer];
     for ((il, t), v) in parts {
         let (n_in, n_out) = (v[0].1.n_in, v[0].1.n_out);
         if let Some((j, p, _)) = v.iter().find(|(_, p, _)| p.n_in != n_in || p.n_out != n_out) {
-            return Err(format!(
-                "{}: input {} has n_in {n_in} × n_out {n_out}, input {} has {} × {} (adapters of different base models?)",
+            return Err(Error::tensor(
                 t.tensor_name(il),
-                v[0].0 + 1,
-                j + 1,
-                p.n_in,
-                p.n_out
+                format!(
+                    "input {} has n_in {n_in} × n_out {n_out}, input {} has {} × {} (adapters of different base models?)",
+                    v[0].0 + 1,
+                    j + 1,
+                    p.n_in,
+                    p.n_out
+                ),
             ));
         }
         let r_t: usize = v.iter().map(|(_, p, _)| p.r).sum();
@@ -204,7 +207,7 @@ pub fn combine_files(inputs: &[Input], base: Option<&Path>, out: &Path, ty: Ggml
         }
     };
     let pairs: Vec<(&LoraSet, f32)> = files.iter().zip(inputs).map(|(f, i)| (&f.set, i.scale)).collect();
-    let set = combine(&pairs).map_err(|p| invalid(out, p))?;
+    let set = combine(&pairs).map_err(|p| invalid(out, p.to_string()))?;
     let bs = ty.block_size();
     if let Some(r) = set.layers.iter().flatten().map(|(_, p)| p.r).find(|r| r % bs != 0) {
         return Err(invalid(

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::gguf::{GgufModel, GgufWriter, Value};
 use crate::quant::{self, GgmlType};
 use crate::lora::{LoraSet, Target};
@@ -24,7 +25,7 @@ pub enum MergeType {
 
 impl MergeType {
     /// Parse `same` or a type name that we can encode (`F16`, `Q8_0`, `Q4_K`, …).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self> {
         if s.eq_ignore_ascii_case("same") {
             return Ok(MergeType::Same);
         }
@@ -36,7 +37,7 @@ impl MergeType {
         };
         match GgmlType::from_name(name) {
             Some(t) if t.can_encode() => Ok(MergeType::Fixed(t)),
-            _ => Err(format!("--type {s}: use same, F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K")),
+            _ => Err(Error::usage(format!("--type {s}: use same, F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"))),
         }
     }
 }
@@ -83,7 +84,7 @@ fn target_of(name: &str) -> Option<(usize, Target)> {
 }
 
 /// Merge `adapters` (each with its user scale) into the model `base` and write `out`.
-pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: MergeType) -> Result<MergeReport, String> {
+pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: MergeType) -> Result<MergeReport> {
     let main = base.main();
     let mut w = GgufWriter::new();
     for (k, v) in &main.metadata {
@@ -105,20 +106,20 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
             _ => info.ty,
         };
         if adapted && !out_ty.can_encode() {
-            return Err(format!("{}: cannot requantize to {out_ty} (no encoder); use --type Q8_0 or F16", info.name));
+            return Err(Error::tensor(&info.name, format!("cannot requantize to {out_ty} (no encoder); use --type Q8_0 or F16")));
         }
-        w.add_tensor(&info.name, out_ty, &info.dims).map_err(|e| format!("{}: {e}", info.name))?;
+        w.add_tensor(&info.name, out_ty, &info.dims).map_err(|e| Error::tensor(&info.name, e))?;
         plan.push((info.name.clone(), out_ty, adapted));
     }
     if !plan.iter().any(|p| p.2) {
-        return Err("no tensor of the model matched the adapters".into());
+        return Err(Error::usage("no tensor of the model matched the adapters"));
     }
-    let mut sink = w.create(out).map_err(|e| e.to_string())?;
+    let mut sink = w.create(out)?;
     let mut report = MergeReport::default();
     for (info, (name, out_ty, adapted)) in infos.iter().zip(&plan) {
-        let view = base.tensor(name).ok_or_else(|| format!("{name}: tensor vanished"))?;
+        let view = base.tensor(name).ok_or_else(|| Error::tensor(name, "tensor vanished"))?;
         if !adapted {
-            sink.write_tensor(view.data).map_err(|e| e.to_string())?;
+            sink.write_tensor(view.data)?;
             report.copied += 1;
             continue;
         }
@@ -126,12 +127,12 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
         let n_in = info.dims[0] as usize;
         let n_out = (info.n_elements() as usize) / n_in;
         let mut w0 = vec![0f32; n_in * n_out];
-        quant::decode_par(info.ty, view.data, &mut w0).map_err(|e| format!("{name}: {e}"))?;
+        quant::decode_par(info.ty, view.data, &mut w0).map_err(|e| Error::tensor(name, e))?;
         let mut wf = w0.clone();
         for (set, user_scale) in adapters {
             let Some(p) = set.get(il, t) else { continue };
             if p.n_in != n_in || p.n_out != n_out {
-                return Err(format!("{name}: adapter shape [{}, {}] does not fit [{n_in}, {n_out}]", p.n_in, p.n_out));
+                return Err(Error::tensor(name, format!("adapter shape [{}, {}] does not fit [{n_in}, {n_out}]", p.n_in, p.n_out)));
             }
             let s = user_scale * set.scale(p);
             let r = p.r;
@@ -145,13 +146,13 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
                 }
             });
         }
-        let n_bytes = out_ty.row_bytes(n_in as u64).ok_or_else(|| format!("{name}: row not a block multiple"))? as usize
+        let n_bytes = out_ty.row_bytes(n_in as u64).ok_or_else(|| Error::tensor(name, "row not a block multiple"))? as usize
             * n_out;
         let mut bytes = vec![0u8; n_bytes];
-        quant::encode_par(*out_ty, &wf, &mut bytes).map_err(|e| format!("{name}: {e}"))?;
+        quant::encode_par(*out_ty, &wf, &mut bytes).map_err(|e| Error::tensor(name, e))?;
         // How much of Δ = wf − w0 the requantized tensor still carries.
         let mut back = vec![0f32; n_in * n_out];
-        quant::decode_par(*out_ty, &bytes, &mut back).map_err(|e| format!("{name}: {e}"))?;
+        quant::decode_par(*out_ty, &bytes, &mut back).map_err(|e| Error::tensor(name, e))?;
         let (de, ke) = (0..wf.len())
             .into_par_iter()
             .with_min_len(4096)
@@ -162,9 +163,9 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
             .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         report.delta_energy += de;
         report.kept_energy += ke;
-        sink.write_tensor(&bytes).map_err(|e| e.to_string())?;
+        sink.write_tensor(&bytes)?;
         report.merged += 1;
     }
-    sink.finish().map_err(|e| e.to_string())?;
+    sink.finish()?;
     Ok(report)
 }

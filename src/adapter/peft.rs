@@ -17,16 +17,17 @@
 //!   `__metadata__` (`finetune.*` keys), so export → import reproduces an adapter byte for byte.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Map, Value as Json};
 
 use super::gguf_lora::{read_adapter, BaseInfo};
+use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
 use crate::model::{Arch, Model};
-use crate::quant::{self, GgmlType};
 use crate::lora::{LoraPair, LoraSet, Target};
+use crate::quant::GgmlType;
+use crate::safetensors::{write_atomic, SafetensorsFile, SafetensorsWriter};
 
 /// The PEFT config file name.
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -37,16 +38,9 @@ const META_ALPHA: &str = "finetune.adapter.lora.alpha";
 const META_ARCH: &str = "finetune.architecture";
 const META_BASE_NAME: &str = "finetune.base_model.name";
 const META_BASE_FILE: &str = "finetune.base_model.file";
-/// Largest safetensors header accepted (the format's own readers use 100 MB).
-const MAX_HEADER: u64 = 100 << 20;
 
-/// An error of the PEFT conversion; the message names the file and the problem.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PeftError(pub String);
-
-fn at(file: &Path, problem: impl std::fmt::Display) -> PeftError {
-    PeftError(format!("{}: {problem}", file.display()))
+fn at(file: &Path, problem: impl std::fmt::Display) -> Error {
+    Error::format(file, problem)
 }
 
 /// The HF module path of `t` inside a decoder layer, e.g. `self_attn.q_proj`.
@@ -108,52 +102,11 @@ fn permute_rows(m: &[f32], width: usize, perm: &[usize], to_hf: bool) -> Vec<f32
     out
 }
 
-/// Element types a safetensors file may hold here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StDtype {
-    /// IEEE single.
-    F32,
-    /// IEEE half.
-    F16,
-    /// bfloat16.
-    BF16,
-}
+/// Element types of the PEFT safetensors (F32, F16 and BF16 are read and written).
+pub use crate::safetensors::Dtype as StDtype;
 
-impl StDtype {
-    /// The safetensors name (`F32`, `F16`, `BF16`).
-    pub fn name(self) -> &'static str {
-        match self {
-            StDtype::F32 => "F32",
-            StDtype::F16 => "F16",
-            StDtype::BF16 => "BF16",
-        }
-    }
-
-    fn from_name(s: &str) -> Option<Self> {
-        match s {
-            "F32" => Some(StDtype::F32),
-            "F16" => Some(StDtype::F16),
-            "BF16" => Some(StDtype::BF16),
-            _ => None,
-        }
-    }
-
-    fn ggml(self) -> GgmlType {
-        match self {
-            StDtype::F32 => GgmlType::F32,
-            StDtype::F16 => GgmlType::F16,
-            StDtype::BF16 => GgmlType::BF16,
-        }
-    }
-
-    fn size(self) -> usize {
-        if self == StDtype::F32 {
-            4
-        } else {
-            2
-        }
-    }
-}
+/// The float types a PEFT adapter may store.
+const FLOAT_TYPES: &str = "F32, F16, BF16";
 
 /// One tensor of a safetensors file, values widened to f32.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,7 +121,7 @@ pub struct StTensor {
     pub data: Vec<f32>,
 }
 
-/// A safetensors file: `__metadata__` and tensors in file order.
+/// A safetensors file of float tensors: `__metadata__` and tensors in file order.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SafeTensors {
     /// The string-to-string `__metadata__` map.
@@ -177,116 +130,31 @@ pub struct SafeTensors {
     pub tensors: Vec<StTensor>,
 }
 
-/// Read a safetensors file (F32, F16 and BF16 tensors), checking every offset and size.
-pub fn read_safetensors(path: &Path) -> Result<SafeTensors, PeftError> {
-    let bytes = std::fs::read(path).map_err(|e| at(path, e))?;
-    if bytes.len() < 8 {
-        return Err(at(path, format!("{} bytes is too short for a safetensors file", bytes.len())));
-    }
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
-    if n > MAX_HEADER || n > bytes.len() as u64 - 8 {
-        return Err(at(path, format!("header length {n} does not fit the {}-byte file (not a safetensors file?)", bytes.len())));
-    }
-    let header: Json = serde_json::from_slice(&bytes[8..8 + n as usize])
-        .map_err(|e| at(path, format!("the header is not valid JSON ({e})")))?;
-    let Json::Object(header) = header else {
-        return Err(at(path, "the header is not a JSON object"));
-    };
-    let data = &bytes[8 + n as usize..];
-    let mut out = SafeTensors::default();
-    let mut spans = Vec::new();
-    for (name, entry) in &header {
-        if name == "__metadata__" {
-            let Some(m) = entry.as_object() else {
-                return Err(at(path, "__metadata__ is not an object"));
-            };
-            for (k, v) in m {
-                let v = v.as_str().ok_or_else(|| at(path, format!("__metadata__ value of '{k}' is not a string")))?;
-                out.metadata.insert(k.clone(), v.to_string());
-            }
-            continue;
+/// Read a safetensors file of F32, F16 and BF16 tensors (validated by
+/// [`SafetensorsFile`]), widening every value to f32.
+pub fn read_safetensors(path: &Path) -> Result<SafeTensors> {
+    let f = SafetensorsFile::open(path)?;
+    let mut out = SafeTensors { metadata: f.metadata().clone(), tensors: Vec::with_capacity(f.tensors().len()) };
+    for v in f.views() {
+        if !v.dtype.is_float() {
+            return Err(at(path, format!("tensor '{}': dtype {} is not supported ({FLOAT_TYPES})", v.name, v.dtype)));
         }
-        let bad = |p: String| at(path, format!("tensor '{name}': {p}"));
-        let dtype_name = entry.get("dtype").and_then(Json::as_str).ok_or_else(|| bad("no dtype".into()))?;
-        let dtype = StDtype::from_name(dtype_name)
-            .ok_or_else(|| bad(format!("dtype {dtype_name} is not supported (F32, F16, BF16)")))?;
-        let shape: Vec<usize> = entry
-            .get("shape")
-            .and_then(Json::as_array)
-            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
-            .ok_or_else(|| bad("shape is not a list of sizes".into()))?;
-        let offs: Vec<u64> = entry
-            .get("data_offsets")
-            .and_then(Json::as_array)
-            .and_then(|a| a.iter().map(Json::as_u64).collect())
-            .filter(|o: &Vec<u64>| o.len() == 2)
-            .ok_or_else(|| bad("data_offsets is not [begin, end]".into()))?;
-        let (b, e) = (offs[0], offs[1]);
-        if b > e || e > data.len() as u64 {
-            return Err(bad(format!("data_offsets [{b}, {e}] outside the {}-byte data section", data.len())));
-        }
-        let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        if numel.and_then(|n| n.checked_mul(dtype.size())) != Some((e - b) as usize) {
-            return Err(bad(format!("shape {shape:?} of {dtype_name} does not fill data_offsets [{b}, {e}]")));
-        }
-        let raw = &data[b as usize..e as usize];
-        let mut vals = vec![0f32; numel.unwrap_or(0)];
-        quant::decode(dtype.ggml(), raw, &mut vals).map_err(|err| bad(err.to_string()))?;
-        spans.push(b);
-        out.tensors.push(StTensor { name: name.clone(), dtype, shape, data: vals });
+        out.tensors.push(StTensor { name: v.name.to_string(), dtype: v.dtype, shape: v.shape.to_vec(), data: v.to_f32()? });
     }
-    let mut order: Vec<usize> = (0..out.tensors.len()).collect();
-    order.sort_by_key(|&i| spans[i]);
-    out.tensors = order.into_iter().map(|i| out.tensors[i].clone()).collect();
     Ok(out)
 }
 
 /// The bytes of a safetensors file holding `st` (header padded with spaces to 8 bytes, as the
 /// reference writer does; data in the given order).
-pub fn safetensors_bytes(st: &SafeTensors) -> Result<Vec<u8>, String> {
-    let mut header = Map::new();
-    let meta: Map<String, Json> = st.metadata.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
-    header.insert("__metadata__".into(), Json::Object(meta));
-    let mut data = Vec::new();
+pub fn safetensors_bytes(st: &SafeTensors) -> Result<Vec<u8>> {
+    let mut w = SafetensorsWriter::new();
+    for (k, v) in &st.metadata {
+        w.set_metadata(k, v);
+    }
     for t in &st.tensors {
-        let numel: usize = t.shape.iter().product();
-        if numel != t.data.len() {
-            return Err(format!("tensor '{}': shape {:?} but {} values", t.name, t.shape, t.data.len()));
-        }
-        let begin = data.len();
-        let mut raw = vec![0u8; numel * t.dtype.size()];
-        quant::encode(t.dtype.ggml(), &t.data, &mut raw).map_err(|e| format!("tensor '{}': {e}", t.name))?;
-        data.extend_from_slice(&raw);
-        let entry = json!({"dtype": t.dtype.name(), "shape": t.shape, "data_offsets": [begin, data.len()]});
-        if header.insert(t.name.clone(), entry).is_some() {
-            return Err(format!("tensor '{}' appears twice", t.name));
-        }
+        w.add_f32(&t.name, t.dtype, &t.shape, &t.data)?;
     }
-    let mut h = serde_json::to_vec(&Json::Object(header)).map_err(|e| e.to_string())?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + data.len());
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&data);
-    Ok(out)
-}
-
-/// Write `bytes` to `path` atomically (temp file in the same folder, sync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PeftError> {
-    let tmp = crate::gguf::writer::tmp_path(path);
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        at(path, format!("cannot write: {e}"))
-    })
+    Ok(w.to_bytes())
 }
 
 /// What [`export`] wrote.
@@ -314,12 +182,12 @@ fn num(x: f64) -> Json {
 /// Write the GGUF adapter `adapter` (for `model`, whose base file is `base`) as a PEFT
 /// directory `dir` (created if needed): `adapter_model.safetensors` in HF names and orientation
 /// and `adapter_config.json` with `base_model_name_or_path = base_name`.
-pub fn export(dir: &Path, adapter: &Path, model: &Model, base_name: &str) -> Result<ExportSummary, PeftError> {
-    let lora = read_adapter(adapter, model).map_err(|e| PeftError(e.to_string()))?;
+pub fn export(dir: &Path, adapter: &Path, model: &Model, base_name: &str) -> Result<ExportSummary> {
+    let lora = read_adapter(adapter, model)?;
     if !lora.alpha.is_finite() {
         return Err(at(adapter, format!("adapter.lora.alpha is {}", lora.alpha)));
     }
-    let gguf = GgufFile::open(adapter).map_err(|e| PeftError(e.to_string()))?;
+    let gguf = GgufFile::open(adapter)?;
     let types: Vec<GgmlType> = gguf.tensors.iter().map(|t| t.ty).collect();
     let dtype = match types.first() {
         Some(GgmlType::F16) if types.iter().all(|&t| t == GgmlType::F16) => StDtype::F16,
@@ -436,7 +304,7 @@ fn key_matches(module: &str, key: &str) -> bool {
     module == key || module.strip_suffix(key).is_some_and(|p| p.ends_with('.'))
 }
 
-fn pattern_keys<T>(path: &Path, cfg: &Map<String, Json>, field: &str, conv: impl Fn(&Json) -> Option<T>) -> Result<Vec<(String, T)>, PeftError> {
+fn pattern_keys<T>(path: &Path, cfg: &Map<String, Json>, field: &str, conv: impl Fn(&Json) -> Option<T>) -> Result<Vec<(String, T)>> {
     let Some(v) = cfg.get(field).filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
     let obj = v.as_object().ok_or_else(|| at(path, format!("{field} is not an object")))?;
     let mut out = Vec::new();
@@ -450,7 +318,7 @@ fn pattern_keys<T>(path: &Path, cfg: &Map<String, Json>, field: &str, conv: impl
     Ok(out)
 }
 
-fn parse_config(path: &Path) -> Result<PeftConfig, PeftError> {
+fn parse_config(path: &Path) -> Result<PeftConfig> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -520,7 +388,7 @@ fn parse_config(path: &Path) -> Result<PeftConfig, PeftError> {
 }
 
 /// Split a PEFT tensor key into (module name, layer, target, is `lora_A`).
-fn parse_key(key: &str) -> Result<(String, usize, Target, bool), String> {
+fn parse_key(key: &str) -> std::result::Result<(String, usize, Target, bool), String> {
     const HINT: &str = "only lora_A/lora_B of the decoder layers' q/k/v/o/gate/up/down projections can be imported";
     let module_of = |k: &str| -> Option<(String, bool)> {
         for (suffix, is_a) in [(".lora_A.weight", true), (".lora_B.weight", false), (".lora_A.default.weight", true), (".lora_B.default.weight", false)] {
@@ -560,7 +428,7 @@ fn parse_key(key: &str) -> Result<(String, usize, Target, bool), String> {
 /// model's shapes, move q/k rows to GGUF order (llama), and pick the single alpha (the one
 /// recorded by our export, else `lora_alpha`, times `√r` with `use_rslora`). `base` identifies
 /// the base model unless the export recorded the original adapter's.
-pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported, PeftError> {
+pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported> {
     if !dir.is_dir() {
         return Err(at(dir, "not a directory (expected a PEFT adapter directory)"));
     }

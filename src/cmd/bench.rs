@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 
 use finetune::model::Model;
+use finetune::{Error, Result};
 
 /// Measure and print a table (with llama.cpp when a python is given).
-pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp: Option<PathBuf>, threads: usize) -> Result<(), String> {
+pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp: Option<PathBuf>, threads: usize) -> Result<()> {
     if n_prompt == 0 {
-        return Err("--n-prompt must be at least 1".into());
+        return Err(Error::usage("--n-prompt must be at least 1"));
     }
     let g = super::open(&model)?;
-    let mut m = Model::load(&g).map_err(|e| e.to_string())?;
+    let mut m = Model::load(&g)?;
     m.numerics = super::numerics();
     let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
     println!("model: {} ({threads} threads, median of {reps}, {:?} numerics)", model.display(), m.numerics);
@@ -29,9 +30,9 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
 /// `finetune bench --train`: training tokens/s and peak RSS of this engine, and of PyTorch +
 /// PEFT (`benches/peft_anchor.py`) on the same file and thread count when a python is given,
 /// with the ratios.
-pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_python: Option<PathBuf>, threads: usize) -> Result<(), String> {
+pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_python: Option<PathBuf>, threads: usize) -> Result<()> {
     let g = super::open(&model)?;
-    let m = Model::load(&g).map_err(|e| e.to_string())?;
+    let m = Model::load(&g)?;
     let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes)?;
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
     println!("model: {} ({threads} threads, seq {seq}, LoRA r16 on q,k,v,o,gate,up,down, median of {reps} steps)", model.display());

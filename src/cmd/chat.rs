@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use finetune::chat::{ChatTemplate, Message};
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
 use finetune::tokenizer::Tokenizer;
+use finetune::{Error, Result};
 
 /// Options of `chat`.
 pub struct ChatArgs {
@@ -54,15 +55,15 @@ struct Chat<'s, 'm, 'a> {
 impl Chat<'_, '_, '_> {
     /// Answer the conversation (whose last message is the user's): stream the answer to `out`,
     /// report the token counts on stderr, and return the answer's text.
-    fn answer(&mut self, messages: &[Message], out: &mut impl Write) -> Result<String, String> {
-        let text = self.template.render(messages, true).map_err(|e| e.to_string())?;
+    fn answer(&mut self, messages: &[Message], out: &mut impl Write) -> Result<String> {
+        let text = self.template.render(messages, true)?;
         let ids = finetune::chat::encode_prompt(self.tok, &text);
         let n_ctx = self.session.cache.n_ctx;
         if ids.len() >= n_ctx {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "the conversation is {} tokens, the context holds {n_ctx} (--ctx); /reset to start over",
                 ids.len()
-            ));
+            )));
         }
         let budget = self.n.min(n_ctx - ids.len());
         let mut answer = Vec::new();
@@ -75,7 +76,7 @@ impl Chat<'_, '_, '_> {
             out.write_all(shown.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         let rest = stream.finish();
-        out.write_all(rest.as_bytes()).and_then(|_| writeln!(out)).and_then(|_| out.flush()).map_err(|e| format!("writing the answer: {e}"))?;
+        out.write_all(rest.as_bytes()).and_then(|_| writeln!(out)).and_then(|_| out.flush()).map_err(|e| Error::Msg(format!("writing the answer: {e}")))?;
         let cut = if stats.stopped_at_eog {
             ""
         } else if budget < self.n {
@@ -98,9 +99,9 @@ impl Chat<'_, '_, '_> {
 /// Run the conversation until `/exit` or the end of input. On a terminal a failed turn is
 /// reported and the conversation goes on; otherwise (input from a file or pipe) it ends the run
 /// with the error.
-pub fn run(a: ChatArgs) -> Result<(), String> {
+pub fn run(a: ChatArgs) -> Result<()> {
     if a.ctx < 2 {
-        return Err("--ctx must be at least 2".into());
+        return Err(Error::usage("--ctx must be at least 2"));
     }
     let g = super::open(&a.model)?;
     let tok = super::tokenizer(&g)?;
@@ -129,7 +130,7 @@ pub fn run(a: ChatArgs) -> Result<(), String> {
             let _ = std::io::stderr().flush();
         }
         raw.clear();
-        if input.read_until(b'\n', &mut raw).map_err(|e| format!("reading stdin: {e}"))? == 0 {
+        if input.read_until(b'\n', &mut raw).map_err(|e| Error::Msg(format!("reading stdin: {e}")))? == 0 {
             break;
         }
         let line = String::from_utf8_lossy(&raw);

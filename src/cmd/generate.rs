@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use finetune::chat::Message;
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
+use finetune::{Error, Result};
 
 /// Options of `generate`.
 pub struct GenerateArgs {
@@ -26,7 +27,7 @@ pub struct GenerateArgs {
 
 /// Stream a continuation of the prompt (with `chat`: the answer to it as a user message) and end
 /// with a tokens/s line (on stderr). Generation stops at an end-of-generation token.
-pub fn run(a: GenerateArgs) -> Result<(), String> {
+pub fn run(a: GenerateArgs) -> Result<()> {
     let g = super::open(&a.model)?;
     let tok = super::tokenizer(&g)?;
     let prompt = super::text_arg(a.prompt, a.file.as_deref())?;
@@ -37,17 +38,17 @@ pub fn run(a: GenerateArgs) -> Result<(), String> {
             messages.push(Message::new("system", s));
         }
         messages.push(Message::new("user", prompt));
-        let text = template.render(&messages, true).map_err(|e| e.to_string())?;
+        let text = template.render(&messages, true)?;
         finetune::chat::encode_prompt(&tok, &text)
     } else {
         tok.encode(&prompt, true, true)
     };
     let m = super::load_model(&g, &a.lora)?;
     if ids.is_empty() {
-        return Err("the prompt tokenizes to nothing".into());
+        return Err(Error::usage("the prompt tokenizes to nothing"));
     }
     if ids.len() + 1 > a.ctx {
-        return Err(format!("the prompt has {} tokens, more than --ctx {}", ids.len(), a.ctx));
+        return Err(Error::usage(format!("the prompt has {} tokens, more than --ctx {}", ids.len(), a.ctx)));
     }
     let mut session = Session::new(&m, a.ctx);
     let mut sampler = Sampler::new(a.sampler);

@@ -2,14 +2,14 @@
 
 use std::path::PathBuf;
 
-use finetune::inspect;
+use finetune::{inspect, Error, Result};
 
 /// Print the summary (text or JSON), or export one tensor to .npy.
-pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, out: Option<PathBuf>) -> Result<(), String> {
+pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, out: Option<PathBuf>) -> Result<()> {
     let m = super::open(&model)?;
     if let (Some(name), Some(out)) = (tensor, out) {
         inspect::export_tensor_npy(&m, &name, &out)?;
-        let info = m.require(&name).map_err(|e| e.to_string())?.info;
+        let info = m.require(&name)?.info;
         eprintln!("wrote {} ({} {:?} -> f32 {:?})", out.display(), info.ty, info.dims, info.torch_shape());
         return Ok(());
     }
@@ -22,7 +22,7 @@ pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, ou
                 .map(|t| serde_json::json!({"name": t.name, "type": t.ty.name(), "ne": t.dims, "offset": t.offset}))
                 .collect();
         }
-        println!("{}", serde_json::to_string_pretty(&j).expect("json"));
+        println!("{}", serde_json::to_string_pretty(&j).map_err(|e| Error::Msg(format!("JSON: {e}")))?);
     } else {
         print!("{}", s.to_text());
         if tensors {

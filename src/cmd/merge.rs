@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use finetune::adapter::merge::{merge, MergeType};
+use finetune::Result;
 
 /// Merge the adapters into the model and write `out`.
-pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Result<(), String> {
+pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Result<()> {
     let ty = MergeType::parse(&ty)?;
     let g = super::open(&model)?;
     let m = super::load_model(&g, &lora)?;

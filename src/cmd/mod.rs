@@ -15,36 +15,37 @@ use std::path::Path;
 use finetune::chat::ChatTemplate;
 use finetune::gguf::GgufModel;
 use finetune::tokenizer::Tokenizer;
+use finetune::{Error, Result};
 
 /// Open a model file with a readable error.
-pub fn open(path: &Path) -> Result<GgufModel, String> {
-    GgufModel::open(path).map_err(|e| e.to_string())
+pub fn open(path: &Path) -> Result<GgufModel> {
+    Ok(GgufModel::open(path)?)
 }
 
 /// The tokenizer of an opened model.
-pub fn tokenizer(g: &GgufModel) -> Result<Tokenizer, String> {
-    Tokenizer::from_gguf(g.main()).map_err(|e| format!("{}: {e}", g.main().path().display()))
+pub fn tokenizer(g: &GgufModel) -> Result<Tokenizer> {
+    Tokenizer::from_gguf(g.main()).map_err(|e| Error::format(g.main().path(), e))
 }
 
 /// Read `--text` or `--file` input.
-pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String, String> {
+pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String> {
     match (text, file) {
         (Some(t), None) => Ok(t),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display())),
-        _ => Err("give exactly one of --text / --prompt or --file".into()),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e)),
+        _ => Err(Error::usage("give exactly one of --text / --prompt or --file")),
     }
 }
 
 /// The chat template: `--chat-template FILE` (Jinja, with the model's BOS/EOS texts as
 /// `bos_token`/`eos_token`), else the model's own (or the built-in one for its architecture).
-pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate, String> {
+pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate> {
     match file {
         Some(f) => {
-            let src = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let src = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
             let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
-            ChatTemplate::from_source(&src, text(tok.bos()), text(tok.eos())).map_err(|e| format!("{}: {e}", f.display()))
+            ChatTemplate::from_source(&src, text(tok.bos()), text(tok.eos())).map_err(|e| Error::format(f, e))
         }
-        None => ChatTemplate::from_gguf_file(g.main()).map_err(|e| e.to_string()),
+        None => Ok(ChatTemplate::from_gguf_file(g.main())?),
     }
 }
 
@@ -62,15 +63,15 @@ pub fn numerics() -> finetune::model::Numerics {
 
 /// Load the model of `g` with adapters given as `PATH[:SCALE]` (scale 1 by default) applied,
 /// as llama.cpp's `--lora` / `--lora-scaled`.
-pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>, String> {
-    let mut m = finetune::model::Model::load(g).map_err(|e| e.to_string())?;
+pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>> {
+    let mut m = finetune::model::Model::load(g)?;
     m.numerics = numerics();
     for spec in loras {
         let (path, scale) = match spec.rsplit_once(':') {
             Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
             _ => (spec.as_str(), 1.0),
         };
-        let set = finetune::adapter::read_adapter(Path::new(path), &m).map_err(|e| e.to_string())?;
+        let set = finetune::adapter::read_adapter(Path::new(path), &m)?;
         m.adapters.push((set, scale));
     }
     Ok(m)

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use finetune::Result;
+
 /// Print the token ids of the text (one line), or JSON with pieces.
-pub fn run(model: PathBuf, text: Option<String>, file: Option<PathBuf>, json: bool, no_special: bool, parse_special: bool) -> Result<(), String> {
+pub fn run(model: PathBuf, text: Option<String>, file: Option<PathBuf>, json: bool, no_special: bool, parse_special: bool) -> Result<()> {
     let g = super::open(&model)?;
     let tok = super::tokenizer(&g)?;
     let text = super::text_arg(text, file.as_deref())?;

@@ -14,6 +14,7 @@ use finetune::train::optim::{AdamWConfig, Schedule};
 use finetune::train::plan::{human, parse_bytes, plan};
 use finetune::train::plot::write_svg;
 use finetune::train::trainer::{default_out, train, TrainOptions, INTERRUPTED};
+use finetune::{Error, Result};
 
 /// Training options (the top-level command).
 #[derive(clap::Args, Debug, Default)]
@@ -137,7 +138,7 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
+fn parse_format(s: &str) -> Result<Format> {
     Ok(match s {
         "auto" => Format::Auto,
         "prompt-response" | "pairs" => Format::PromptResponse,
@@ -145,37 +146,37 @@ fn parse_format(s: &str) -> Result<Format, String> {
         "dolly" => Format::Dolly,
         "chat" | "messages" => Format::Chat,
         "text" | "raw" => Format::Text,
-        _ => return Err(format!("unknown --format '{s}' (auto, prompt-response, alpaca, dolly, chat, text)")),
+        _ => return Err(Error::usage(format!("unknown --format '{s}' (auto, prompt-response, alpaca, dolly, chat, text)"))),
     })
 }
 
 /// Run training.
-pub fn run(a: TrainArgs) -> Result<(), String> {
+pub fn run(a: TrainArgs) -> Result<()> {
     let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
-        return Err("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)".into());
+        return Err(Error::usage("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)"));
     };
     if !(0.0..1.0).contains(&a.dropout) {
-        return Err(format!("--dropout {} is outside [0, 1)", a.dropout));
+        return Err(Error::usage(format!("--dropout {} is outside [0, 1)", a.dropout)));
     }
     if a.rank == 0 {
-        return Err("--rank must be at least 1".into());
+        return Err(Error::usage("--rank must be at least 1"));
     }
     let adapter_type = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
-        .ok_or_else(|| format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type))?;
+        .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
     let targets = Target::parse_list(&a.targets)?;
     let schedule = Schedule::parse(&a.lr_schedule)?;
     let max_ram = a.max_ram.as_deref().map(parse_bytes).transpose()?;
     let mut keep_bytes = if a.keep_activations.trim() == "0" { 0 } else { parse_bytes(&a.keep_activations)? };
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
-    let model = Model::load(&g).map_err(|e| e.to_string())?;
+    let model = Model::load(&g)?;
     let tmpl = match &a.chat_template {
         Some(p) => {
-            let src = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let src = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
             let bos = tok.bos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             let eos = tok.eos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
-            Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| format!("{}: {e}", p.display()))?)
+            Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| Error::format(p, e))?)
         }
         None => ChatTemplate::from_gguf_file(g.main()).ok(),
     };
@@ -189,7 +190,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
         seed: a.seed,
         system_prompt: a.system.clone(),
     };
-    let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts).map_err(|e| e.to_string())?;
+    let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts)?;
     let say = |s: String| {
         if !a.quiet {
             eprintln!("{s}");
@@ -210,11 +211,11 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
     say(format!("memory plan: peak ≈ {p}"));
     if let Some(limit) = max_ram {
         if p.total() > limit {
-            return Err(format!(
+            return Err(Error::usage(format!(
                 "the planned peak memory {} exceeds --max-ram {}: lower --seq-len or --rank, use fewer --targets, or a smaller model",
                 human(p.total()),
                 human(limit)
-            ));
+            )));
         }
     }
     let out = a.out.clone().unwrap_or_else(|| default_out(&model_path, &data_path));
@@ -264,7 +265,7 @@ pub fn run(a: TrainArgs) -> Result<(), String> {
         say(format!("stopped early; resume with --resume {}", checkpoint_dir.display()));
         return Ok(());
     }
-    write_adapter(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type).map_err(|e| e.to_string())?;
+    write_adapter(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type)?;
     let svg = out.with_extension("loss.svg");
     write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()))?;
     say(format!("adapter: {}\nloss curve: {}", out.display(), svg.display()));

@@ -8,6 +8,7 @@
 //! resumed run draws exactly the masks an uninterrupted one would.
 
 use super::Target;
+use crate::util::rng::{mix, GOLDEN_GAMMA};
 
 /// The dropout of one micro-batch: probability and the key its masks are drawn from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,12 +17,6 @@ pub struct Dropout {
     pub p: f32,
     /// Key of this micro-batch's masks (from seed, step and micro-batch index).
     pub key: u64,
-}
-
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Dropout {
@@ -51,7 +46,7 @@ impl Dropout {
         let threshold = (self.p as f64 * 4_294_967_296.0) as u64;
         let keep = self.scale();
         (0..n as u64)
-            .map(|i| if mix(s.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15))) >> 32 < threshold { 0.0 } else { keep })
+            .map(|i| if mix(s.wrapping_add(i.wrapping_mul(GOLDEN_GAMMA))) >> 32 < threshold { 0.0 } else { keep })
             .collect()
     }
 

@@ -10,6 +10,8 @@
 
 pub mod dropout;
 
+use crate::error::Error;
+
 /// The projections a LoRA can target, with their GGUF tensor names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
@@ -62,7 +64,7 @@ impl Target {
 
     /// Parse a comma-separated list (`q,k,v,o,gate,up,down`; also `all`, `attn`, `mlp`, and
     /// HF names like `q_proj`, `gate_proj`).
-    pub fn parse_list(s: &str) -> Result<Vec<Target>, String> {
+    pub fn parse_list(s: &str) -> Result<Vec<Target>, Error> {
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let add: &[Target] = match part {
@@ -77,9 +79,9 @@ impl Target {
                 "up" | "up_proj" | "ffn_up" => &[Target::Up],
                 "down" | "down_proj" | "ffn_down" => &[Target::Down],
                 _ => {
-                    return Err(format!(
+                    return Err(Error::Usage(format!(
                         "unknown LoRA target '{part}' (use q,k,v,o,gate,up,down or all/attn/mlp)"
-                    ))
+                    )))
                 }
             };
             for t in add {
@@ -89,7 +91,7 @@ impl Target {
             }
         }
         if out.is_empty() {
-            return Err("no LoRA targets given".into());
+            return Err(Error::Usage("no LoRA targets given".into()));
         }
         out.sort();
         Ok(out)
@@ -207,25 +209,8 @@ impl LoraSet {
     }
 }
 
-/// A deterministic generator (SplitMix64) for initialisation.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The deterministic generator of initialisation.
+pub use crate::util::rng::SplitMix64;
 
 /// Initialise as the LoRA paper and PEFT: `A` Kaiming-uniform with `a = √5` (uniform in
 /// `±1/√n_in`), `B` zero — so the adapted model starts equal to the base model.

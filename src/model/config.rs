@@ -1,5 +1,5 @@
-//! Hyper-parameters of a model, read from GGUF metadata (`{arch}.*` keys; facts in
-//! `shared/research/quant-formats.md` §3). Missing required keys are clear errors.
+//! Hyper-parameters of a model, read from GGUF metadata (`{arch}.*` keys, as llama.cpp's
+//! `llama_model_loader` reads them). Missing required keys are clear errors.
 
 use crate::gguf::{GgufHeader, Value};
 use crate::ops::activation::Act;

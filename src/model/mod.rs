@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::backend::cpu::{Cpu, CpuGgml};
 use crate::backend::Backend;
+use crate::error::{Error, Result};
 use crate::gguf::GgufModel;
 use crate::lora::{LoraSet, Target};
 use crate::ops::rope::Rope;
@@ -135,12 +136,12 @@ pub struct Model<'a, T = Vec<f32>> {
 
 impl<'a> Model<'a> {
     /// Build a model over an opened GGUF file (weights are borrowed, not copied).
-    pub fn load(m: &'a GgufModel) -> Result<Self, ModelError> {
+    pub fn load(m: &'a GgufModel) -> std::result::Result<Self, ModelError> {
         Self::from_source(&GgufSource::new(m))
     }
 
     /// Build a model from any weight source (host buffers).
-    pub fn from_source(src: &dyn WeightSource<'a>) -> Result<Self, ModelError> {
+    pub fn from_source(src: &dyn WeightSource<'a>) -> std::result::Result<Self, ModelError> {
         let cfg = src.config()?;
         let spec = match cfg.arch {
             Arch::Llama => llama::BLOCK,
@@ -151,7 +152,7 @@ impl<'a> Model<'a> {
         let (e, hd, vd) = (cfg.n_embd, cfg.head_dim, cfg.v_dim);
         let (qd, kd, vvd) = (cfg.n_head * hd, cfg.n_head_kv * hd, cfg.n_head_kv * vd);
         let matrix = |name: &str, n_in, n_out| src.matrix(name, n_in, n_out).map(Arc::from);
-        let opt = |name: &str, n: usize, required: bool| -> Result<Option<Vec<f32>>, ModelError> {
+        let opt = |name: &str, n: usize, required: bool| -> std::result::Result<Option<Vec<f32>>, ModelError> {
             if !src.has(name) && !required {
                 return Ok(None);
             }
@@ -205,7 +206,7 @@ impl<'a> Model<'a> {
     /// Run `tokens` (at positions `cache.n_past..`) through every block on the CPU backend of
     /// [`Model::numerics`]; returns the final normed hidden states `[T, n_embd]` and advances
     /// the cache.
-    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>, String> {
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         match self.numerics {
             Numerics::F32 => self.forward_on(&Cpu::default(), tokens, cache),
             Numerics::Ggml => self.forward_on(&CpuGgml::default(), tokens, cache),
@@ -260,9 +261,9 @@ impl<'a, T> Model<'a, T> {
     }
 
     /// Embeddings of `tokens` (`[T, n_embd]`), scaled for gemma.
-    pub fn embed_on<B: Backend<Buf = T>>(&self, b: &B, tokens: &[u32]) -> Result<T, String> {
+    pub fn embed_on<B: Backend<Buf = T>>(&self, b: &B, tokens: &[u32]) -> Result<T> {
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= self.cfg.n_vocab) {
-            return Err(format!("token id {id} is outside the vocabulary (size {})", self.cfg.n_vocab));
+            return Err(Error::Usage(format!("token id {id} is outside the vocabulary (size {})", self.cfg.n_vocab)));
         }
         let mut x = b.zeros(tokens.len() * self.cfg.n_embd);
         b.embed(&*self.tok_embd, tokens, self.cfg.embed_scale, &mut x);
@@ -270,10 +271,10 @@ impl<'a, T> Model<'a, T> {
     }
 
     /// [`Model::forward`] on backend `b`.
-    pub fn forward_on<B: Backend<Buf = T>>(&self, b: &B, tokens: &[u32], cache: &mut KvCache<T>) -> Result<T, String> {
+    pub fn forward_on<B: Backend<Buf = T>>(&self, b: &B, tokens: &[u32], cache: &mut KvCache<T>) -> Result<T> {
         let t = tokens.len();
         if cache.n_past + t > cache.n_ctx {
-            return Err(format!("context full: {} + {t} tokens > n_ctx {}", cache.n_past, cache.n_ctx));
+            return Err(Error::Usage(format!("context full: {} + {t} tokens > n_ctx {}", cache.n_past, cache.n_ctx)));
         }
         let mut x = self.embed_on(b, tokens)?;
         trace(b, "inp_scaled", None, &x);

@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
+use crate::error::Error;
 use crate::gguf::{GgufHeader, GgufWriter, Value};
 use crate::quant::{self, GgmlType};
+use crate::util::rng::SplitMix64;
 
 /// Shape and options of a synthetic model.
 #[derive(Clone, Debug)]
@@ -39,32 +41,22 @@ pub struct SynthSpec {
     pub seed: u64,
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [−1, 1).
-    fn sym(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
+/// Uniform in [−1, 1), from the top 24 bits.
+fn sym(rng: &mut SplitMix64) -> f32 {
+    ((rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
 }
 
 /// Write a synthetic model to `path`, copying every `tokenizer.*` key from `tokenizer_from`
 /// (so real tokenizers and chat templates come along; n_vocab follows the token list).
-pub fn write_synthetic(spec: &SynthSpec, tokenizer_from: &GgufHeader, path: &Path) -> Result<(), String> {
+pub fn write_synthetic(spec: &SynthSpec, tokenizer_from: &GgufHeader, path: &Path) -> Result<(), Error> {
     let (mut w, n_vocab) = header(spec, tokenizer_from, None)?;
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64(spec.seed);
     let mut tensors: Vec<(String, GgmlType, Vec<u64>, Vec<u8>)> = Vec::new();
-    let mut add = |name: String, dims: Vec<u64>, ty: GgmlType, scale: f32, offset: f32, rng: &mut Rng| -> Result<(), String> {
+    let mut add = |name: String, dims: Vec<u64>, ty: GgmlType, scale: f32, offset: f32, rng: &mut SplitMix64| -> Result<(), Error> {
         let n: usize = dims.iter().product::<u64>() as usize;
-        let x: Vec<f32> = (0..n).map(|_| offset + scale * rng.sym()).collect();
+        let x: Vec<f32> = (0..n).map(|_| offset + scale * sym(rng)).collect();
         let mut b = vec![0u8; n / ty.block_size() * ty.type_size()];
-        quant::encode_par(ty, &x, &mut b).map_err(|e| format!("{name}: {e}"))?;
+        quant::encode_par(ty, &x, &mut b).map_err(|e| Error::tensor(&name, e))?;
         tensors.push((name, ty, dims, b));
         Ok(())
     };
@@ -87,16 +79,16 @@ pub fn write_synthetic(spec: &SynthSpec, tokenizer_from: &GgufHeader, path: &Pat
 /// of `tokenizer_from`. With `pad_vocab_to`, the token lists are padded with unused
 /// `[PADn]` tokens up to that size (as real checkpoints pad their vocabularies). Returns the
 /// writer and the vocabulary size.
-fn header(spec: &SynthSpec, tokenizer_from: &GgufHeader, pad_vocab_to: Option<usize>) -> Result<(GgufWriter, usize), String> {
+fn header(spec: &SynthSpec, tokenizer_from: &GgufHeader, pad_vocab_to: Option<usize>) -> Result<(GgufWriter, usize), Error> {
     let a = spec.arch.as_str();
     let n_tok = tokenizer_from
         .get("tokenizer.ggml.tokens")
         .and_then(Value::as_array)
         .map(<[Value]>::len)
-        .ok_or("tokenizer source has no tokenizer.ggml.tokens")?;
+        .ok_or_else(|| Error::Usage("tokenizer source has no tokenizer.ggml.tokens".into()))?;
     let n_vocab = pad_vocab_to.unwrap_or(n_tok);
     if n_vocab < n_tok {
-        return Err(format!("cannot pad a vocabulary of {n_tok} tokens to {n_vocab}"));
+        return Err(Error::Usage(format!("cannot pad a vocabulary of {n_tok} tokens to {n_vocab}")));
     }
     let mut w = GgufWriter::new();
     let u = |x: usize| Value::U32(x as u32);
@@ -246,7 +238,7 @@ const POOL: usize = 1024;
 /// at most one tensor's bytes are in memory. Each tensor's blocks are drawn at random from a
 /// pool of real encoded blocks of uniform values at that tensor's scale, so values are finite
 /// and activations stay O(1) while generation is a memory copy. Returns the file size.
-pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &GgufHeader, path: &Path) -> Result<u64, String> {
+pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &GgufHeader, path: &Path) -> Result<u64, Error> {
     let (mut w, n_vocab) = header(spec, tokenizer_from, Some(n_vocab))?;
     w.set("general.file_type", Value::U32(15)); // LLAMA_FTYPE_MOSTLY_Q4_K_M
     let plan = layout(spec, n_vocab);
@@ -255,17 +247,17 @@ pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &Gguf
     for (t, ty) in plan.iter().zip(&types) {
         w.add_tensor(&t.name, *ty, &t.dims).map_err(|e| format!("{}: {e}", t.name))?;
     }
-    let mut rng = Rng(spec.seed);
+    let mut rng = SplitMix64(spec.seed);
     let mut pools: Vec<((GgmlType, u32), Vec<u8>)> = Vec::new();
     let mut sink = w.create(path).map_err(|e| e.to_string())?;
     for (t, &ty) in plan.iter().zip(&types) {
         let n: usize = t.dims.iter().product::<u64>() as usize;
         let bytes = if ty == GgmlType::F32 {
-            (0..n).flat_map(|_| (t.offset + t.scale * rng.sym()).to_le_bytes()).collect()
+            (0..n).flat_map(|_| (t.offset + t.scale * sym(&mut rng)).to_le_bytes()).collect()
         } else {
             let key = (ty, t.scale.to_bits());
             if !pools.iter().any(|(k, _)| *k == key) {
-                let x: Vec<f32> = (0..POOL * ty.block_size()).map(|_| t.offset + t.scale * rng.sym()).collect();
+                let x: Vec<f32> = (0..POOL * ty.block_size()).map(|_| t.offset + t.scale * sym(&mut rng)).collect();
                 let mut b = vec![0u8; POOL * ty.type_size()];
                 quant::encode_par(ty, &x, &mut b).map_err(|e| format!("{}: {e}", t.name))?;
                 pools.push((key, b));
@@ -274,7 +266,7 @@ pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &Gguf
             let ts = ty.type_size();
             let mut out = vec![0u8; n / ty.block_size() * ts];
             for blk in out.chunks_exact_mut(ts) {
-                let i = (rng.next() % POOL as u64) as usize;
+                let i = (rng.next_u64() % POOL as u64) as usize;
                 blk.copy_from_slice(&pool[i * ts..(i + 1) * ts]);
             }
             out
@@ -282,7 +274,7 @@ pub fn write_q4_k_m_like(spec: &SynthSpec, n_vocab: usize, tokenizer_from: &Gguf
         sink.write_tensor(&bytes).map_err(|e| e.to_string())?;
     }
     let path = sink.finish().map_err(|e| e.to_string())?;
-    std::fs::metadata(&path).map(|m| m.len()).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::metadata(&path).map(|m| m.len()).map_err(|e| Error::io(&path, e))
 }
 
 #[cfg(test)]

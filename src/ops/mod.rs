@@ -1,6 +1,10 @@
-//! Tensor operations of the transformer, each a small module with its forward pass (and, as
-//! training arrives, its backward pass beside it with the same shapes). Activations are f32,
-//! row-major `[tokens, features]`.
+//! The CPU kernels of the transformer's ops, each a small module with its forward pass and its
+//! backward pass beside it, with the same shapes (f32, row-major `[tokens, features]`). The
+//! model and the trainer do not call these directly: they reach them through the CPU backend
+//! ([`crate::backend::cpu`]), which picks the f32 or the llama.cpp-numerics variant of each.
+//! Attention has two kernels by use: [`attention`] decodes over a KV cache (inference, with
+//! llama.cpp's rounding in ggml numerics) and [`attention_train`] runs a whole packed sequence
+//! and keeps the log-sum-exp its backward needs.
 
 pub mod activation;
 pub mod attention;

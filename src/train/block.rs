@@ -13,6 +13,7 @@
 
 use crate::backend::cpu::Cpu;
 use crate::backend::TrainBackend;
+use crate::error::{Error, Result};
 use crate::lora::dropout::Dropout;
 use crate::lora::{LoraPair, LoraSet, Target};
 use crate::model::block::{Mode, Saved};
@@ -72,6 +73,30 @@ pub fn saved_floats(c: &crate::model::Config, has: [bool; 4], rank: usize, n_tar
 
 
 /// One model with one training backend: runs training steps for a trainable LoRA set.
+///
+/// Only a [`TrainBackend`] can train, so a step cannot run on numerics its backward does not
+/// differentiate (llama.cpp's inference numerics are [`Backend`](crate::backend::Backend) only).
+/// This compiles:
+///
+/// ```
+/// use finetune::backend::cpu::Cpu;
+/// use finetune::model::Model;
+/// use finetune::train::block::Trainable;
+/// fn train_on_f32_numerics(m: &Model) {
+///     let _ = Trainable::on(Cpu::default(), m);
+/// }
+/// ```
+///
+/// and the same with the ggml numerics does not:
+///
+/// ```compile_fail
+/// use finetune::backend::cpu::CpuGgml;
+/// use finetune::model::Model;
+/// use finetune::train::block::Trainable;
+/// fn train_on_ggml_numerics(m: &Model) {
+///     let _ = Trainable::on(CpuGgml::default(), m);
+/// }
+/// ```
 pub struct Trainable<'m, 'a, B: TrainBackend = Cpu> {
     /// The frozen model (weights memory-mapped and quantized; small buffers on `backend`).
     pub model: &'m Model<'a, B::Buf>,
@@ -270,7 +295,7 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
         grads: Option<&mut LoraSet<B::Buf>>,
         seq: &SeqView,
         scale: f32,
-    ) -> Result<(f64, usize), String> {
+    ) -> Result<(f64, usize)> {
         self.forward_backward_with(lora, grads, seq, scale, StepOptions::default())
     }
 
@@ -284,16 +309,16 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
         seq: &SeqView,
         scale: f32,
         opts: StepOptions,
-    ) -> Result<(f64, usize), String> {
+    ) -> Result<(f64, usize)> {
         let dropout = opts.dropout;
         let (m, b) = (self.model, &self.backend);
         let c = &m.cfg;
         let n = seq.tokens.len();
         if seq.labels.len() != n || seq.positions.len() != n || seq.segments.is_some_and(|s| s.len() != n) {
-            return Err("sequence tokens/labels/positions/segments lengths differ".into());
+            return Err(Error::Usage("sequence tokens/labels/positions/segments lengths differ".into()));
         }
         if let Some(&bad) = seq.labels.iter().find(|&&l| l >= c.n_vocab as i32) {
-            return Err(format!("label {bad} is outside the vocabulary (size {})", c.n_vocab));
+            return Err(Error::Usage(format!("label {bad} is outside the vocabulary (size {})", c.n_vocab)));
         }
         let sp = span(Phase::Forward);
         let mut x = m.embed_on(b, seq.tokens)?;
@@ -318,7 +343,7 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
         // Past √f32::MAX a square overflows, RMS norm maps the row to zeros and the loss sits at
         // ln(n_vocab) with a zero gradient: stop instead of training on silently (e.g. a huge --lr).
         if let Some(v) = b.find_not_below(&x, 1.8e19) {
-            return Err(format!("the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr"));
+            return Err(Error::Train(format!("the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr")));
         }
         drop(sp);
         let sp = span(Phase::Loss);
@@ -348,7 +373,7 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
     }
 
     /// Plain forward logits-free loss evaluation (no gradients), e.g. for validation.
-    pub fn loss(&self, lora: &LoraSet<B::Buf>, seq: &SeqView) -> Result<(f64, usize), String> {
+    pub fn loss(&self, lora: &LoraSet<B::Buf>, seq: &SeqView) -> Result<(f64, usize)> {
         self.forward_backward(lora, None, seq, 1.0)
     }
 

@@ -9,14 +9,42 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::adapter::gguf_lora::parse_name;
+use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
 use crate::lora::{LoraPair, LoraSet};
 use crate::train::optim::{AdamW, AdamWConfig};
-use crate::train::trainer::{DataPos, StepMetrics};
 
 const VERSION: u32 = 1;
+
+/// Where the data stream stands: epoch and index of the next sequence in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataPos {
+    /// Epoch of the next sequence.
+    pub epoch: u64,
+    /// Index of the next sequence within its epoch's order.
+    pub index: u64,
+}
+
+/// One line of the metrics log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepMetrics {
+    /// 1-based step.
+    pub step: u64,
+    /// Mean loss over the trained tokens of the step.
+    pub loss: f64,
+    /// Validation loss, when evaluated at this step.
+    pub val_loss: Option<f64>,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (all positions) per second in this step.
+    pub tok_per_s: f64,
+    /// Resident memory in bytes, when known.
+    pub rss: Option<u64>,
+}
 
 /// Everything needed to continue a run.
 #[derive(Clone, Debug)]
@@ -44,8 +72,8 @@ fn arr_f64(v: impl Iterator<Item = f64>) -> Value {
 }
 
 /// Write `ck` as `dir/checkpoint-<step>.gguf` (creating `dir`); returns the path.
-pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Msg(format!("creating {}: {e}", dir.display())))?;
     let path = dir.join(format!("checkpoint-{:06}.gguf", ck.adam.step));
     let mut w = GgufWriter::new();
     w.set("general.architecture", Value::String(model.cfg.arch.name().into()));
@@ -81,22 +109,22 @@ pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf, Strin
         }
     }
     for (name, dims, _) in &tensors {
-        w.add_tensor(name, GgmlType::F32, dims).map_err(|e| format!("{}: {name}: {e}", path.display()))?;
+        w.add_tensor(name, GgmlType::F32, dims).map_err(|e| Error::format(&path, format!("{name}: {e}")))?;
     }
-    let mut sink = w.create(&path).map_err(|e| e.to_string())?;
+    let mut sink = w.create(&path)?;
     for (_, _, data) in &tensors {
-        sink.write_tensor(&f32_bytes(data)).map_err(|e| e.to_string())?;
+        sink.write_tensor(&f32_bytes(data))?;
     }
-    sink.finish().map_err(|e| e.to_string())?;
+    sink.finish()?;
     Ok(path)
 }
 
 /// The newest `checkpoint-*.gguf` in `dir`, or `dir` itself when it is a file.
-pub fn latest(dir: &Path) -> Result<PathBuf, String> {
+pub fn latest(dir: &Path) -> Result<PathBuf> {
     if dir.is_file() {
         return Ok(dir.to_path_buf());
     }
-    let rd = std::fs::read_dir(dir).map_err(|e| format!("--resume {}: {e}", dir.display()))?;
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::usage(format!("--resume {}: {e}", dir.display())))?;
     let mut best: Option<(u64, PathBuf)> = None;
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -106,13 +134,13 @@ pub fn latest(dir: &Path) -> Result<PathBuf, String> {
             best = Some((step, e.path()));
         }
     }
-    best.map(|(_, p)| p).ok_or_else(|| format!("--resume {}: no checkpoint-*.gguf in it", dir.display()))
+    best.map(|(_, p)| p).ok_or_else(|| Error::usage(format!("--resume {}: no checkpoint-*.gguf in it", dir.display())))
 }
 
 /// Read a checkpoint written by [`save`].
-pub fn load(path: &Path) -> Result<Checkpoint, String> {
-    let f = GgufFile::open(path).map_err(|e| e.to_string())?;
-    let bad = |p: &str| format!("{}: not a finetune checkpoint ({p})", path.display());
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    let f = GgufFile::open(path)?;
+    let bad = |p: &str| Error::format(path, format!("not a finetune checkpoint ({p})"));
     let ver = f.get_u64("finetune.checkpoint.version").ok_or_else(|| bad("no finetune.checkpoint.version"))?;
     if ver != VERSION as u64 {
         return Err(bad(&format!("version {ver}, this build reads {VERSION}")));

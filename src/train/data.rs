@@ -44,7 +44,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-pub use batch::{arrange, Sequence, SplitMix64};
+pub use batch::{arrange, Sequence};
+pub use crate::util::rng::SplitMix64;
 pub use error::{DataError, Problem};
 pub use record::{detect, parse_record, read_records, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};
@@ -257,12 +258,6 @@ impl Dataset {
         skipped.truncate(MAX_KEPT_SKIPPED);
         stats.skipped_errors = skipped;
         Ok(Self::with_stats(train, val, stats, opts))
-    }
-
-    /// A dataset from samples made elsewhere (stats computed from them).
-    pub fn from_samples(train: Vec<Sample>, val: Vec<Sample>, opts: &DataOptions) -> Dataset {
-        let stats = DataStats { records: train.len() + val.len(), ..Default::default() };
-        Self::with_stats(train, val, stats, opts)
     }
 
     fn with_stats(train: Vec<Sample>, val: Vec<Sample>, mut stats: DataStats, opts: &DataOptions) -> Dataset {

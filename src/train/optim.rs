@@ -4,6 +4,7 @@
 pub use crate::backend::AdamWConfig;
 use crate::backend::cpu::Cpu;
 use crate::backend::TrainBackend;
+use crate::error::Error;
 use crate::lora::LoraSet;
 
 /// AdamW state: first and second moments shaped like the parameters, and the step count.
@@ -64,12 +65,12 @@ pub enum Schedule {
 
 impl Schedule {
     /// Parse `constant`, `linear` or `cosine`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Error> {
         match s {
             "constant" => Ok(Schedule::Constant),
             "linear" => Ok(Schedule::Linear),
             "cosine" => Ok(Schedule::Cosine),
-            _ => Err(format!("unknown --lr-schedule '{s}' (constant, linear, cosine)")),
+            _ => Err(Error::Usage(format!("unknown --lr-schedule '{s}' (constant, linear, cosine)"))),
         }
     }
 

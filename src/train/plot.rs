@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::train::trainer::StepMetrics;
+use crate::train::checkpoint::StepMetrics;
+use crate::error::{Error, Result};
 
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let span = (hi - lo).max(1e-12);
@@ -94,8 +95,8 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
 }
 
 /// Write [`svg`] to `path` atomically (temp file + rename).
-pub fn write_svg(path: &Path, history: &[StepMetrics], title: &str) -> Result<(), String> {
+pub fn write_svg(path: &Path, history: &[StepMetrics], title: &str) -> Result<()> {
     let tmp = crate::gguf::writer::tmp_path(path);
-    std::fs::write(&tmp, svg(history, title)).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&tmp, svg(history, title)).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::model::Model;
+use crate::error::{Error, Result};
 use crate::train::block::{SeqView, StepOptions, Trainable};
-use crate::train::checkpoint::{self, Checkpoint};
+use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
 use crate::lora::dropout::Dropout;
 use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
@@ -64,25 +65,6 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
-/// One line of the metrics log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepMetrics {
-    /// 1-based step.
-    pub step: u64,
-    /// Mean loss over the trained tokens of the step.
-    pub loss: f64,
-    /// Validation loss, when evaluated at this step.
-    pub val_loss: Option<f64>,
-    /// Learning rate used.
-    pub lr: f32,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Tokens (all positions) per second in this step.
-    pub tok_per_s: f64,
-    /// Resident memory in bytes, when known.
-    pub rss: Option<u64>,
-}
-
 /// What a run returns.
 #[derive(Debug)]
 pub struct TrainResult {
@@ -124,10 +106,7 @@ pub fn init_lora(model: &Model, targets: &[Target], rank: usize, alpha: f32, see
 
 /// Resident set size of this process (Linux), in bytes.
 pub fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    crate::util::proc::rss_bytes()
 }
 
 fn view(s: &Sequence) -> SeqView<'_> {
@@ -141,7 +120,7 @@ fn view(s: &Sequence) -> SeqView<'_> {
 }
 
 /// Mean validation loss over `seqs` (None when there is nothing to score).
-pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>, String> {
+pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>> {
     let tr = Trainable::new(model);
     let (mut sum, mut n) = (0.0, 0usize);
     for s in seqs {
@@ -152,22 +131,13 @@ pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Opti
     Ok((n > 0).then(|| sum / n as f64))
 }
 
-/// Where the data stream stands: epoch and index of the next sequence in it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DataPos {
-    /// Epoch of the next sequence.
-    pub epoch: u64,
-    /// Index of the next sequence within its epoch's order.
-    pub index: u64,
-}
-
 /// On resume, drop the metrics-log lines of steps after the checkpoint (a run that stopped
 /// after its last checkpoint logged steps that the resumed run repeats), atomically.
-fn keep_logged_steps(path: &Path, last: u64) -> Result<(), String> {
+fn keep_logged_steps(path: &Path, last: u64) -> Result<()> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+        Err(e) => return Err(Error::io(path, e)),
     };
     let step_of = |l: &str| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64());
     let kept: String = text.lines().filter(|l| step_of(l).is_some_and(|s| s <= last)).map(|l| format!("{l}\n")).collect();
@@ -175,8 +145,8 @@ fn keep_logged_steps(path: &Path, last: u64) -> Result<(), String> {
         return Ok(());
     }
     let tmp = crate::gguf::writer::tmp_path(path);
-    std::fs::write(&tmp, kept).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    std::fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 /// Optimizer steps a run makes.
@@ -201,15 +171,15 @@ pub fn train(
     data: &Dataset,
     opts: &TrainOptions,
     resume: Option<Checkpoint>,
-) -> Result<TrainResult, String> {
+) -> Result<TrainResult> {
     if opts.grad_accum == 0 {
-        return Err("--grad-accum must be at least 1".into());
+        return Err(Error::Usage("--grad-accum must be at least 1".into()));
     }
     if data.train.is_empty() {
-        return Err("no training samples".into());
+        return Err(Error::Usage("no training samples".into()));
     }
     if !(0.0..1.0).contains(&opts.dropout) {
-        return Err(format!("--dropout {} is outside [0, 1)", opts.dropout));
+        return Err(Error::Usage(format!("--dropout {} is outside [0, 1)", opts.dropout)));
     }
     let mut epoch_seqs = data.epoch_sequences(0);
     let seqs_per_epoch = epoch_seqs.len();
@@ -225,16 +195,16 @@ pub fn train(
     let (mut lora, mut adam, mut pos, mut history, start_step) = match resume {
         Some(ck) => {
             if ck.fingerprint != fingerprint {
-                return Err(format!(
+                return Err(Error::Usage(format!(
                     "the checkpoint belongs to a different run:\n  checkpoint: {}\n  this run:   {fingerprint}\nresume with the same data and options",
                     ck.fingerprint
-                ));
+                )));
             }
             if ck.total_steps != total {
-                return Err(format!(
+                return Err(Error::Usage(format!(
                     "the checkpoint was made for a run of {} steps, this run has {total}: use the same data and options",
                     ck.total_steps
-                ));
+                )));
             }
             let step = ck.adam.step;
             (ck.lora, ck.adam, ck.pos, ck.history, step)
@@ -262,7 +232,7 @@ pub fn train(
                 .write(true)
                 .truncate(start_step == 0)
                 .open(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?,
+                .map_err(|e| Error::io(p, e))?,
         ),
         None => None,
     };
@@ -299,21 +269,21 @@ pub fn train(
                 let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
                 let (l, _) = tr
                     .forward_backward_with(&lora, Some(&mut grads), &view(s), scale, StepOptions { dropout: drop, keep_bytes: opts.keep_bytes })
-                    .map_err(|e| format!("step {}: {e}", step + 1))?;
+                    .map_err(|e| Error::Train(format!("step {}: {e}", step + 1)))?;
                 loss_sum += l;
             }
         }
         let loss = if n_trained > 0 { loss_sum / n_trained as f64 } else { 0.0 };
         if !loss.is_finite() {
-            return Err(format!(
+            return Err(Error::Train(format!(
                 "loss became {loss} at step {}: stopping (the last checkpoint in {} is kept); try a lower --lr",
                 step + 1,
                 opts.checkpoint_dir.display()
-            ));
+            )));
         }
         let grad_norm = clip_global_norm(&tr.backend, &mut grads, opts.max_grad_norm);
         if !grad_norm.is_finite() {
-            return Err(format!("gradient norm became {grad_norm} at step {}: stopping; try a lower --lr", step + 1));
+            return Err(Error::Train(format!("gradient norm became {grad_norm} at step {}: stopping; try a lower --lr", step + 1)));
         }
         let lr = opts.schedule.lr(opts.lr, step, total, opts.warmup);
         adam.update_on(&tr.backend, &mut lora, &grads, lr);
@@ -339,7 +309,7 @@ pub fn train(
                 "step": m.step, "loss": m.loss, "val_loss": m.val_loss, "lr": m.lr,
                 "grad_norm": m.grad_norm, "tok_per_s": m.tok_per_s, "rss": m.rss,
             });
-            writeln!(f, "{line}").map_err(|e| format!("writing the metrics log: {e}"))?;
+            writeln!(f, "{line}").map_err(|e| Error::Msg(format!("writing the metrics log: {e}")))?;
         }
         smoothed = Some(match smoothed {
             Some(s) => 0.9 * s + 0.1 * loss,

@@ -2,17 +2,18 @@
 
 use finetune::adapter::combine::{combine_files, Input};
 use finetune::quant::GgmlType;
+use finetune::{Error, Result};
 
 use super::ExportArgs;
 
 /// Combine the adapters into one file.
-pub fn run(a: &ExportArgs) -> Result<(), String> {
-    let out = a.out.as_deref().ok_or("--merge-adapters needs --out COMBINED.gguf")?;
+pub fn run(a: &ExportArgs) -> Result<()> {
+    let out = a.out.as_deref().ok_or_else(|| Error::usage("--merge-adapters needs --out COMBINED.gguf"))?;
     let ty = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
-        .ok_or_else(|| format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type))?;
+        .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
     let inputs: Vec<Input> = a.merge_adapters.iter().map(|s| Input::parse(s)).collect();
-    let r = combine_files(&inputs, a.model.as_deref(), out, ty).map_err(|e| e.to_string())?;
+    let r = combine_files(&inputs, a.model.as_deref(), out, ty)?;
     for (i, f) in inputs.iter().zip(&r.inputs) {
         let pairs: usize = f.set.layers.iter().map(Vec::len).sum();
         eprintln!("{} × {}: {pairs} adapted weights, alpha {}", i.path.display(), i.scale, f.set.alpha);

@@ -9,6 +9,8 @@ pub mod peft;
 
 use std::path::PathBuf;
 
+use finetune::Result;
+
 /// Options of `finetune export`; exactly one of `--peft`, `--ollama`, `--merge-adapters`.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("dest").required(true).args(["peft", "ollama", "merge_adapters"])))]
@@ -61,7 +63,7 @@ pub struct ImportArgs {
 }
 
 /// Run `finetune export`.
-pub fn run(a: ExportArgs) -> Result<(), String> {
+pub fn run(a: ExportArgs) -> Result<()> {
     if let Some(dir) = a.peft.clone() {
         return peft::export(&a, &dir);
     }
@@ -72,6 +74,6 @@ pub fn run(a: ExportArgs) -> Result<(), String> {
 }
 
 /// Run `finetune import`.
-pub fn run_import(a: ImportArgs) -> Result<(), String> {
+pub fn run_import(a: ImportArgs) -> Result<()> {
     peft::import(&a)
 }

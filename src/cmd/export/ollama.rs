@@ -3,15 +3,16 @@
 use std::path::Path;
 
 use finetune::adapter::ollama::{export as write_modelfile, model_name, ollama_engine_arch};
+use finetune::{Error, Result};
 
 use super::ExportArgs;
 
 /// Write DIR/Modelfile and print the `ollama create` command line.
-pub fn export(a: &ExportArgs, dir: &Path) -> Result<(), String> {
+pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
     let (Some(model), Some(lora)) = (a.model.as_deref(), a.lora.as_deref()) else {
-        return Err("--ollama needs --model BASE.gguf and --lora ADAPTER.gguf".into());
+        return Err(Error::usage("--ollama needs --model BASE.gguf and --lora ADAPTER.gguf"));
     };
-    let r = write_modelfile(dir, model, lora, a.system.as_deref()).map_err(|e| e.to_string())?;
+    let r = write_modelfile(dir, model, lora, a.system.as_deref())?;
     eprintln!("prompt format: {}", r.family.name());
     if ollama_engine_arch(&r.architecture) {
         eprintln!(

@@ -8,19 +8,20 @@ use finetune::adapter::peft;
 use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
+use finetune::{Error, Result};
 
 use super::{ExportArgs, ImportArgs};
 
 /// Write the adapter as a PEFT directory.
-pub fn export(a: &ExportArgs, dir: &Path) -> Result<(), String> {
+pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
     let (Some(model_path), Some(lora)) = (&a.model, &a.lora) else {
-        return Err("export --peft needs --model and --lora".into());
+        return Err(Error::usage("export --peft needs --model and --lora"));
     };
     let g = crate::cmd::open(model_path)?;
-    let model = Model::load(&g).map_err(|e| e.to_string())?;
+    let model = Model::load(&g)?;
     let info = BaseInfo::from_gguf(g.main());
     let base_name = a.base_name.clone().or(info.name).or(info.file_name).unwrap_or_else(|| "base".into());
-    let s = peft::export(dir, lora, &model, &base_name).map_err(|e| e.to_string())?;
+    let s = peft::export(dir, lora, &model, &base_name)?;
     println!(
         "wrote {} and {} ({} modules, r {}, lora_alpha {}, {}; base_model_name_or_path \"{base_name}\")",
         dir.join(peft::WEIGHTS_FILE).display(),
@@ -34,14 +35,14 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<(), String> {
 }
 
 /// Read a PEFT directory and write a GGUF adapter.
-pub fn import(a: &ImportArgs) -> Result<(), String> {
+pub fn import(a: &ImportArgs) -> Result<()> {
     let ty = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| STORAGE_TYPES.contains(t))
-        .ok_or_else(|| format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type))?;
+        .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
     let g = crate::cmd::open(&a.model)?;
-    let model = Model::load(&g).map_err(|e| e.to_string())?;
-    let imp = peft::import(&a.peft, &model, BaseInfo::from_gguf(g.main())).map_err(|e| e.to_string())?;
-    write_adapter(&a.out, &imp.base, &imp.lora, ty).map_err(|e| e.to_string())?;
+    let model = Model::load(&g)?;
+    let imp = peft::import(&a.peft, &model, BaseInfo::from_gguf(g.main()))?;
+    write_adapter(&a.out, &imp.base, &imp.lora, ty)?;
     let n: usize = imp.lora.layers.iter().map(Vec::len).sum();
     let folded = if imp.folded > 0 { format!(", {} modules' scale folded into lora_b", imp.folded) } else { String::new() };
     println!("wrote {} ({n} modules, alpha {}, ranks {:?}, {ty}{folded})", a.out.display(), imp.lora.alpha, imp.lora.ranks());

@@ -54,12 +54,12 @@ impl fmt::Display for Format {
 }
 
 impl FromStr for Format {
-    type Err = String;
+    type Err = crate::Error;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
         let norm = s.trim().to_ascii_lowercase().replace('_', "-");
         [Format::Auto].into_iter().chain(Format::ALL).find(|f| f.name() == norm).ok_or_else(|| {
-            format!("unknown data format '{s}' (expected auto, prompt-response, alpaca, dolly, chat or text)")
+            crate::Error::usage(format!("unknown data format '{s}' (expected auto, prompt-response, alpaca, dolly, chat or text)"))
         })
     }
 }
@@ -281,7 +281,7 @@ mod tests {
         let v = json!({"instruction": "Hi", "context": " ", "response": "x", "system": "S"});
         let Content::Chat(m) = parse_record(&v, Format::Dolly, None).unwrap() else { panic!() };
         assert_eq!(m, vec![Message::new("system", "S"), Message::new("user", "Hi"), Message::new("assistant", "x")]);
-        assert_eq!("Prompt_Response".parse::<Format>(), Ok(Format::PromptResponse));
+        assert_eq!("Prompt_Response".parse::<Format>().ok(), Some(Format::PromptResponse));
         assert!("jsonl".parse::<Format>().is_err());
     }
 
