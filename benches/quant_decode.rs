@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use finetune::quant::{self, avx2, GgmlType};
+use finetune::quant::{self, GgmlType, Isa};
 
 fn best_of(reps: usize, mut f: impl FnMut()) -> f64 {
     (0..reps)
@@ -48,7 +48,7 @@ fn main() {
         let n = n_blocks * ty.block_size();
         let mut out = vec![0f32; n];
         let scalar = best_of(5, || quant::decode_scalar(ty, &bytes, &mut out).unwrap());
-        let simd = avx2::decoder(ty).filter(|_| avx2::available()).map(|f| best_of(5, || f(&bytes, &mut out)));
+        let simd = quant::kernels_for(Isa::Avx2, ty).filter(|k| k.path == "avx2").and_then(|k| k.decode).map(|f| best_of(5, || f(&bytes, &mut out)));
         rows.push((ty, bytes.len(), n, scalar, simd));
     }
     let py = oracle_python();

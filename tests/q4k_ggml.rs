@@ -8,7 +8,7 @@ use common::{f32_bytes, gemma, oracle, read_f32, tmpdir, Rng};
 use finetune::gguf::GgufFile;
 use finetune::ops::matmul::QMatrix;
 use finetune::ops::matmul_q8::matmul_q8;
-use finetune::quant::q4k_ggml::{self, gemm4_scalar, gemv_scalar, to_ggml_x4};
+use finetune::quant::q4k_ggml::{gemm4_scalar, gemv_scalar, to_ggml_x4};
 use finetune::quant::GgmlType;
 
 /// Activation rows: standard normal times `scale`; with `outliers`, a few large values per row and
@@ -42,7 +42,7 @@ fn check(tag: &str, w: &[u8], k: usize, n: usize, x: &[f32]) -> usize {
     assert_eq!(res["chunked_same"].as_bool(), Some(true), "{tag}: ggml's 8-column calls differ from the full-width ones");
 
     let bpr = k / 256;
-    let a = q4k_ggml::quantize_rows(x, k);
+    let a = finetune::quant::quantize_rows_4x8(x, k);
     let row = |i: usize| &a[i * bpr..(i + 1) * bpr];
     let mut ours4 = Vec::new();
     for g in 0..t4 / 4 {

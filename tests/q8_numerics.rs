@@ -6,8 +6,8 @@
 mod common;
 
 use common::{f32_bytes, oracle, read_f32, tmpdir, Rng};
-use finetune::quant::q8::{self, Q8Rows};
-use finetune::quant::vecdot::{self, DotKernel};
+use finetune::quant::q8::Q8Rows;
+use finetune::quant::vecdot::DotKernel;
 use finetune::quant::{self, GgmlType};
 
 const TYPES: [GgmlType; 7] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
@@ -34,9 +34,9 @@ fn activation_quantization_and_dots_match_ggml_cpu() {
     }
     let res = oracle(&["q8-dot", dir.to_str().unwrap()]);
     for (ty, wb) in &weights {
-        let act = q8::vec_dot_type(*ty).unwrap();
+        let act = quant::scalar_kernels(*ty).vec_dot_type.unwrap();
         assert_eq!(res[ty.name()]["vec_dot_type"].as_str().unwrap(), act.name(), "{ty}: vec_dot_type");
-        let qa = q8::quantize_rows(act, &x, k);
+        let qa = quant::quantize_rows(act, &x, k);
         let mut ours = Vec::new();
         match &qa {
             Q8Rows::Q8(b) if act == GgmlType::Q8_0 => b.iter().for_each(|b| b.to_ggml_q8_0(&mut ours)),
@@ -59,8 +59,8 @@ fn activation_quantization_and_dots_match_ggml_cpu() {
                     (DotKernel::Q8K(f), Q8Rows::Q8K(b)) => f(row, &b[a * bpr..(a + 1) * bpr]),
                     _ => unreachable!(),
                 };
-                let got = dot(vecdot::kernel(*ty).unwrap());
-                let scalar = dot(vecdot::kernel_scalar(*ty).unwrap());
+                let got = dot(quant::kernels(*ty).vec_dot.unwrap());
+                let scalar = dot(quant::scalar_kernels(*ty).vec_dot_scalar.unwrap());
                 let w = want[a * rows + r];
                 if *ty != GgmlType::Q4_K {
                     assert_eq!(got.to_bits(), w.to_bits(), "{ty} act {a} row {r}: ours {got} vs ggml {w} (bit for bit)");

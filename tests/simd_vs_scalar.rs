@@ -1,17 +1,28 @@
 //! Every SIMD decoder must agree bit for bit with its scalar reference, on random blocks with
-//! extreme scales.
+//! extreme scales. (x86-64: the AVX2 kernels against the scalar references.)
+#![cfg(target_arch = "x86_64")]
 mod common;
 
 use common::Rng;
-use finetune::quant::{self, avx2};
+use finetune::quant::{self, Isa, TypeKernels};
+
+/// The AVX2 table's entry for `ty` (whatever `FINETUNE_SIMD` says).
+fn avx2(ty: finetune::quant::GgmlType) -> &'static TypeKernels {
+    quant::kernels_for(Isa::Avx2, ty).expect("AVX2 table")
+}
+
+/// The best x86 table's entry for `ty`: AVX-512 VNNI multi-row kernels where the CPU has them.
+fn best(ty: finetune::quant::GgmlType) -> &'static TypeKernels {
+    quant::kernels_for(Isa::Avx2Vnni, ty).unwrap_or_else(|| avx2(ty))
+}
 
 #[test]
 fn avx2_decoders_match_scalar_bit_for_bit() {
-    assert!(avx2::available(), "this machine is expected to have AVX2+FMA+F16C (CI does)");
+    assert!(Isa::Avx2.supported(), "this machine is expected to have AVX2+FMA+F16C (CI does)");
     let mut rng = Rng(0x5EED);
     let mut checked = 0;
     for ty in common::random_blocks::decodable_types() {
-        let Some(simd) = avx2::decoder(ty) else { continue };
+        let Some(simd) = Some(avx2(ty)).filter(|k| k.path == "avx2").and_then(|k| k.decode) else { continue };
         for n_blocks in [1usize, 3, 4096] {
             let bytes = common::random_blocks::random_blocks(ty, n_blocks, &mut rng);
             let n = n_blocks * ty.block_size();
@@ -40,8 +51,8 @@ fn activations(rng: &mut Rng, n: usize) -> Vec<f32> {
 
 #[test]
 fn avx2_activation_quantizers_match_scalar_bit_for_bit() {
-    use finetune::quant::{q8, vecdot_avx2};
-    assert!(avx2::available());
+    use finetune::quant::{q8, x86::vecdot as vecdot_avx2};
+    assert!(Isa::Avx2.supported());
     let mut rng = Rng(0xA11CE);
     let x = activations(&mut rng, 256 * 12);
     for sum in [false, true] {
@@ -67,19 +78,19 @@ fn avx2_activation_quantizers_match_scalar_bit_for_bit() {
 
 #[test]
 fn avx2_dot_kernels_match_scalar_bit_for_bit() {
-    use finetune::quant::q8::{self, Q8Rows};
-    use finetune::quant::vecdot::{kernel_scalar, DotKernel};
-    use finetune::quant::{vecdot_avx2, GgmlType};
-    assert!(avx2::available());
+    use finetune::quant::q8::Q8Rows;
+    use finetune::quant::vecdot::DotKernel;
+    use finetune::quant::GgmlType;
+    assert!(Isa::Avx2.supported());
     let mut rng = Rng(0xD07);
     let mut checked = 0;
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
-        let (Some(simd), Some(scalar)) = (vecdot_avx2::kernel(ty), kernel_scalar(ty)) else { panic!("{ty}: missing kernel") };
-        let act = q8::vec_dot_type(ty).unwrap();
+        let (Some(simd), Some(scalar)) = (avx2(ty).vec_dot, quant::scalar_kernels(ty).vec_dot_scalar) else { panic!("{ty}: missing kernel") };
+        let act = quant::scalar_kernels(ty).vec_dot_type.unwrap();
         for n in [256usize, 256 * 11] {
             let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
             let x = activations(&mut rng, n);
-            let (r1, r2) = match (simd, scalar, q8::quantize_rows(act, &x, n)) {
+            let (r1, r2) = match (simd, scalar, quant::quantize_rows(act, &x, n)) {
                 (DotKernel::Q8(f), DotKernel::Q8(g), Q8Rows::Q8(a)) => (f(&w, &a), g(&w, &a)),
                 (DotKernel::Q8K(f), DotKernel::Q8K(g), Q8Rows::Q8K(a)) => (f(&w, &a), g(&w, &a)),
                 _ => panic!("{ty}: kernel and activation format disagree"),
@@ -93,15 +104,16 @@ fn avx2_dot_kernels_match_scalar_bit_for_bit() {
 
 #[test]
 fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
-    use finetune::quant::q8::{self, Q8Rows};
+    use finetune::quant::kernels::DotKernelN;
+    use finetune::quant::q8::Q8Rows;
     use finetune::quant::vecdot::DotKernel;
-    use finetune::quant::{vecdot_avx2, vecdot_avx2_k4, GgmlType};
-    assert!(avx2::available());
+    use finetune::quant::GgmlType;
+    assert!(Isa::Avx2.supported());
     let mut rng = Rng(0xF0_0D);
     let mut checked = 0;
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
-        let one = vecdot_avx2::kernel(ty).unwrap_or_else(|| panic!("{ty}: no one-row kernel"));
-        let act = q8::vec_dot_type(ty).unwrap();
+        let one = avx2(ty).vec_dot.unwrap_or_else(|| panic!("{ty}: no one-row kernel"));
+        let act = quant::scalar_kernels(ty).vec_dot_type.unwrap();
         for n in [256usize, 256 * 7] {
             let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
             // Eight different activation rows (each with its own magnitudes, zeros and ties).
@@ -109,12 +121,12 @@ fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
             let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
             let bpr = n / act.block_size();
             // (rows from the multi-row kernels, the same rows one at a time)
-            let (multi, one_by_one): (Vec<f32>, Vec<f32>) = match (one, q8::quantize_rows(act, &x, n)) {
+            let (multi, one_by_one): (Vec<f32>, Vec<f32>) = match (one, quant::quantize_rows(act, &x, n)) {
                 (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
-                    let f4 = vecdot_avx2::kernel4(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));
-                    let f8 = vecdot_avx2::kernel8(ty).unwrap_or_else(|| panic!("{ty}: no eight-row kernel"));
+                    let Some(DotKernelN::Q8(f4)) = best(ty).vec_dot4 else { panic!("{ty}: no four-row kernel") };
+                    let Some(DotKernelN::Q8(f8)) = best(ty).vec_dot8 else { panic!("{ty}: no eight-row kernel") };
                     // (AVX-512 VNNI where the CPU has it: the plain AVX2 one must agree too)
-                    let f8a = vecdot_avx2::kernel8_avx2(ty).unwrap_or_else(|| panic!("{ty}: no eight-row AVX2 kernel"));
+                    let Some(DotKernelN::Q8(f8a)) = avx2(ty).vec_dot8 else { panic!("{ty}: no eight-row AVX2 kernel") };
                     let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
                     let mut m = f4(&w, [r(0), r(1), r(2), r(3)]).to_vec();
                     m.extend(f8(&w, std::array::from_fn(r)));
@@ -122,8 +134,8 @@ fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
                     (m, (0..4).chain(0..8).chain(0..8).map(|t| f(&w, r(t))).collect())
                 }
                 (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
-                    let f4 = vecdot_avx2_k4::kernel4k(ty).unwrap_or_else(|| panic!("{ty}: no four-row kernel"));
-                    let f8 = vecdot_avx2_k4::kernel8k(ty).unwrap_or_else(|| panic!("{ty}: no eight-row kernel"));
+                    let Some(DotKernelN::Q8K(f4)) = avx2(ty).vec_dot4 else { panic!("{ty}: no four-row kernel") };
+                    let Some(DotKernelN::Q8K(f8)) = avx2(ty).vec_dot8 else { panic!("{ty}: no eight-row kernel") };
                     let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
                     let mut m = f4(&w, [r(0), r(1), r(2), r(3)]).to_vec();
                     m.extend(f8(&w, std::array::from_fn(r)));
@@ -145,19 +157,19 @@ fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
 
 #[test]
 fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
-    use finetune::quant::q8::{self, Q8Rows};
-    use finetune::quant::{vecdot, vecdot_avx2_k4, GgmlType};
-    assert!(avx2::available());
+    use finetune::quant::q8::Q8Rows;
+    use finetune::quant::{vecdot, GgmlType};
+    assert!(Isa::Avx2.supported());
     let mut rng = Rng(0x7113D);
     let ty = GgmlType::Q6_K;
-    let scalar = vecdot::kernel_tiled_scalar(ty).expect("Q6_K has a tiled-order reference");
-    let f1 = vecdot_avx2_k4::kernel_tiled::<1>(ty).expect("one-row tiled kernel");
-    let f8 = vecdot_avx2_k4::kernel_tiled::<8>(ty).expect("eight-row tiled kernel");
+    let scalar = quant::scalar_kernels(ty).tiled_scalar.expect("Q6_K has a tiled-order reference");
+    let f1 = avx2(ty).tiled.expect("one-row tiled kernel");
+    let f8 = avx2(ty).tiled8.expect("eight-row tiled kernel");
     for n in [256usize, 256 * 7] {
         let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
         let mags = [1.0f32, 3e-2, 7.0, 0.5, 2.0, 1e-3, 0.25, 40.0];
         let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
-        let Q8Rows::Q8K(a) = q8::quantize_rows(q8::vec_dot_type(ty).unwrap(), &x, n) else { panic!("Q6_K takes Q8_K") };
+        let Q8Rows::Q8K(a) = quant::quantize_rows(quant::scalar_kernels(ty).vec_dot_type.unwrap(), &x, n) else { panic!("Q6_K takes Q8_K") };
         let bpr = n / 256;
         let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
         let eight = f8(&w, std::array::from_fn(r));
@@ -168,7 +180,7 @@ fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
         }
         // The tiled order is a different f32 summation from vec_dot's: the two must not be
         // confused (they agree to rounding, and differ in the last bits somewhere).
-        let vd = vecdot::kernel_scalar(ty).unwrap();
+        let vd = quant::scalar_kernels(ty).vec_dot_scalar.unwrap();
         let vd = match vd { vecdot::DotKernel::Q8K(f) => f, _ => unreachable!() };
         let diffs = (0..8).filter(|&t| vd(&w, r(t)).to_bits() != scalar(&w, r(t)).to_bits()).count();
         let close = (0..8).all(|t| (vd(&w, r(t)) - scalar(&w, r(t))).abs() <= 1e-5 * vd(&w, r(t)).abs().max(1e-3));

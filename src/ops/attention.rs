@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use super::attention_seq as seq;
 use super::matmul::{dot, gemm_f32_bt};
+use super::send_ptr::SendPtr;
 
 /// Shapes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -212,10 +213,6 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
         }
     });
 }
-
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Many new tokens: per head, `S = Q·Kᵀ` and `O = P·V` as GEMMs on the matmul micro-kernel.
 fn batched(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f32], n_past: usize, out: &mut [f32]) {

@@ -12,16 +12,12 @@
 
 use rayon::prelude::*;
 
-
+use super::send_ptr::SendPtr;
 pub use crate::weights::QMatrix;
 use crate::weights::QuantWeight;
 
 const MR: usize = 6;
 const NR: usize = 16;
-
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// `y[t, o] = Σ_i x[t, i]·W[o, i]` for `t < x.len()/n_in`; `y` is overwritten.
 pub fn matmul(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
@@ -50,7 +46,7 @@ fn gemm(w: &dyn QuantWeight, x: &[f32], t: usize, y: &mut [f32]) {
             let nrows = o1 - o0;
             w.decode_rows(o0, o1, &mut rows[..nrows * k]);
             let n_sl = nrows.div_ceil(NR);
-            pack_slivers(&rows[..nrows * k], nrows, k, &mut packed[..n_sl * NR * k]);
+            pack_rows(&rows[..nrows * k], k, nrows, k, &mut packed[..n_sl * NR * k]);
             for m0 in (0..t).step_by(MR) {
                 let mr = MR.min(t - m0);
                 for s in 0..n_sl {
@@ -157,14 +153,7 @@ fn backward_input_part(w: &dyn QuantWeight, dy: &[f32], t: usize, c0: usize, c1:
         for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
             w.decode_cols(p0 + r, c0, c1, out);
         }
-        for sl in 0..n_sl {
-            let (j0, nj) = (sl * NR, NR.min(wc - sl * NR));
-            let dst = &mut packed[sl * NR * kp..sl * NR * kp + nrows * NR];
-            for (kk, d) in dst.chunks_exact_mut(NR).enumerate() {
-                d[..nj].copy_from_slice(&rows[kk * wc + j0..kk * wc + j0 + nj]);
-                d[nj..].fill(0.0);
-            }
-        }
+        pack_cols(&rows[..nrows * wc], wc, nrows, 0, wc, NR * kp, &mut packed);
         for m0 in (0..t).step_by(MR) {
             let mr = MR.min(t - m0);
             for sl in 0..n_sl {
@@ -233,21 +222,7 @@ fn gemm_bt_op<const ADD: bool>(
     assert!(a.len() >= (m - 1) * lda + k && b.len() >= (n - 1) * ldb + k && c.len() >= (m - 1) * ldc + n);
     let n_sl = n.div_ceil(NR);
     packed.resize(n_sl * NR * k, 0.0);
-    for (s, sl) in packed.chunks_exact_mut(NR * k).enumerate() {
-        for r in 0..NR {
-            let src = s * NR + r;
-            if src < n {
-                let row = &b[src * ldb..src * ldb + k];
-                for (kk, &v) in row.iter().enumerate() {
-                    sl[kk * NR + r] = v;
-                }
-            } else {
-                for kk in 0..k {
-                    sl[kk * NR + r] = 0.0;
-                }
-            }
-        }
-    }
+    pack_rows(b, ldb, n, k, packed);
     for m0 in (0..m).step_by(MR) {
         let mr = MR.min(m - m0);
         for s in 0..n_sl {
@@ -297,13 +272,7 @@ pub fn gemm_f32_kn<const TA: bool, const ADD: bool>(
         let (i1, j1) = ((i0 + MB).min(m), (j0 + NB).min(n));
         let n_sl = (j1 - j0).div_ceil(NR);
         packed.resize(n_sl * NR * k, 0.0);
-        for (s, sl) in packed.chunks_exact_mut(NR * k).enumerate() {
-            let (c0, nc) = (j0 + s * NR, NR.min(j1 - j0 - s * NR));
-            for (kk, d) in sl.chunks_exact_mut(NR).enumerate() {
-                d[..nc].copy_from_slice(&b[kk * ldb + c0..kk * ldb + c0 + nc]);
-                d[nc..].fill(0.0);
-            }
-        }
+        pack_cols(b, ldb, k, j0, j1 - j0, NR * k, packed);
         for r0 in (i0..i1).step_by(MR) {
             let mr = MR.min(i1 - r0);
             let a_off = if TA { r0 } else { r0 * lda };
@@ -318,13 +287,14 @@ pub fn gemm_f32_kn<const TA: bool, const ADD: bool>(
     });
 }
 
-/// Repack `nrows` rows of length k into slivers of 16 rows, each `[k][16]`, zero-padded.
-fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
+/// Pack `n` rows of length `k` (row `r` at `b[r·ldb..]`) as the micro-kernel's B operand: slivers
+/// of 16 rows, each `[k][16]` (transposed), the rows past `n` zero; `out` holds whole slivers.
+fn pack_rows(b: &[f32], ldb: usize, n: usize, k: usize, out: &mut [f32]) {
     for (s, sl) in out.chunks_exact_mut(NR * k).enumerate() {
         for r in 0..NR {
             let src = s * NR + r;
-            if src < nrows {
-                let row = &rows[src * k..(src + 1) * k];
+            if src < n {
+                let row = &b[src * ldb..src * ldb + k];
                 for (kk, &v) in row.iter().enumerate() {
                     sl[kk * NR + r] = v;
                 }
@@ -333,6 +303,19 @@ fn pack_slivers(rows: &[f32], nrows: usize, k: usize, out: &mut [f32]) {
                     sl[kk * NR + r] = 0.0;
                 }
             }
+        }
+    }
+}
+
+/// Pack columns `c0..c0 + n` of the `k` rows of a row-major matrix (row `kk` at `b[kk·ldb..]`)
+/// as the micro-kernel's B operand: slivers of 16 columns, each `[k][16]`, the columns past `n`
+/// zero; sliver `s` starts at `out[s·stride]`.
+fn pack_cols(b: &[f32], ldb: usize, k: usize, c0: usize, n: usize, stride: usize, out: &mut [f32]) {
+    for s in 0..n.div_ceil(NR) {
+        let (j0, nj) = (c0 + s * NR, NR.min(n - s * NR));
+        for (kk, d) in out[s * stride..s * stride + k * NR].chunks_exact_mut(NR).enumerate() {
+            d[..nj].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + nj]);
+            d[nj..].fill(0.0);
         }
     }
 }
@@ -469,7 +452,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Portable twin of the dot product (16 partial sums).
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let n = a.len().min(b.len());
     let chunks = n / 16;

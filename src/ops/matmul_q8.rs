@@ -1,7 +1,8 @@
 //! `y = x · Wᵀ` with llama.cpp's CPU numerics, for inference: each activation row is quantized
 //! once to the weight type's `vec_dot_type` (Q8_0 / Q8_1 / Q8_K, [`crate::quant::q8`]), then
 //! every (weight row, activation row) pair is an integer block dot product
-//! ([`crate::quant::vecdot`]). Weight types without an integer kernel fall back to the f32
+//! ([`crate::quant::vecdot`]). The kernels come from the type's entry in the kernel table
+//! ([`crate::quant::kernels`]). Weight types without an integer kernel fall back to the f32
 //! [`matmul`].
 //!
 //! Work split: rayon over chunks of weight rows; a chunk walks all activation rows, so its
@@ -10,18 +11,17 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, QMatrix};
-use crate::quant::q4k_ggml;
-use crate::quant::q8::{self, Q8Rows};
-use crate::quant::vecdot::{self, DotKernel};
-
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
+use super::send_ptr::SendPtr;
+use crate::quant;
+use crate::quant::kernels::{DotKernelN, Repacked};
+use crate::quant::q8::Q8Rows;
+use crate::quant::vecdot::DotKernel;
 
 /// Whether [`matmul_q8`] takes the integer path for `w` (else it computes in f32).
 pub fn has_q8_path(w: &QMatrix) -> bool {
-    match q8::vec_dot_type(w.ty) {
-        Some(act) => w.n_in % act.block_size() == 0 && vecdot::kernel(w.ty).is_some(),
+    let k = quant::kernels(w.ty);
+    match k.vec_dot_type {
+        Some(act) => w.n_in % act.block_size() == 0 && k.vec_dot.is_some(),
         None => false,
     }
 }
@@ -36,45 +36,38 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
     if !has_q8_path(w) || t == 0 {
         return matmul(w, x, y);
     }
-    if w.ty == crate::quant::GgmlType::Q4_K && w.n_out % 8 == 0 {
+    let kern = quant::kernels(w.ty);
+    if let (Some(Repacked { gemv, gemm4 }), 0) = (kern.repacked, w.n_out % 8) {
         // llama.cpp repacks these (CPU_REPACK): 4-row groups by its gemm, the t % 4 rest by gemv.
-        let a = q4k_ggml::quantize_rows(x, k);
-        let (r, (gemv, gemm4)) = (|tt: usize| &a[tt * k / 256..(tt + 1) * k / 256], q4k_ggml::kernels());
+        let a = quant::quantize_rows_4x8(x, k);
+        let r = |tt: usize| &a[tt * k / 256..(tt + 1) * k / 256];
         return run_n(w, t, y, |row, tt| gemv(row, r(tt)), |row, tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
     }
-    let act = q8::vec_dot_type(w.ty).expect("checked by has_q8_path");
-    let kern = vecdot::kernel(w.ty).expect("checked by has_q8_path");
-    let qa = q8::quantize_rows(act, x, k);
+    let act = kern.vec_dot_type.expect("checked by has_q8_path");
+    let one = kern.vec_dot.expect("checked by has_q8_path");
+    let qa = quant::quantize_rows(act, x, k);
     let bpr = k / act.block_size();
-    let four = if crate::quant::simd_enabled() { crate::quant::vecdot_avx2::kernel4(w.ty) } else { None };
-    match (kern, &qa) {
+    match (one, &qa) {
         (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
             let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
-            let eight = if crate::quant::simd_enabled() { crate::quant::vecdot_avx2::kernel8(w.ty) } else { None };
-            match (four, eight) {
-                (_, Some(f8)) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                (Some(f4), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+            match (kern.vec_dot4, kern.vec_dot8) {
+                (_, Some(DotKernelN::Q8(f8))) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                (Some(DotKernelN::Q8(f4)), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
         (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
             let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
-            let simd = crate::quant::simd_enabled();
             // llama.cpp's tiled K-quant matmul takes batches of 8 or more rows, in its own order.
-            if t >= 8 {
-                if let Some(g) = vecdot::kernel_tiled_scalar(w.ty) {
-                    use crate::quant::vecdot_avx2_k4::kernel_tiled;
-                    return match (kernel_tiled::<1>(w.ty).filter(|_| simd), kernel_tiled::<8>(w.ty).filter(|_| simd)) {
-                        (Some(f1), Some(f8)) => run_n(w, t, y, |row, tt| f1(row, [r(tt)])[0], |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                        _ => run(w, t, y, |row, tt| g(row, r(tt))),
-                    };
-                }
+            if let (Some(f1), true) = (kern.tiled, t >= 8) {
+                return match kern.tiled8 {
+                    Some(f8) => run_n(w, t, y, |row, tt| f1(row, [r(tt)])[0], |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                    None => run(w, t, y, |row, tt| f1(row, [r(tt)])[0]),
+                };
             }
-            let four = if simd { crate::quant::vecdot_avx2_k4::kernel4k(w.ty) } else { None };
-            let eight = if simd { crate::quant::vecdot_avx2_k4::kernel8k(w.ty) } else { None };
-            match (four, eight) {
-                (_, Some(f8)) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                (Some(f4), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+            match (kern.vec_dot4, kern.vec_dot8) {
+                (_, Some(DotKernelN::Q8K(f8))) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
+                (Some(DotKernelN::Q8K(f4)), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
@@ -136,7 +129,7 @@ fn run_n<const N: usize>(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{self, GgmlType};
+    use crate::quant::GgmlType;
 
     #[test]
     fn q8_matmul_is_close_to_f32_for_every_kernel_type() {
@@ -158,7 +151,7 @@ mod tests {
             matmul_q8(&qm, &x, &mut b);
             // Row by row (the one-token path) gives the same bits as the batched call, except for
             // the types llama.cpp itself sums in another order for batches of 8+ rows (Q6_K).
-            let tiled = crate::quant::vecdot::kernel_tiled_scalar(ty);
+            let tiled = quant::scalar_kernels(ty).tiled_scalar;
             for tt in 0..t {
                 let mut one = vec![0f32; n];
                 matmul_q8(&qm, &x[tt * k..(tt + 1) * k], &mut one);
@@ -166,7 +159,7 @@ mod tests {
                 assert!(same || tiled.is_some(), "{ty}: row {tt} differs batched");
                 if let Some(g) = tiled {
                     // The batch equals the tiled-order reference instead.
-                    let Q8Rows::Q8K(qa) = q8::quantize_rows(q8::vec_dot_type(ty).unwrap(), &x[tt * k..(tt + 1) * k], k) else { unreachable!() };
+                    let Q8Rows::Q8K(qa) = quant::quantize_rows(quant::kernels(ty).vec_dot_type.unwrap(), &x[tt * k..(tt + 1) * k], k) else { unreachable!() };
                     for (o, &got) in b[tt * n..(tt + 1) * n].iter().enumerate() {
                         let want = g(&wb[o * qm.row_bytes()..(o + 1) * qm.row_bytes()], &qa);
                         assert_eq!(got.to_bits(), want.to_bits(), "{ty}: batched row {tt} col {o} is not the tiled order");

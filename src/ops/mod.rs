@@ -16,4 +16,5 @@ pub mod matmul;
 pub mod matmul_q8;
 pub mod norm;
 pub mod rope;
+mod send_ptr;
 pub mod vexp;

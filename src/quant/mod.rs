@@ -1,13 +1,20 @@
 //! Quantized block formats: one file per family, each with a scalar reference decoder (and
-//! encoder where supported); [`avx2`] holds the runtime-detected SIMD decoders, which must
-//! produce bit-identical results to the scalar ones.
+//! encoder where supported); the SIMD twins live by instruction set ([`x86`] on x86-64; an ARM
+//! port would add `arm/`) and must produce bit-identical results to the scalar ones. The kernel
+//! table ([`kernels`]) lists, per type, the functions of the level in use.
 //!
 //! Entry points: [`decode`] (fastest path available), [`decode_scalar`] (reference),
-//! [`encode`], and [`decode_par`] (rayon over block ranges).
+//! [`encode`], [`decode_par`] (rayon over block ranges), [`quantize_rows`] (activations for the
+//! integer matmul).
+//!
+//! Layering (no module imports one that imports it back): `types`, `util` → the scalar families
+//! (`float`, `legacy`, `kquants`, `iq4`, `small`), `q8` (activation blocks), `vecdot` and
+//! `q4k_ggml` (scalar dot references) → `x86` (SIMD twins) → `kernels` (the table) → the entry
+//! points here.
 
-pub mod avx2;
 pub mod float;
 pub mod iq4;
+pub mod kernels;
 pub mod kquants;
 pub mod legacy;
 pub mod q4k_ggml;
@@ -16,18 +23,13 @@ pub mod small;
 pub mod types;
 pub mod util;
 pub mod vecdot;
-pub mod vecdot_avx2;
-pub mod vecdot_avx2_k4;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
 
+pub use kernels::{isa, kernels, DecodeFn, EncodeFn, kernels_for, quantize_rows, quantize_rows_4x8, scalar_kernels, simd_enabled, Isa, TypeKernels};
 pub use types::{GgmlType, QK_K};
 
 use rayon::prelude::*;
-
-/// Decodes whole blocks: `bytes.len()` is a multiple of the type size and `out` holds
-/// the matching number of elements.
-pub type DecodeFn = fn(&[u8], &mut [f32]);
-/// Encodes one block of `block_size` values into `type_size` bytes.
-pub type EncodeFn = fn(&[f32], &mut [u8]);
 
 /// Errors from the block-level API (sizes that do not fit the format, unsupported types).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,54 +47,6 @@ pub enum QuantError {
     SizeMismatch { ty: GgmlType, need: usize, have: usize },
 }
 
-/// The scalar per-block decoder of `ty`, if supported.
-pub fn decoder(ty: GgmlType) -> Option<DecodeFn> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => float::decode_f32,
-        F16 => float::decode_f16,
-        BF16 => float::decode_bf16,
-        Q4_0 => legacy::decode_q4_0,
-        Q4_1 => legacy::decode_q4_1,
-        Q5_0 => legacy::decode_q5_0,
-        Q5_1 => legacy::decode_q5_1,
-        Q8_0 => legacy::decode_q8_0,
-        Q2_K => kquants::q2_k::decode,
-        Q3_K => kquants::q3_k::decode,
-        Q4_K => kquants::q4_k::decode,
-        Q5_K => kquants::q5_k::decode,
-        Q6_K => kquants::q6_k::decode,
-        Q8_K => kquants::q8_k::decode,
-        IQ4_NL => iq4::decode_nl,
-        IQ4_XS => iq4::decode_xs,
-        MXFP4 => small::decode_mxfp4,
-        TQ1_0 => small::decode_tq1_0,
-        TQ2_0 => small::decode_tq2_0,
-        _ => return None,
-    })
-}
-
-/// The per-block encoder of `ty`, if supported.
-pub fn encoder(ty: GgmlType) -> Option<EncodeFn> {
-    use GgmlType::*;
-    Some(match ty {
-        F32 => float::encode_f32,
-        F16 => float::encode_f16,
-        BF16 => float::encode_bf16,
-        Q4_0 => legacy::encode_q4_0,
-        Q4_1 => legacy::encode_q4_1,
-        Q5_0 => legacy::encode_q5_0,
-        Q5_1 => legacy::encode_q5_1,
-        Q8_0 => legacy::encode_q8_0,
-        Q4_K => kquants::q4_k::encode,
-        Q5_K => kquants::q5_k::encode,
-        Q6_K => kquants::q6_k::encode,
-        Q8_K => kquants::q8_k::encode,
-        IQ4_NL => iq4::encode_nl,
-        _ => return None,
-    })
-}
-
 fn check_sizes(ty: GgmlType, bytes: usize, out: usize) -> Result<(), QuantError> {
     let ts = ty.type_size();
     if bytes % ts != 0 {
@@ -107,39 +61,18 @@ fn check_sizes(ty: GgmlType, bytes: usize, out: usize) -> Result<(), QuantError>
 
 /// Decode with the scalar reference path.
 pub fn decode_scalar(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    let f = decoder(ty).ok_or(QuantError::NoDecoder(ty))?;
+    let f = scalar_kernels(ty).decode_scalar.ok_or(QuantError::NoDecoder(ty))?;
     check_sizes(ty, bytes.len(), out.len())?;
-    for (b, y) in bytes.chunks_exact(ty.type_size()).zip(out.chunks_exact_mut(ty.block_size())) {
-        f(b, y);
-    }
+    f(bytes, out);
     Ok(())
-}
-
-/// Whether SIMD paths are in use (runtime detection; `FINETUNE_SIMD=scalar` turns them off).
-pub fn simd_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FINETUNE_SIMD").map(|v| v != "scalar").unwrap_or(true) && avx2::available())
-}
-
-/// Name of the decode path [`decode`] uses for `ty`.
-pub fn decode_path(ty: GgmlType) -> &'static str {
-    if simd_enabled() && avx2::decoder(ty).is_some() {
-        "avx2"
-    } else {
-        "scalar"
-    }
 }
 
 /// Decode with the fastest path available (bit-identical to [`decode_scalar`]).
 pub fn decode(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    if simd_enabled() {
-        if let Some(f) = avx2::decoder(ty) {
-            check_sizes(ty, bytes.len(), out.len())?;
-            f(bytes, out);
-            return Ok(());
-        }
-    }
-    decode_scalar(ty, bytes, out)
+    let f = kernels(ty).decode.ok_or(QuantError::NoDecoder(ty))?;
+    check_sizes(ty, bytes.len(), out.len())?;
+    f(bytes, out);
+    Ok(())
 }
 
 /// [`decode`] split across rayon threads in runs of whole blocks.
@@ -154,7 +87,7 @@ pub fn decode_par(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Qua
 
 /// Encode `x` (a multiple of the block size) into `out` (the matching number of bytes).
 pub fn encode(ty: GgmlType, x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
-    let f = encoder(ty).ok_or_else(|| {
+    let f = kernels(ty).encode.ok_or_else(|| {
         let list: Vec<_> = GgmlType::ALL.iter().filter(|t| t.can_encode()).map(|t| t.name()).collect();
         QuantError::NoEncoder(ty, list.join(", "))
     })?;

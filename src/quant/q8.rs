@@ -10,12 +10,12 @@
 //! * Q8_K: `max` = the first element of largest magnitude (signed), `iscale = −127/max`,
 //!   `q = min(127, nearest_int(iscale·x))`, `bsums[g] = Σ` of each 16 codes, `d = 1/iscale` (f32).
 //!
-//! The AVX2 twins live in [`super::vecdot_avx2`]; both are bit-identical. Blocks are kept in an
+//! The AVX2 twins live in `quant/x86/vecdot.rs` (x86-64 only); both are bit-identical, and
+//! [`crate::quant::quantize_rows`] takes the fastest through the kernel table. Blocks are kept in an
 //! unpacked form (the f16 scales already widened to f32); [`BlockQ8::to_ggml_q8_0`],
 //! [`BlockQ8::to_ggml_q8_1`] and [`BlockQ8K::to_ggml`] give ggml's byte layout for comparisons.
 
 use super::util::{f16_round, nearest_int, put_f16};
-use super::GgmlType;
 
 /// One 32-element Q8_0 or Q8_1 activation block.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -82,18 +82,6 @@ impl BlockQ8K {
     }
 }
 
-/// The activation format llama.cpp's CPU backend converts to before a matmul with weights of
-/// type `ty` (its `vec_dot_type`), for the types this engine has integer dot kernels for.
-pub fn vec_dot_type(ty: GgmlType) -> Option<GgmlType> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 | Q5_0 | Q8_0 => Q8_0,
-        Q4_1 | Q5_1 => Q8_1,
-        Q4_K | Q6_K => Q8_K,
-        _ => return None,
-    })
-}
-
 /// Scalar Q8_0 (`SUM = false`) or Q8_1 (`SUM = true`) quantization of `x` (a multiple of 32).
 pub fn quantize_q8_scalar<const SUM: bool>(x: &[f32], out: &mut [BlockQ8]) {
     assert_eq!(x.len(), out.len() * 32, "quantize_q8: x must hold 32 values per block");
@@ -145,35 +133,4 @@ pub enum Q8Rows {
     Q8(Vec<BlockQ8>),
     /// Q8_K blocks.
     Q8K(Vec<BlockQ8K>),
-}
-
-/// Quantize the rows of `x` (row length `k`) to `act` (Q8_0, Q8_1 or Q8_K) with the fastest
-/// path available (bit-identical to the scalar one).
-pub fn quantize_rows(act: GgmlType, x: &[f32], k: usize) -> Q8Rows {
-    let simd = super::simd_enabled();
-    match act {
-        GgmlType::Q8_K => {
-            let mut v = vec![BlockQ8K::default(); x.len() / 256];
-            for (xr, br) in x.chunks_exact(k).zip(v.chunks_exact_mut(k / 256)) {
-                if simd {
-                    super::vecdot_avx2::quantize_q8k(xr, br);
-                } else {
-                    quantize_q8k_scalar(xr, br);
-                }
-            }
-            Q8Rows::Q8K(v)
-        }
-        GgmlType::Q8_0 | GgmlType::Q8_1 => {
-            let sum = act == GgmlType::Q8_1;
-            let mut v = vec![BlockQ8::default(); x.len() / 32];
-            match (simd, sum) {
-                (true, false) => super::vecdot_avx2::quantize_q8::<false>(x, &mut v),
-                (true, true) => super::vecdot_avx2::quantize_q8::<true>(x, &mut v),
-                (false, false) => quantize_q8_scalar::<false>(x, &mut v),
-                (false, true) => quantize_q8_scalar::<true>(x, &mut v),
-            }
-            Q8Rows::Q8(v)
-        }
-        other => panic!("{other} is not an activation format"),
-    }
 }

@@ -86,16 +86,6 @@ impl GgmlType {
         }
         (n / b).checked_mul(self.type_size() as u64)
     }
-
-    /// Whether this engine can decode the type to f32.
-    pub fn can_decode(self) -> bool {
-        crate::quant::decoder(self).is_some()
-    }
-
-    /// Whether this engine can encode f32 into the type.
-    pub fn can_encode(self) -> bool {
-        crate::quant::encoder(self).is_some()
-    }
 }
 
 impl fmt::Display for GgmlType {

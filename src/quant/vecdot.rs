@@ -2,8 +2,9 @@
 //! quantized activation row ([`super::q8`]), as llama.cpp's `ggml_vec_dot_<w>_<act>` compute
 //! them: integer products summed within a block, then the block's `d_w·d_a` applied in f32.
 //!
-//! These are the scalar references; [`super::vecdot_avx2`] holds the AVX2 twins, which give
-//! bit-identical results because the summation structure is fixed here:
+//! These are the scalar references; `quant/x86/` holds the AVX2 twins, which give bit-identical
+//! results because the summation structure is fixed here (the kernel table,
+//! [`crate::quant::kernels`], lists both per type):
 //!
 //! * 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): eight lanes, lane `l` holding the
 //!   integer sum over elements `4l..4l+4` of a block; each lane is accumulated across blocks as
@@ -18,7 +19,6 @@
 use super::kquants::q4_k::scale_min;
 use super::q8::{BlockQ8, BlockQ8K};
 use super::util::f16_at;
-use super::GgmlType;
 
 /// Dot of a weight row (whole 32-element blocks) with Q8_0/Q8_1 activation blocks.
 pub type DotQ8 = fn(&[u8], &[BlockQ8]) -> f32;
@@ -32,40 +32,6 @@ pub enum DotKernel {
     Q8(DotQ8),
     /// Against Q8_K activations.
     Q8K(DotQ8K),
-}
-
-/// The scalar reference kernel for weights of type `ty`, if there is one.
-pub fn kernel_scalar(ty: GgmlType) -> Option<DotKernel> {
-    use GgmlType::*;
-    Some(match ty {
-        Q4_0 => DotKernel::Q8(dot_q4_0),
-        Q4_1 => DotKernel::Q8(dot_q4_1),
-        Q5_0 => DotKernel::Q8(dot_q5_0),
-        Q5_1 => DotKernel::Q8(dot_q5_1),
-        Q8_0 => DotKernel::Q8(dot_q8_0),
-        Q4_K => DotKernel::Q8K(dot_q4_k),
-        Q6_K => DotKernel::Q8K(dot_q6_k),
-        _ => return None,
-    })
-}
-
-/// The scalar reference of llama.cpp's tiled-matmul order (its path for batches of 8 or more
-/// activation rows) for the weight types it serves that we mirror (Q6_K).
-pub fn kernel_tiled_scalar(ty: GgmlType) -> Option<DotQ8K> {
-    match ty {
-        GgmlType::Q6_K => Some(dot_q6_k_tiled),
-        _ => None,
-    }
-}
-
-/// The fastest kernel for `ty` (AVX2 when enabled, else the scalar reference).
-pub fn kernel(ty: GgmlType) -> Option<DotKernel> {
-    if super::simd_enabled() {
-        if let Some(k) = super::vecdot_avx2::kernel(ty) {
-            return Some(k);
-        }
-    }
-    kernel_scalar(ty)
 }
 
 /// The fixed lane reduction shared by the scalar and AVX2 kernels (ggml's `hsum_float_8`

@@ -60,7 +60,7 @@ impl QuantWeight for QMatrix<'_> {
         quant::decode(self.ty, &row[c0 / bs * ts..c1 / bs * ts], out).expect("matrix sizes validated at load");
     }
     fn dot_activation(&self) -> Option<GgmlType> {
-        crate::quant::q8::vec_dot_type(self.ty)
+        crate::quant::kernels(self.ty).vec_dot_type
     }
     fn as_ggml(&self) -> Option<QMatrix<'_>> {
         Some(*self)

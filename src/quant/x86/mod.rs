@@ -1,0 +1,26 @@
+//! x86-64 SIMD kernels (AVX2 + FMA + F16C, AVX-512 VNNI where the CPU has it), grouped by what
+//! they do: block decoders ([`decode`]), activation quantizers and one-/multi-row integer dot
+//! products ([`vecdot`], [`vecdot_k`]), llama.cpp's repacked Q4_K kernels ([`q4k`]). Each is the
+//! twin of a scalar reference in the per-family files (`legacy.rs`, `kquants/`, `q8.rs`,
+//! `vecdot.rs`, `q4k_ggml.rs`) and gives the same bits.
+//!
+//! Nothing here is chosen by type: the kernel table ([`super::kernels`]) lists these functions
+//! per type, and only where [`available`] (and [`vnni_available`] for the VNNI kernels) says the
+//! CPU can run them. Another architecture's kernels would sit beside this module (`quant/arm/`
+//! for NEON, with its own detection) and get their own level in the table.
+
+pub mod decode;
+pub mod q4k;
+pub mod vecdot;
+pub mod vecdot_k;
+
+/// Whether the CPU has what these kernels need (AVX2, FMA, F16C).
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// Whether the VNNI multi-row kernels can run (AVX-512F/VL/VNNI, detected once).
+pub fn vnni_available() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni"))
+}
