@@ -9,7 +9,7 @@ use crate::quant::util::f16_round;
 pub fn round_f16_inplace(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::simd_enabled() {
-        // SAFETY: AVX2/FMA/F16C checked by simd_enabled() (quant::avx2::available).
+        // SAFETY: AVX2/FMA/F16C checked by simd_enabled() (quant::x86::available).
         return unsafe { round_f16c(x) };
     }
     x.iter_mut().for_each(|v| *v = f16_round(*v));

@@ -1,5 +1,5 @@
-//! The original 32-element block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (layouts in
-//! `shared/research/quant-formats.md` §2). Decoders compute exactly `d·q` or `d·q + m` in f32
+//! The original 32-element block formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 (layouts as ggml's
+//! `ggml-common.h` `block_q4_0` … `block_q8_0`). Decoders compute exactly `d·q` or `d·q + m` in f32
 //! (no fused multiply-add), which is what ggml's reference and gguf-py produce.
 
 use super::util::{f16_at, put_f16};

@@ -1,6 +1,5 @@
 //! The ggml tensor type table: ids, block sizes and block byte sizes, the single source of
-//! truth for every block format (mirrors `ggml.h` / `ggml.c` type_traits; facts in
-//! `shared/research/quant-formats.md` §1).
+//! truth for every block format (mirrors `ggml.h` / `ggml.c` type_traits).
 
 use std::fmt;
 
