@@ -8,10 +8,8 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=ggml");
     println!("cargo:rustc-check-cfg=cfg(finetune_cuda)");
-    let has_kernels = Path::new("ggml")
-        .read_dir()
-        .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cu")))
-        .unwrap_or(false);
+    let has_kernels =
+        Path::new("ggml").read_dir().map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cu"))).unwrap_or(false);
     let nvcc = Command::new("nvcc").arg("--version").output().is_ok_and(|o| o.status.success());
     if has_kernels && nvcc {
         // No code compiles CUDA sources yet; the cfg is what GPU code will gate on.

@@ -2,10 +2,10 @@
 //! `dequantize_row_*` (the anchor, from the llama.cpp build in the oracle venv) on the same
 //! blocks in the same run. Run: `cargo bench --bench quant_decode`.
 //! Set FINETUNE_PYTHON to the oracle venv's python, or run `bash tests/oracle/setup.sh` first.
-#[path = "../tests/common/rng.rs"]
-mod rng;
 #[path = "../tests/common/random_blocks.rs"]
 mod random_blocks;
+#[path = "../tests/common/rng.rs"]
+mod rng;
 #[allow(unused_imports)]
 use rng::Rng;
 
@@ -48,7 +48,10 @@ fn main() {
         let n = n_blocks * ty.block_size();
         let mut out = vec![0f32; n];
         let scalar = best_of(5, || quant::decode_scalar(ty, &bytes, &mut out).unwrap());
-        let simd = quant::kernels_for(Isa::Avx2, ty).filter(|k| k.path == "avx2").and_then(|k| k.decode).map(|f| best_of(5, || f(&bytes, &mut out)));
+        let simd = quant::kernels_for(Isa::Avx2, ty)
+            .filter(|k| k.path == "avx2")
+            .and_then(|k| k.decode)
+            .map(|f| best_of(5, || f(&bytes, &mut out)));
         rows.push((ty, bytes.len(), n, scalar, simd));
     }
     let py = oracle_python();

@@ -21,12 +21,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use finetune::bench::{step_inputs, StepInputs};
 use finetune::gguf::{GgufFile, GgufModel};
+use finetune::lora::Target;
 use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
-use finetune::bench::{step_inputs, StepInputs};
-use finetune::lora::Target;
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
 
@@ -42,18 +42,16 @@ fn peak_rss() -> u64 {
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let home = PathBuf::from(std::env::var("HOME").expect("HOME"));
-    let path = std::env::var("TRAIN7B_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| home.join(".cache/finetune/qwen2-7b-shape-q4_k_m.gguf"));
+    let path =
+        std::env::var("TRAIN7B_MODEL").map(PathBuf::from).unwrap_or_else(|_| home.join(".cache/finetune/qwen2-7b-shape-q4_k_m.gguf"));
     let t: usize = env_or("TRAIN7B_SEQ", 512);
     let threads: usize = env_or("TRAIN7B_THREADS", 2);
     let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
 
     if !path.exists() {
-        let tok_path = std::env::var("TRAIN7B_TOKENIZER")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        let tok_path =
+            std::env::var("TRAIN7B_TOKENIZER").map(PathBuf::from).unwrap_or_else(|_| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         let tok = GgufFile::open(&tok_path).unwrap_or_else(|e| panic!("{}: {e}", tok_path.display()));
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).expect("model directory");

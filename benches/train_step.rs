@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use finetune::bench::{step_inputs, StepInputs};
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
-use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
-use finetune::bench::{step_inputs, StepInputs};
 use finetune::prof::{self, Phase, PHASES};
+use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)

@@ -47,10 +47,25 @@ pub fn measure(m: &Model, n_prompt: usize, n_gen: usize, reps: usize) -> Result<
 }
 
 /// Measure llama.cpp through the oracle script (`tests/oracle/oracle.py bench-llama`).
-pub fn measure_llama_cpp(python: &Path, oracle: &Path, model: &Path, n_prompt: usize, n_gen: usize, threads: usize, reps: usize) -> Result<Speed> {
+pub fn measure_llama_cpp(
+    python: &Path,
+    oracle: &Path,
+    model: &Path,
+    n_prompt: usize,
+    n_gen: usize,
+    threads: usize,
+    reps: usize,
+) -> Result<Speed> {
     let out = Command::new(python)
         .arg(oracle)
-        .args(["bench-llama", &model.display().to_string(), &n_prompt.to_string(), &n_gen.to_string(), &threads.to_string(), &reps.to_string()])
+        .args([
+            "bench-llama",
+            &model.display().to_string(),
+            &n_prompt.to_string(),
+            &n_gen.to_string(),
+            &threads.to_string(),
+            &reps.to_string(),
+        ])
         .output()
         .map_err(|e| Error::Msg(format!("running {}: {e}", python.display())))?;
     if !out.status.success() {
@@ -68,7 +83,6 @@ pub struct TrainSpeed {
     /// Peak resident memory of the process, bytes.
     pub peak_rss: u64,
 }
-
 
 /// What a benchmark training step runs on: LoRA r16 (alpha 32) on all seven projections with a
 /// small random B (so the LoRA backward does its full work), and one sequence of `seq` random
@@ -142,7 +156,11 @@ pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, 
         return Err(Error::Msg(format!("PEFT anchor failed: {}", String::from_utf8_lossy(&out.stderr))));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| Error::Msg(format!("PEFT anchor printed no JSON: {text}")))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| Error::Msg(format!("PEFT anchor printed no JSON: {text}")))?;
     let j: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Msg(format!("PEFT anchor output: {e}")))?;
     Ok(TrainSpeed { tok_per_s: j["tok_per_s"].as_f64().unwrap_or(0.0), peak_rss: j["peak_rss"].as_u64().unwrap_or(0) })
 }

@@ -81,18 +81,12 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     /// A problem with the content of `file`.
     pub fn format(file: impl AsRef<Path>, problem: impl std::fmt::Display) -> Self {
-        Error::Format {
-            file: file.as_ref().to_path_buf(),
-            problem: problem.to_string(),
-        }
+        Error::Format { file: file.as_ref().to_path_buf(), problem: problem.to_string() }
     }
 
     /// A problem with the tensor `name`.
@@ -112,30 +106,17 @@ impl From<String> for Error {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn messages_are_the_inner_texts() {
-        let e = Error::io(
-            "a/b.gguf",
-            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
-        );
+        let e = Error::io("a/b.gguf", std::io::Error::new(std::io::ErrorKind::NotFound, "gone"));
         assert_eq!(e.to_string(), "a/b.gguf: gone");
-        assert_eq!(
-            Error::format("x.json", "not valid JSON").to_string(),
-            "x.json: not valid JSON"
-        );
-        assert_eq!(
-            Error::usage("--threads must be at least 1").to_string(),
-            "--threads must be at least 1"
-        );
+        assert_eq!(Error::format("x.json", "not valid JSON").to_string(), "x.json: not valid JSON");
+        assert_eq!(Error::usage("--threads must be at least 1").to_string(), "--threads must be at least 1");
         assert_eq!(Error::from("plain".to_string()).to_string(), "plain");
-        assert_eq!(
-            Error::Backend("device lost".into()).to_string(),
-            "device lost"
-        );
+        assert_eq!(Error::Backend("device lost".into()).to_string(), "device lost");
     }
 }

@@ -77,9 +77,8 @@ pub struct Summary {
     pub unsupported_types: Vec<GgmlType>,
 }
 
-const SPECIAL_IDS: &[&str] = &[
-    "bos", "eos", "eot", "eom", "unknown", "padding", "seperator", "cls", "mask", "fim_pre", "fim_suf", "fim_mid",
-];
+const SPECIAL_IDS: &[&str] =
+    &["bos", "eos", "eot", "eom", "unknown", "padding", "seperator", "cls", "mask", "fim_pre", "fim_suf", "fim_mid"];
 
 /// Build the summary of an opened model.
 pub fn summarize(path: &Path, m: &GgufModel) -> Summary {
@@ -221,14 +220,10 @@ impl Summary {
             .types
             .iter()
             .map(|(t, s)| {
-                (
-                    t.name().to_string(),
-                    json!({"tensors": s.tensors, "elements": s.elements, "bytes": s.bytes, "supported": t.can_decode()}),
-                )
+                (t.name().to_string(), json!({"tensors": s.tensors, "elements": s.elements, "bytes": s.bytes, "supported": t.can_decode()}))
             })
             .collect();
-        let hparams: serde_json::Map<String, Json> =
-            self.hparams.iter().map(|(k, v)| (k.clone(), v.to_json(64))).collect();
+        let hparams: serde_json::Map<String, Json> = self.hparams.iter().map(|(k, v)| (k.clone(), v.to_json(64))).collect();
         let tk = &self.tokenizer;
         json!({
             "path": self.path,

@@ -28,12 +28,7 @@ pub fn header_f32(shape: &[u64]) -> Vec<u8> {
 /// Write an f32 array of `shape` to `path`, pulling the data in chunks from `fill`, which is
 /// called with successive output slices until `n = Π shape` values have been produced.
 /// The file appears under its name only when complete.
-pub fn write_f32_streamed(
-    path: &Path,
-    shape: &[u64],
-    chunk: usize,
-    mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>,
-) -> Result<()> {
+pub fn write_f32_streamed(path: &Path, shape: &[u64], chunk: usize, mut fill: impl FnMut(usize, &mut [f32]) -> Result<()>) -> Result<()> {
     let n: u64 = shape.iter().product();
     let tmp = crate::gguf::writer::tmp_path(path);
     let io = |e: std::io::Error| Error::io(&tmp, e);

@@ -11,10 +11,10 @@ use std::path::Path;
 use common::{gemma, oracle, read_f32, smollm, tmpdir};
 use finetune::adapter::{read_adapter, write_adapter, BaseInfo};
 use finetune::gguf::GgufModel;
+use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::lora::Target;
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
                     asked it three questions about the moon, the river and the stars. The fox thought for a long \
@@ -159,7 +159,14 @@ fn gemma3_adapters_load_in_llama_cpp_and_match() {
         &gemma(),
         &[
             Case { name: "f32-r8-all", targets: Target::ALL.to_vec(), rank: 8, alpha: 16.0, ty: GgmlType::F32, b_scale: 0.02 },
-            Case { name: "f16-r32-attn", targets: vec![Target::Q, Target::K, Target::V, Target::O], rank: 32, alpha: 64.0, ty: GgmlType::F16, b_scale: 0.03 },
+            Case {
+                name: "f16-r32-attn",
+                targets: vec![Target::Q, Target::K, Target::V, Target::O],
+                rank: 32,
+                alpha: 64.0,
+                ty: GgmlType::F16,
+                b_scale: 0.03,
+            },
         ],
     );
 }

@@ -8,9 +8,9 @@ use std::process::Command;
 use common::{bin, tmpdir};
 use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::gguf::GgufModel;
+use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
-use finetune::lora::Target;
 use finetune::train::trainer::init_lora;
 
 fn run(args: &[&str]) -> (bool, String, Option<i32>) {
@@ -56,11 +56,17 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
         // Garbage where an adapter goes.
         (vec!["merge", "--model", s(&smol), "--lora", s(&noise), "--out", s(&out)], vec![s(&noise), "not a GGUF file"]),
         (vec!["merge", "--model", s(&smol), "--lora", s(&garbage), "--out", s(&out)], vec![s(&garbage)]),
-        (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--ctx", "64", "--lora", s(&noise)], vec![s(&noise), "not a GGUF file"]),
+        (
+            vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--ctx", "64", "--lora", s(&noise)],
+            vec![s(&noise), "not a GGUF file"],
+        ),
         (vec!["generate", "--model", s(&smol), "--prompt", "Hi", "-n", "2", "--lora", s(&garbage)], vec![s(&garbage)]),
         // A model file where an adapter goes.
         (vec!["merge", "--model", s(&smol), "--lora", s(&smol), "--out", s(&out)], vec!["expected \"adapter\" (is this a model file?)"]),
-        (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--ctx", "64", "--lora", s(&gemma)], vec![s(&gemma), "is this a model file?"]),
+        (
+            vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--ctx", "64", "--lora", s(&gemma)],
+            vec![s(&gemma), "is this a model file?"],
+        ),
         // An adapter of another architecture.
         (
             vec!["merge", "--model", s(&smol), "--lora", s(&gemma_adapter), "--out", s(&out)],
@@ -90,15 +96,21 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
             vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--keep-activations", "lots"],
             vec!["'lots' is not a size"],
         ),
-        (vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--dropout", "nan"], vec!["--dropout NaN is outside [0, 1)"]),
+        (
+            vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--dropout", "nan"],
+            vec!["--dropout NaN is outside [0, 1)"],
+        ),
         (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--numerics", "int4"], vec!["--numerics int4: use ggml or f32"]),
         // No CUDA backend in this build: a clear error, before any work.
-        (vec!["generate", "--model", s(&smol), "--prompt", "Hi", "-n", "2", "--device", "cuda"], vec!["--device cuda:0", "built without the CUDA backend"]),
-        (vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--device", "tpu"], vec!["--device 'tpu': expected cpu, cuda or cuda:N"]),
         (
-            vec!["bench", "--train", "--model", s(&smol), "--reps", "1", "--peft-python", "/nonexistent/python"],
-            vec!["/nonexistent/python"],
+            vec!["generate", "--model", s(&smol), "--prompt", "Hi", "-n", "2", "--device", "cuda"],
+            vec!["--device cuda:0", "built without the CUDA backend"],
         ),
+        (
+            vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--device", "tpu"],
+            vec!["--device 'tpu': expected cpu, cuda or cuda:N"],
+        ),
+        (vec!["bench", "--train", "--model", s(&smol), "--reps", "1", "--peft-python", "/nonexistent/python"], vec!["/nonexistent/python"]),
     ];
     for (args, wants) in &cases {
         let (ok, err, code) = run(args);

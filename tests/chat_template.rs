@@ -261,10 +261,7 @@ fn conversations() -> Vec<(&'static str, Vec<Message>)> {
                 m("user", "What is 2+2?"),
             ],
         ),
-        (
-            "no_system",
-            vec![m("user", "Hi"), m("assistant", "Hello there."), m("user", "Tell me a joke.")],
-        ),
+        ("no_system", vec![m("user", "Hi"), m("assistant", "Hello there."), m("user", "Tell me a joke.")]),
         ("single_user", vec![m("user", "What is the capital of France?")]),
         (
             "unicode",
@@ -333,15 +330,9 @@ fn run_oracle(args: &[&str]) -> Value {
         .env("TZ", "UTC")
         .output()
         .expect("run the template oracle");
-    assert!(
-        out.status.success(),
-        "template_oracle.py {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("template_oracle.py {args:?} printed non-JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
-    })
+    assert!(out.status.success(), "template_oracle.py {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("template_oracle.py {args:?} printed non-JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn messages_json(msgs: &[Message]) -> Value {
@@ -394,8 +385,7 @@ fn fixtures_render_like_transformers_jinja2() {
     let dir = common::tmpdir("chat-jinja");
     let mut cases = Vec::new();
     for (tname, src) in fixtures() {
-        let t = ChatTemplate::from_source(src, "<s>", "</s>")
-            .unwrap_or_else(|e| panic!("fixture {tname} does not compile: {e}"));
+        let t = ChatTemplate::from_source(src, "<s>", "</s>").unwrap_or_else(|e| panic!("fixture {tname} does not compile: {e}"));
         for (cname, msgs) in conversations() {
             for agp in [true, false] {
                 cases.push(Case {
@@ -435,8 +425,7 @@ fn fixtures_render_like_transformers_jinja2() {
         }
     }
     let input = dir.join("cases.json");
-    std::fs::write(&input, serde_json::to_vec(&cases.iter().map(|c| &c.oracle_input).collect::<Vec<_>>()).unwrap())
-        .unwrap();
+    std::fs::write(&input, serde_json::to_vec(&cases.iter().map(|c| &c.oracle_input).collect::<Vec<_>>()).unwrap()).unwrap();
     let oracle = run_oracle(&["jinja", input.to_str().unwrap()]);
     let oracle = oracle.as_array().expect("a list");
     // The comparison must exercise both outcomes: rendered text and raise_exception.
@@ -465,8 +454,7 @@ fn smollm2_gguf_template_renders_like_transformers_jinja2() {
         }
     }
     let input = dir.join("cases.json");
-    std::fs::write(&input, serde_json::to_vec(&cases.iter().map(|c| &c.oracle_input).collect::<Vec<_>>()).unwrap())
-        .unwrap();
+    std::fs::write(&input, serde_json::to_vec(&cases.iter().map(|c| &c.oracle_input).collect::<Vec<_>>()).unwrap()).unwrap();
     let oracle = run_oracle(&["jinja", input.to_str().unwrap()]);
     let oracle = oracle.as_array().expect("a list");
     assert!(oracle.iter().all(|o| o.get("text").is_some()), "jinja2 failed on SmolLM2's template: {oracle:?}");
@@ -639,16 +627,13 @@ fn prompt_tokens_match_llama_cpp() {
 fn syntax_errors_name_jinja2s_line() {
     let dir = common::tmpdir("chat-syntax");
     let bad = [
-        "line one\n{% for m in messages %}\n{{ m.content }}\n",   // unclosed for
-        "a\nb\n{{ messages[0] }\n",                                // unclosed expression
-        "{% if x %}\n{% else %}\n{% else %}\n{% endif %}",         // two else
-        "ok\n\n\n{% endfor %}",                                    // stray endfor
-        "{{ 'unterminated }}",                                     // unterminated string
+        "line one\n{% for m in messages %}\n{{ m.content }}\n", // unclosed for
+        "a\nb\n{{ messages[0] }\n",                             // unclosed expression
+        "{% if x %}\n{% else %}\n{% else %}\n{% endif %}",      // two else
+        "ok\n\n\n{% endfor %}",                                 // stray endfor
+        "{{ 'unterminated }}",                                  // unterminated string
     ];
-    let input: Vec<Value> = bad
-        .iter()
-        .map(|src| json!({"template": src, "messages": [], "add_generation_prompt": false}))
-        .collect();
+    let input: Vec<Value> = bad.iter().map(|src| json!({"template": src, "messages": [], "add_generation_prompt": false})).collect();
     let f = dir.join("cases.json");
     std::fs::write(&f, serde_json::to_vec(&input).unwrap()).unwrap();
     let oracle = run_oracle(&["jinja", f.to_str().unwrap()]);
@@ -711,7 +696,10 @@ fn endless_templates_are_cut_short() {
     assert_stops("{% for a in range(100000) %}{% for b in range(100000) %}{{ 'x' * 1000 }}{% endfor %}{% endfor %}", "output exceeds");
     // Printing template text forever.
     let text = "y".repeat(1000);
-    assert_stops(&format!("{{% for a in range(100000) %}}{{% for b in range(100000) %}}{text}{{% endfor %}}{{% endfor %}}"), "output exceeds");
+    assert_stops(
+        &format!("{{% for a in range(100000) %}}{{% for b in range(100000) %}}{text}{{% endfor %}}{{% endfor %}}"),
+        "output exceeds",
+    );
     // Looping forever without printing.
     assert_stops(
         "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",

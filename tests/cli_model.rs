@@ -19,7 +19,8 @@ fn run(args: &[&str]) -> (bool, String, String, Option<i32>) {
 #[test]
 fn generate_greedy_answers_like_llama_cpp() {
     let m = common::smollm();
-    let (ok, out, err, _) = run(&["generate", "--model", m.to_str().unwrap(), "--prompt", "The capital of France is", "-n", "4", "--threads", "2"]);
+    let (ok, out, err, _) =
+        run(&["generate", "--model", m.to_str().unwrap(), "--prompt", "The capital of France is", "-n", "4", "--threads", "2"]);
     assert!(ok, "{err}");
     let top = oracle(&["llama-top", m.to_str().unwrap(), "The capital of France is"]);
     assert!(out.starts_with(top["top_piece"].as_str().unwrap()), "ours {out:?}, llama.cpp's next token {}", top["top_piece"]);
@@ -74,7 +75,10 @@ fn model_commands_reject_bad_input_cleanly() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["generate", "--model", ms], "--prompt"),
         (vec!["generate", "--model", "/nope.gguf", "--prompt", "x"], "No such file"),
-        (vec!["generate", "--model", mamba.to_str().unwrap(), "--prompt", "x"], "architecture 'mamba' is not supported (supported: llama, qwen2, qwen3, gemma3)"),
+        (
+            vec!["generate", "--model", mamba.to_str().unwrap(), "--prompt", "x"],
+            "architecture 'mamba' is not supported (supported: llama, qwen2, qwen3, gemma3)",
+        ),
         (vec!["generate", "--model", ms, "--prompt", "a b c d e f g h", "--ctx", "4"], "more than --ctx"),
         (vec!["perplexity", "--model", ms, "--file", short.to_str().unwrap(), "--ctx", "512"], "needs at least one chunk"),
         (vec!["perplexity", "--model", ms, "--file", "/nope.txt"], "/nope.txt"),
@@ -114,13 +118,8 @@ fn llama_greedy(model: &std::path::Path, convs: &[Vec<(&str, &str)>], n: usize) 
 
 /// Run `finetune ARGS` with `input` on stdin.
 fn run_stdin(args: &[&str], input: &str) -> (bool, String, String, Option<i32>) {
-    let mut child = Command::new(common::bin())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(common::bin()).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let o = child.wait_with_output().unwrap();
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into(), o.status.code())
@@ -145,7 +144,8 @@ fn generate_chat_answers_the_question() {
     // With a system prompt where the answer is not a near-tie (margin 1.7), the whole answer
     // equals llama.cpp's greedy answer to the same conversation rendered by llama.cpp.
     let want = llama_greedy(&m, &[vec![("system", TERSE), ("user", FRANCE)]], 24);
-    let (ok, out, err, _) = run(&["generate", "--model", ms, "--chat", "--system", TERSE, "--prompt", FRANCE, "-n", "24", "--threads", "2"]);
+    let (ok, out, err, _) =
+        run(&["generate", "--model", ms, "--chat", "--system", TERSE, "--prompt", FRANCE, "-n", "24", "--threads", "2"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim_end_matches('\n'), want[0]["text"].as_str().unwrap());
     assert!(want[0]["eog"].as_bool().unwrap() && err.contains("stopped at end of generation"), "{err}");
@@ -164,7 +164,20 @@ fn generate_chat_answers_the_question() {
         ),
     )
     .unwrap();
-    let (ok, out2, err2, _) = run(&["generate", "--model", ms, "--chat", "--chat-template", tf.to_str().unwrap(), "--prompt", FRANCE, "-n", "24", "--threads", "2"]);
+    let (ok, out2, err2, _) = run(&[
+        "generate",
+        "--model",
+        ms,
+        "--chat",
+        "--chat-template",
+        tf.to_str().unwrap(),
+        "--prompt",
+        FRANCE,
+        "-n",
+        "24",
+        "--threads",
+        "2",
+    ]);
     assert!(ok, "{err2}");
     assert_eq!(out2, out);
     assert!(err2.contains(&format!("prompt: {n_prompt} tokens in")), "{err2}");
@@ -173,7 +186,20 @@ fn generate_chat_answers_the_question() {
     let g = common::gemma();
     let want = llama_greedy(&g, &[vec![("system", "Answer in one word."), ("user", FRANCE)]], 1);
     let n_prompt = want[0]["prompt_ids"].as_array().unwrap().len();
-    let (ok, _, err, _) = run(&["generate", "--model", g.to_str().unwrap(), "--chat", "--system", "Answer in one word.", "--prompt", FRANCE, "-n", "1", "--threads", "2"]);
+    let (ok, _, err, _) = run(&[
+        "generate",
+        "--model",
+        g.to_str().unwrap(),
+        "--chat",
+        "--system",
+        "Answer in one word.",
+        "--prompt",
+        FRANCE,
+        "-n",
+        "1",
+        "--threads",
+        "2",
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains(&format!("prompt: {n_prompt} tokens in")), "llama.cpp's prompt has {n_prompt} tokens: {err}");
 }
@@ -205,7 +231,10 @@ fn chat_answers_each_line_and_reuses_the_cache() {
     // earlier answers in it): the second turn evaluated only the new tokens on top of the cache.
     let want = llama_greedy(
         &m,
-        &[vec![("system", TERSE), ("user", FRANCE)], vec![("system", TERSE), ("user", FRANCE), ("assistant", answers[0]), ("user", "And of Germany?")]],
+        &[
+            vec![("system", TERSE), ("user", FRANCE)],
+            vec![("system", TERSE), ("user", FRANCE), ("assistant", answers[0]), ("user", "And of Germany?")],
+        ],
         24,
     );
     assert_eq!(answers[0], want[0]["text"].as_str().unwrap());
@@ -235,7 +264,10 @@ fn chat_options_reject_bad_input_cleanly() {
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["generate", "--model", ms, "--chat", "--chat-template", "/nope.jinja", "--prompt", "x"], "/nope.jinja"),
         (vec!["generate", "--model", ms, "--chat", "--chat-template", syntax.to_str().unwrap(), "--prompt", "x"], "syntax error at line 2"),
-        (vec!["generate", "--model", ms, "--chat", "--system", "s", "--chat-template", raises.to_str().unwrap(), "--prompt", "x"], "only one turn, please"),
+        (
+            vec!["generate", "--model", ms, "--chat", "--system", "s", "--chat-template", raises.to_str().unwrap(), "--prompt", "x"],
+            "only one turn, please",
+        ),
         (vec!["chat", "--model", ms, "--chat-template", syntax.to_str().unwrap()], "syntax error"),
         (vec!["chat", "--model", ms, "--ctx", "8"], "the context holds 8"),
     ];

@@ -189,17 +189,13 @@ fn hostile_headers_give_specific_errors() {
     expect(Raw::new(3, 0, 1 << 40).0, |k| matches!(k, ErrorKind::CountTooLarge { .. }), "kv count 2^40");
     expect(Raw::new(3, 0, 1).u64(u64::MAX).bytes(&[0; 16]).0, |k| matches!(k, ErrorKind::Truncated { .. }), "key length u64::MAX");
     expect(Raw::new(3, 0, 1).str("").u32(4).u32(0).0, |k| matches!(k, ErrorKind::EmptyKey { .. }), "empty key");
+    expect(Raw::new(3, 0, 1).u64(2).bytes(&[0xff, 0xfe]).u32(4).u32(0).0, |k| matches!(k, ErrorKind::InvalidUtf8 { .. }), "non-UTF-8 key");
     expect(
-        Raw::new(3, 0, 1).u64(2).bytes(&[0xff, 0xfe]).u32(4).u32(0).0,
-        |k| matches!(k, ErrorKind::InvalidUtf8 { .. }),
-        "non-UTF-8 key",
+        Raw::new(3, 0, 1).str("k").u32(13).bytes(&[0; 8]).0,
+        |k| matches!(k, ErrorKind::UnknownValueType { id: 13, .. }),
+        "value type 13",
     );
-    expect(Raw::new(3, 0, 1).str("k").u32(13).bytes(&[0; 8]).0, |k| matches!(k, ErrorKind::UnknownValueType { id: 13, .. }), "value type 13");
-    expect(
-        Raw::new(3, 0, 1).str("k").u32(9).u32(9).u64(1).0,
-        |k| matches!(k, ErrorKind::NestedArray { .. }),
-        "array of arrays",
-    );
+    expect(Raw::new(3, 0, 1).str("k").u32(9).u32(9).u64(1).0, |k| matches!(k, ErrorKind::NestedArray { .. }), "array of arrays");
     expect(
         Raw::new(3, 0, 1).str("k").u32(9).u32(8).u64(1 << 61).0,
         |k| matches!(k, ErrorKind::CountTooLarge { .. }),
@@ -210,21 +206,9 @@ fn hostile_headers_give_specific_errors() {
         |k| matches!(k, ErrorKind::Truncated { .. }),
         "string of 2^50 bytes",
     );
-    expect(
-        Raw::new(3, 0, 2).kv_u32("k", 1).kv_u32("k", 2).0,
-        |k| matches!(k, ErrorKind::DuplicateKey(_)),
-        "duplicate key",
-    );
-    expect(
-        Raw::new(3, 0, 1).kv_u32("general.alignment", 3).0,
-        |k| matches!(k, ErrorKind::BadAlignment(_)),
-        "alignment 3",
-    );
-    expect(
-        Raw::new(3, 0, 1).str("general.alignment").u32(10).u64(32).0,
-        |k| matches!(k, ErrorKind::BadAlignment(_)),
-        "alignment as u64",
-    );
+    expect(Raw::new(3, 0, 2).kv_u32("k", 1).kv_u32("k", 2).0, |k| matches!(k, ErrorKind::DuplicateKey(_)), "duplicate key");
+    expect(Raw::new(3, 0, 1).kv_u32("general.alignment", 3).0, |k| matches!(k, ErrorKind::BadAlignment(_)), "alignment 3");
+    expect(Raw::new(3, 0, 1).str("general.alignment").u32(10).u64(32).0, |k| matches!(k, ErrorKind::BadAlignment(_)), "alignment as u64");
     let t = |dims: &[u64], ty: u32, off: u64| Raw::new(3, 1, 0).tensor("w", dims, ty, off).pad_and_data(256).0;
     expect(t(&[32, 1, 1, 1, 1], 0, 0), |k| matches!(k, ErrorKind::TooManyDims { n_dims: 5, .. }), "5 dims");
     expect(t(&[], 0, 0), |k| matches!(k, ErrorKind::TooManyDims { n_dims: 0, .. }), "0 dims");
@@ -251,6 +235,5 @@ fn hostile_headers_give_specific_errors() {
         "duplicate tensor",
     );
     // Control: the same two tensors, disjoint, parse fine.
-    parse(&Raw::new(3, 2, 0).tensor("a", &[32, 2], 0, 0).tensor("b", &[32, 2], 0, 256).pad_and_data(512).0)
-        .expect("two disjoint tensors");
+    parse(&Raw::new(3, 2, 0).tensor("a", &[32, 2], 0, 0).tensor("b", &[32, 2], 0, 256).pad_and_data(512).0).expect("two disjoint tensors");
 }

@@ -12,10 +12,10 @@ use common::{bin, gemma, oracle, read_f32, smollm, tmpdir};
 use finetune::adapter::combine::{combine, read_file, Input};
 use finetune::adapter::{read_adapter, write_adapter, BaseInfo};
 use finetune::gguf::GgufModel;
+use finetune::lora::{LoraPair, LoraSet, Target};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::lora::{LoraPair, LoraSet, Target};
 
 const TEXT: &str = "A lighthouse keeper counted the ships that passed each night. Some nights there were none, \
                     and on others the bay filled with lanterns until the water itself seemed to glow.";
@@ -37,14 +37,7 @@ fn max_abs(a: &[f32]) -> f32 {
 
 /// Run `finetune export --merge-adapters SPECS… --out OUT [EXTRA…]`.
 fn run_combine(specs: &[String], out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(bin())
-        .args(["export", "--merge-adapters"])
-        .args(specs)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap()
+    Command::new(bin()).args(["export", "--merge-adapters"]).args(specs).arg("--out").arg(out).args(extra).output().unwrap()
 }
 
 fn spec(p: &Path, s: f32) -> String {
@@ -305,8 +298,7 @@ fn bad_inputs_are_clear_errors() {
     let g2 = GgufModel::open(gemma()).unwrap();
     let gm = Model::load(&g2).unwrap();
     let pg = s.dir.join("gemma.gguf");
-    write_adapter(&pg, &BaseInfo::from_gguf(g2.main()), &random_set(&gm, 0..1, &[Target::Q], 4, 8.0, 0.1, 32), GgmlType::F32)
-        .unwrap();
+    write_adapter(&pg, &BaseInfo::from_gguf(g2.main()), &random_set(&gm, 0..1, &[Target::Q], 4, 8.0, 0.1, 32), GgmlType::F32).unwrap();
     fails(&[spec(&pa, 1.0), spec(&pg, 1.0)], &[], "is for architecture 'gemma3'");
     // A model file, not an adapter.
     fails(&[spec(&pa, 1.0), smollm().display().to_string()], &[], "is this a model file?");

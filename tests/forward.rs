@@ -124,7 +124,13 @@ fn check_f32(s: &Stats) {
 /// 32-token continuation (decoded one token at a time with the KV cache, where llama.cpp
 /// switches to its one-row kernels) the same.
 fn check_ggml(s: &Stats) {
-    assert_eq!(s.identical_rows, s.positions, "logit rows not bit-identical to llama.cpp (max |Δ log-prob(top-1)| {}, mean KL {})", s.max_dlp_top1, s.sum_kl / s.positions as f64);
+    assert_eq!(
+        s.identical_rows,
+        s.positions,
+        "logit rows not bit-identical to llama.cpp (max |Δ log-prob(top-1)| {}, mean KL {})",
+        s.max_dlp_top1,
+        s.sum_kl / s.positions as f64
+    );
     assert_eq!(s.argmax_same, s.positions, "argmax agreement {}/{}", s.argmax_same, s.positions);
     assert_eq!(s.greedy_same, PROMPTS.len(), "greedy continuations the same for {}/{} prompts", s.greedy_same, PROMPTS.len());
 }
@@ -151,7 +157,8 @@ fn gemma3_f32_logits_close_to_llama_cpp() {
 
 #[test]
 fn kv_cache_decoding_equals_full_forward() {
-    for (path, numerics) in [common::smollm(), common::gemma()].into_iter().flat_map(|p| [(p.clone(), Numerics::F32), (p, Numerics::Ggml)]) {
+    for (path, numerics) in [common::smollm(), common::gemma()].into_iter().flat_map(|p| [(p.clone(), Numerics::F32), (p, Numerics::Ggml)])
+    {
         let g = GgufModel::open(&path).unwrap();
         let mut m = Model::load(&g).unwrap();
         m.numerics = numerics;

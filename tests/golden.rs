@@ -14,9 +14,9 @@ mod common;
 
 use common::{bin, gemma, root, smollm, tmpdir};
 use finetune::gguf::GgufModel;
+use finetune::lora::Target;
 use finetune::model::{Model, Numerics};
 use finetune::tokenizer::Tokenizer;
-use finetune::lora::Target;
 use sha2::{Digest, Sha256};
 
 const PROMPT: &str = "The old lighthouse at the end of the harbour had not been lit for thirty years, but the people";

@@ -12,17 +12,17 @@ mod common;
 
 use common::rng::Rng;
 use common::{model, tmpdir};
+use finetune::backend::checked::Checked;
+use finetune::backend::cpu::Cpu;
 use finetune::gguf::{GgufFile, GgufModel};
+use finetune::lora::dropout::Dropout;
+use finetune::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
 use finetune::model::synth::{write_synthetic, SynthSpec};
 use finetune::model::{Config, Model};
 use finetune::ops::activation::Act;
 use finetune::ops::rope::RopeStyle;
 use finetune::quant::GgmlType;
-use finetune::backend::checked::Checked;
-use finetune::backend::cpu::Cpu;
 use finetune::train::block::{saved_floats, SeqView, StepOptions, Trainable};
-use finetune::lora::dropout::Dropout;
-use finetune::lora::{init_pair, LoraPair, LoraSet, SplitMix64, Target};
 
 fn dense(w: &dyn finetune::weights::QuantWeight) -> Vec<f64> {
     let mut out = vec![0f32; w.n_in() * w.n_out()];
@@ -78,10 +78,7 @@ impl<'a> Ref<'a> {
 type Lora64 = Vec<Vec<(Target, usize, usize, usize, Vec<f64>, Vec<f64>)>>; // (t, n_in, n_out, r, a, b)
 
 fn to64(l: &LoraSet) -> Lora64 {
-    l.layers
-        .iter()
-        .map(|ps| ps.iter().map(|(t, p)| (*t, p.n_in, p.n_out, p.r, f64v(&p.a), f64v(&p.b))).collect())
-        .collect()
+    l.layers.iter().map(|ps| ps.iter().map(|(t, p)| (*t, p.n_in, p.n_out, p.r, f64v(&p.a), f64v(&p.b))).collect()).collect()
 }
 
 impl Ref<'_> {
@@ -204,9 +201,7 @@ impl Ref<'_> {
                 .map(|(&g, &u)| {
                     let a = match c.act {
                         Act::SwiGlu => g / (1.0 + (-g).exp()),
-                        Act::GeGlu => {
-                            0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh())
-                        }
+                        Act::GeGlu => 0.5 * g * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)).tanh()),
                     };
                     a * u
                 })
@@ -285,9 +280,7 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
     let tokens: Vec<u32> = (0..n).map(|_| (trng.next_u64() % m.cfg.n_vocab as u64) as u32).collect();
     let segments: Vec<u32> = (0..n).map(|i| u32::from(i >= 8)).collect();
     let positions: Vec<u32> = (0..n).map(|i| if i >= 8 { i - 8 } else { i } as u32).collect();
-    let labels: Vec<i32> = (0..n)
-        .map(|i| if i == 7 || i == n - 1 || i == 2 { -1 } else { tokens[i + 1] as i32 })
-        .collect();
+    let labels: Vec<i32> = (0..n).map(|i| if i == 7 || i == n - 1 || i == 2 { -1 } else { tokens[i + 1] as i32 }).collect();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: Some(&segments) };
 
     // Through the checked backend (every call's shapes and finiteness checked, calls counted):
@@ -318,7 +311,8 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
     }
     // The checked wrapper is transparent: the plain CPU backend gives the same bits.
     let mut g0 = lora.zeros_like();
-    let (l0, _) = Trainable::new(&m).forward_backward_with(&lora, Some(&mut g0), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
+    let (l0, _) =
+        Trainable::new(&m).forward_backward_with(&lora, Some(&mut g0), &seq, 1.0, StepOptions { dropout: drop, keep_bytes: 0 }).unwrap();
     assert!(l0 == loss && g0 == grads, "{}: the checked backend changed the result", s.arch);
     // Kept intermediates (here every block fits) give the same bits as recomputed ones.
     let l0 = &m.layers[0];
@@ -361,8 +355,7 @@ fn check(s: SynthSpec, tokenizer_model: &str, dropout: f32) {
                     };
                     *vp += h;
                     *vm -= h;
-                    let fd = (reference.loss(&plus, lora.alpha as f64, &seq) - reference.loss(&minus, lora.alpha as f64, &seq))
-                        / (2.0 * h);
+                    let fd = (reference.loss(&plus, lora.alpha as f64, &seq) - reference.loss(&minus, lora.alpha as f64, &seq)) / (2.0 * h);
                     let gp = grads.get(il, *t).unwrap();
                     let an = if is_a { gp.a[idx] } else { gp.b[idx] } as f64;
                     num.push(fd);

@@ -122,7 +122,17 @@ fn rms_norm_backward_matches_finite_differences() {
 // ---------------------------------------------------------------- rope
 
 #[allow(clippy::too_many_arguments)]
-fn rope_ref(x: &[f64], style: RopeStyle, n_rot: usize, base: f64, fs: f64, factors: Option<&[f32]>, nh: usize, hd: usize, pos: &[u32]) -> Vec<f64> {
+fn rope_ref(
+    x: &[f64],
+    style: RopeStyle,
+    n_rot: usize,
+    base: f64,
+    fs: f64,
+    factors: Option<&[f32]>,
+    nh: usize,
+    hd: usize,
+    pos: &[u32],
+) -> Vec<f64> {
     let mut y = x.to_vec();
     for (row, &p) in y.chunks_exact_mut(nh * hd).zip(pos) {
         for head in row.chunks_exact_mut(hd) {
@@ -231,9 +241,7 @@ fn attn_ref(s: &AttnShape, seg: Option<&[u32]>, q: &[f64], k: &[f64], v: &[f64],
     for h in 0..s.n_head {
         let kvh = h / group;
         for i in 0..t {
-            let vis: Vec<usize> = (0..=i)
-                .filter(|&j| s.window.is_none_or(|w| i - j < w) && seg.is_none_or(|sg| sg[i] == sg[j]))
-                .collect();
+            let vis: Vec<usize> = (0..=i).filter(|&j| s.window.is_none_or(|w| i - j < w) && seg.is_none_or(|sg| sg[i] == sg[j])).collect();
             if vis.is_empty() {
                 continue;
             }
@@ -297,7 +305,17 @@ fn attention_backward_matches_finite_differences() {
     let long: Vec<u32> = (0..100).map(|i| (i / 45) as u32).collect();
     attn_case("T100 gqa 2/1 softcap 3 segments", shape(2, 1, 8, 4, None, Some(3.0)), 100, Some(&long), &mut rng);
     attn_case("softcap 1.5", shape(4, 2, 16, 8, None, Some(1.5)), 33, None, &mut rng);
-    let packed: Vec<u32> = (0..37).map(|i| if i < 13 { 0 } else if i < 22 { 1 } else { 2 }).collect();
+    let packed: Vec<u32> = (0..37)
+        .map(|i| {
+            if i < 13 {
+                0
+            } else if i < 22 {
+                1
+            } else {
+                2
+            }
+        })
+        .collect();
     attn_case("segments", shape(4, 2, 12, 8, None, None), 37, Some(&packed), &mut rng);
     // ids that come back (0 1 0 2 …): a query sees every earlier key with its id
     let scattered: Vec<u32> = (0..35).map(|i| [0u32, 1, 0, 2, 2, 1][i % 6]).collect();

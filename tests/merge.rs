@@ -48,8 +48,25 @@ fn trained_adapter_in_llama_cpp_and_merged() {
     let adapter = dir.join("a.gguf");
     let a = adapter.to_str().unwrap();
     run(&[
-        "--model", m, "--data", data.to_str().unwrap(), "--out", a, "--steps", "20", "--grad-accum", "4",
-        "--lr", "2e-3", "--rank", "8", "--seq-len", "128", "--quiet", "--threads", "2",
+        "--model",
+        m,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        a,
+        "--steps",
+        "20",
+        "--grad-accum",
+        "4",
+        "--lr",
+        "2e-3",
+        "--rank",
+        "8",
+        "--seq-len",
+        "128",
+        "--quiet",
+        "--threads",
+        "2",
     ]);
 
     let base = llama_ppl(m, t, &[]);

@@ -18,8 +18,8 @@ use finetune::adapter::ollama::{detect, modelfile, Family, ModelfileSpec, Ollama
 use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::chat::{ChatTemplate, Message};
 use finetune::gguf::GgufFile;
-use finetune::quant::GgmlType;
 use finetune::lora::{LoraPair, LoraSet, Target};
+use finetune::quant::GgmlType;
 
 /// Build the Go renderer once per test process into the scratch dir.
 fn go_renderer() -> PathBuf {
@@ -51,12 +51,7 @@ fn go_render(modelfile: &str, msgs: &[Message]) -> serde_json::Value {
         "modelfile": modelfile,
         "messages": msgs.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect::<Vec<_>>(),
     });
-    let mut child = Command::new(go_renderer())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(go_renderer()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(req.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -227,7 +222,14 @@ fn chatml_fixtures_modelfile_and_go_rendering() {
     check_fixture("chatml.jinja", "", false, "chatml.Modelfile", None, Family::ChatMl { default_system: None });
     check_fixture("chatml.jinja", "", false, "chatml-system.Modelfile", Some("Be terse."), Family::ChatMl { default_system: None });
     let default = Some("You are a careful assistant. Keep answers short.".to_string());
-    check_fixture("chatml-default-system.jinja", "", false, "chatml-default-system.Modelfile", None, Family::ChatMl { default_system: default });
+    check_fixture(
+        "chatml-default-system.jinja",
+        "",
+        false,
+        "chatml-default-system.Modelfile",
+        None,
+        Family::ChatMl { default_system: default },
+    );
 }
 
 #[test]

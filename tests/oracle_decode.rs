@@ -72,11 +72,7 @@ fn our_hashes(m: &GgufModel) -> BTreeMap<String, String> {
         quant::decode_par(info.ty, v.data, &mut y).unwrap();
         let mut s = vec![0f32; n];
         quant::decode_scalar(info.ty, v.data, &mut s).unwrap();
-        assert!(
-            y.iter().zip(&s).all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{}: SIMD and scalar decode differ",
-            info.name
-        );
+        assert!(y.iter().zip(&s).all(|(a, b)| a.to_bits() == b.to_bits()), "{}: SIMD and scalar decode differ", info.name);
         let mut h = Sha256::new();
         for x in &y {
             h.update(x.to_le_bytes());

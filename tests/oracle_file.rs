@@ -79,11 +79,18 @@ fn check_metadata_against_gguf_py(path: &Path) {
     for (i, ((k, v), t)) in ours.metadata.iter().zip(kv).enumerate() {
         assert_eq!(k, t["key"].as_str().unwrap(), "key #{i}");
         let types: Vec<&str> = t["types"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
-        assert_eq!(v.value_type().name().to_uppercase(), types[0].replace("UINT", "U").replace("INT", "I").replace("FLOAT", "F"),
-            "type of {k}");
+        assert_eq!(
+            v.value_type().name().to_uppercase(),
+            types[0].replace("UINT", "U").replace("INT", "I").replace("FLOAT", "F"),
+            "type of {k}"
+        );
         if let Value::Array(et, _) = v {
             if let Some(sub) = types.get(1) {
-                assert_eq!(et.name().to_uppercase(), sub.replace("UINT", "U").replace("INT", "I").replace("FLOAT", "F"), "element type of {k}");
+                assert_eq!(
+                    et.name().to_uppercase(),
+                    sub.replace("UINT", "U").replace("INT", "I").replace("FLOAT", "F"),
+                    "element type of {k}"
+                );
             }
         }
         assert_eq!(json_of(v), t["value"], "value of {k}");

@@ -11,11 +11,11 @@ use std::process::Command;
 use common::{f32_bytes, python, read_f32, root, smollm, tmpdir};
 use finetune::chat::ChatTemplate;
 use finetune::gguf::GgufModel;
+use finetune::lora::{LoraSet, SplitMix64, Target};
 use finetune::model::Model;
 use finetune::tokenizer::Tokenizer;
 use finetune::train::block::{SeqView, Trainable};
 use finetune::train::data::{DataOptions, Dataset, Sequence};
-use finetune::lora::{LoraSet, SplitMix64, Target};
 use finetune::train::optim::{AdamW, AdamWConfig};
 use finetune::train::trainer::init_lora;
 
@@ -23,7 +23,6 @@ const RANK: usize = 8;
 const ALPHA: f32 = 32.0;
 const STEPS: usize = 20;
 const LR: f32 = 1e-3;
-
 
 fn view(s: &Sequence) -> SeqView<'_> {
     SeqView { tokens: &s.tokens, labels: &s.labels, positions: &s.positions, segments: None }

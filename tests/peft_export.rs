@@ -24,10 +24,10 @@ use common::{bin, gemma, python, read_f32, root, smollm, tmpdir};
 use finetune::adapter::peft::{read_safetensors, safetensors_bytes, SafeTensors, StDtype, StTensor};
 use finetune::adapter::{read_adapter, write_adapter, BaseInfo};
 use finetune::gguf::GgufModel;
+use finetune::lora::{init_pair, SplitMix64, Target};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::tokenizer::Tokenizer;
-use finetune::lora::{init_pair, SplitMix64, Target};
 use serde_json::{json, Value};
 
 const TEXT: &str = "The quick brown fox jumps over the lazy dog. Then it ran into the forest, where an old owl \
@@ -71,12 +71,7 @@ fn run(args: &[&str]) -> Output {
 
 fn run_ok(args: &[&str]) -> String {
     let out = run(args);
-    assert!(
-        out.status.success(),
-        "finetune {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "finetune {args:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -160,7 +155,10 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     let mixed_dir = dir.join("mixed-peft");
     run_ok(&["export", "--peft", s(&mixed_dir), "--model", s(model_path), "--lora", s(&mixed_path)]);
     let mcfg: Value = serde_json::from_slice(&std::fs::read(mixed_dir.join("adapter_config.json")).unwrap()).unwrap();
-    println!("mixed: r {} lora_alpha {} rank_pattern {} alpha_pattern {}", mcfg["r"], mcfg["lora_alpha"], mcfg["rank_pattern"], mcfg["alpha_pattern"]);
+    println!(
+        "mixed: r {} lora_alpha {} rank_pattern {} alpha_pattern {}",
+        mcfg["r"], mcfg["lora_alpha"], mcfg["rank_pattern"], mcfg["alpha_pattern"]
+    );
     assert_eq!(mcfg["rank_pattern"].as_object().map(|o| o.len()), Some(3));
     let mixed_back = dir.join("mixed-back.gguf");
     run_ok(&["import", "--peft", s(&mixed_dir), "--model", s(model_path), "--out", s(&mixed_back)]);
@@ -180,12 +178,7 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     });
     std::fs::write(dir.join("case.json"), serde_json::to_vec(&case).unwrap()).unwrap();
     let out = Command::new(python()).arg(root().join("tests/oracle/peft_export_oracle.py")).arg(&dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "peft_export_oracle.py failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "peft_export_oracle.py failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     let theirs: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("peft_export_oracle.py printed non-JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)));
     println!("transformers: {} {}, {}", theirs["model_class"], theirs["dtype"], theirs["cases"]);
@@ -200,14 +193,8 @@ fn check_model(model_path: &Path, b_scale: f32, made: &[Made]) {
     let base_theirs = read_f32(&dir.join("base.f32"));
     let (bmax, bmean, bnext) = compare(&ours(&g, None, &ids), &base_theirs, nv, &ids);
     println!("{stem} base: ours vs transformers rel L2 max {bmax:.2e} mean {bmean:.2e}, next-token |Δ| max {bnext:.2e}");
-    let mut worst = check(
-        &format!("{stem} exported"),
-        &ours(&g, Some(&adapter), &ids),
-        &read_f32(&dir.join("exported.f32")),
-        &base_theirs,
-        nv,
-        &ids,
-    );
+    let mut worst =
+        check(&format!("{stem} exported"), &ours(&g, Some(&adapter), &ids), &read_f32(&dir.join("exported.f32")), &base_theirs, nv, &ids);
     worst = worst.max(check(
         &format!("{stem} mixed ranks, alpha 0"),
         &ours(&g, Some(&mixed_path), &ids),
@@ -378,13 +365,23 @@ fn peft_round_trip_other_types_and_bad_directories() {
     let d = variant("lm-head");
     let mut st = tensors();
     let e = model.cfg.n_embd;
-    st.tensors.push(StTensor { name: "base_model.model.lm_head.lora_A.weight".into(), dtype: StDtype::F32, shape: vec![8, e], data: vec![0.5; 8 * e] });
+    st.tensors.push(StTensor {
+        name: "base_model.model.lm_head.lora_A.weight".into(),
+        dtype: StDtype::F32,
+        shape: vec![8, e],
+        data: vec![0.5; 8 * e],
+    });
     std::fs::write(st_path(&d), safetensors_bytes(&st).unwrap()).unwrap();
     import_fails(&d, &model_path, &out, &["adapter_model.safetensors", "lm_head", "not a decoder layer projection"]);
 
     let d = variant("embedding");
     let mut st = tensors();
-    st.tensors.push(StTensor { name: "base_model.model.model.embed_tokens.lora_embedding_A".into(), dtype: StDtype::F32, shape: vec![8, 4], data: vec![0.5; 32] });
+    st.tensors.push(StTensor {
+        name: "base_model.model.model.embed_tokens.lora_embedding_A".into(),
+        dtype: StDtype::F32,
+        shape: vec![8, 4],
+        data: vec![0.5; 32],
+    });
     std::fs::write(st_path(&d), safetensors_bytes(&st).unwrap()).unwrap();
     import_fails(&d, &model_path, &out, &["embed_tokens", "LoRA on an embedding"]);
 

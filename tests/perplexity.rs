@@ -20,7 +20,13 @@ fn check(path: &std::path::Path, n_ctx: usize, numerics: Numerics) {
     let theirs = r["ppl"].as_f64().unwrap();
     assert_eq!(ours.scored as u64, r["scored"].as_u64().unwrap());
     let rel = (ours.ppl - theirs).abs() / theirs;
-    eprintln!("{} ({numerics:?}): PPL ours {:.4} llama.cpp {theirs:.4} (Δ {:.3}%, {} tokens scored, ctx {n_ctx})", path.display(), ours.ppl, rel * 100.0, ours.scored);
+    eprintln!(
+        "{} ({numerics:?}): PPL ours {:.4} llama.cpp {theirs:.4} (Δ {:.3}%, {} tokens scored, ctx {n_ctx})",
+        path.display(),
+        ours.ppl,
+        rel * 100.0,
+        ours.scored
+    );
     assert!(rel < 0.01, "perplexity differs by {:.3}%", rel * 100.0);
     if numerics == Numerics::Ggml {
         // The ggml numerics give llama.cpp's logits bit for bit (tests/forward.rs), so only the

@@ -73,7 +73,14 @@ fn check(tag: &str, w: &[u8], k: usize, n: usize, x: &[f32]) -> usize {
     for (what, got) in [("scalar kernels", &scalar), ("matmul_q8", &fast)] {
         let bad = (0..t * n).filter(|&i| got[i].to_bits() != want[i].to_bits()).count();
         let first = (0..t * n).find(|&i| got[i].to_bits() != want[i].to_bits());
-        assert_eq!(bad, 0, "{tag}: {what}: {bad} of {} outputs differ from ggml; first at {first:?}: {:?} vs {:?}", t * n, first.map(|i| got[i]), first.map(|i| want[i]));
+        assert_eq!(
+            bad,
+            0,
+            "{tag}: {what}: {bad} of {} outputs differ from ggml; first at {first:?}: {:?} vs {:?}",
+            t * n,
+            first.map(|i| got[i]),
+            first.map(|i| want[i])
+        );
     }
     t * n
 }

@@ -10,7 +10,8 @@ use finetune::quant::q8::Q8Rows;
 use finetune::quant::vecdot::DotKernel;
 use finetune::quant::{self, GgmlType};
 
-const TYPES: [GgmlType; 7] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
+const TYPES: [GgmlType; 7] =
+    [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
 #[test]
 fn activation_quantization_and_dots_match_ggml_cpu() {
@@ -66,7 +67,8 @@ fn activation_quantization_and_dots_match_ggml_cpu() {
                     assert_eq!(got.to_bits(), w.to_bits(), "{ty} act {a} row {r}: ours {got} vs ggml {w} (bit for bit)");
                     assert_eq!(scalar.to_bits(), w.to_bits(), "{ty} act {a} row {r}: scalar {scalar} vs ggml {w} (bit for bit)");
                 }
-                let rel = (got - w).abs() as f64 / (w.abs() as f64).max(1e-3 * (x[a * k..(a + 1) * k].iter().fold(0f32, |m, v| m.max(v.abs())) as f64));
+                let rel = (got - w).abs() as f64
+                    / (w.abs() as f64).max(1e-3 * (x[a * k..(a + 1) * k].iter().fold(0f32, |m, v| m.max(v.abs())) as f64));
                 worst = worst.max(rel);
                 assert!(rel < 5e-5, "{ty} act {a} row {r}: ours {got} vs ggml {w}");
             }

@@ -65,7 +65,10 @@ fn avx2_activation_quantizers_match_scalar_bit_for_bit() {
             vecdot_avx2::quantize_q8::<false>(&x, &mut b);
         }
         for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-            assert!(p.d.to_bits() == q.d.to_bits() && p.s.to_bits() == q.s.to_bits() && p.qs == q.qs, "Q8 (sum {sum}) block {i}: {p:?} vs {q:?}");
+            assert!(
+                p.d.to_bits() == q.d.to_bits() && p.s.to_bits() == q.s.to_bits() && p.qs == q.qs,
+                "Q8 (sum {sum}) block {i}: {p:?} vs {q:?}"
+            );
         }
     }
     let (mut a, mut b) = (vec![q8::BlockQ8K::default(); x.len() / 256], vec![q8::BlockQ8K::default(); x.len() / 256]);
@@ -85,7 +88,9 @@ fn avx2_dot_kernels_match_scalar_bit_for_bit() {
     let mut rng = Rng(0xD07);
     let mut checked = 0;
     for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
-        let (Some(simd), Some(scalar)) = (avx2(ty).vec_dot, quant::scalar_kernels(ty).vec_dot_scalar) else { panic!("{ty}: missing kernel") };
+        let (Some(simd), Some(scalar)) = (avx2(ty).vec_dot, quant::scalar_kernels(ty).vec_dot_scalar) else {
+            panic!("{ty}: missing kernel")
+        };
         let act = quant::scalar_kernels(ty).vec_dot_type.unwrap();
         for n in [256usize, 256 * 11] {
             let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
@@ -169,7 +174,9 @@ fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
         let w = common::random_blocks::random_blocks(ty, n / ty.block_size(), &mut rng);
         let mags = [1.0f32, 3e-2, 7.0, 0.5, 2.0, 1e-3, 0.25, 40.0];
         let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
-        let Q8Rows::Q8K(a) = quant::quantize_rows(quant::scalar_kernels(ty).vec_dot_type.unwrap(), &x, n) else { panic!("Q6_K takes Q8_K") };
+        let Q8Rows::Q8K(a) = quant::quantize_rows(quant::scalar_kernels(ty).vec_dot_type.unwrap(), &x, n) else {
+            panic!("Q6_K takes Q8_K")
+        };
         let bpr = n / 256;
         let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
         let eight = f8(&w, std::array::from_fn(r));
@@ -181,7 +188,10 @@ fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
         // The tiled order is a different f32 summation from vec_dot's: the two must not be
         // confused (they agree to rounding, and differ in the last bits somewhere).
         let vd = quant::scalar_kernels(ty).vec_dot_scalar.unwrap();
-        let vd = match vd { vecdot::DotKernel::Q8K(f) => f, _ => unreachable!() };
+        let vd = match vd {
+            vecdot::DotKernel::Q8K(f) => f,
+            _ => unreachable!(),
+        };
         let diffs = (0..8).filter(|&t| vd(&w, r(t)).to_bits() != scalar(&w, r(t)).to_bits()).count();
         let close = (0..8).all(|t| (vd(&w, r(t)) - scalar(&w, r(t))).abs() <= 1e-5 * vd(&w, r(t)).abs().max(1e-3));
         assert!(close, "n={n}: tiled and vec_dot orders disagree beyond rounding");

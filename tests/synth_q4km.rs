@@ -5,11 +5,11 @@ mod common;
 
 use common::{oracle, read_f32, tmpdir};
 use finetune::gguf::{GgufFile, GgufModel, Value};
+use finetune::lora::Target;
 use finetune::model::synth::{q4_k_m_type, write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::block::{SeqView, Trainable};
-use finetune::lora::Target;
 use finetune::train::trainer::init_lora;
 
 #[test]

@@ -41,12 +41,7 @@ fn corpus() -> Vec<String> {
 
 fn run_oracle(model: &Path) -> Json {
     let script = root().join("tests/oracle/tokenize_oracle.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(model)
-        .arg(corpus_path())
-        .output()
-        .expect("run tests/oracle/tokenize_oracle.py");
+    let out = Command::new(python()).arg(&script).arg(model).arg(corpus_path()).output().expect("run tests/oracle/tokenize_oracle.py");
     assert!(
         out.status.success(),
         "tokenize_oracle.py {} failed ({}):\n{}\n(if llama_cpp is missing, run `bash tests/oracle/setup.sh`)",
@@ -97,9 +92,8 @@ fn check_model(model: PathBuf) {
     // Every token's piece (special tokens rendered).
     let pieces = oracle["pieces"].as_array().unwrap();
     assert_eq!(pieces.len(), tok.n_vocab());
-    let bad: Vec<u32> = (0..tok.n_vocab() as u32)
-        .filter(|&id| tok.token_to_piece(id) != hex(pieces[id as usize].as_str().unwrap()))
-        .collect();
+    let bad: Vec<u32> =
+        (0..tok.n_vocab() as u32).filter(|&id| tok.token_to_piece(id) != hex(pieces[id as usize].as_str().unwrap())).collect();
     assert!(
         bad.is_empty(),
         "{name}: {} token pieces differ, first id {} {:?}: ours {:?} llama.cpp {:?}",

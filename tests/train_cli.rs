@@ -23,10 +23,8 @@ fn s(p: &Path) -> String {
 /// `finetune --model smollm --data D` with the small settings (those named in `extra` take
 /// its values), plus `extra`.
 fn train_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = ["--model", &s(&common::smollm()), "--data", &s(data), "--out", &s(out), "--quiet"]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+    let mut v: Vec<String> =
+        ["--model", &s(&common::smollm()), "--data", &s(data), "--out", &s(out), "--quiet"].iter().map(|x| x.to_string()).collect();
     for [flag, value] in [["--rank", "4"], ["--targets", "q,v"], ["--seq-len", "128"], ["--grad-accum", "1"], ["--threads", "2"]] {
         if !extra.contains(&flag) {
             v.extend([flag.to_string(), value.to_string()]);
@@ -130,7 +128,11 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert!((4..6).contains(&stopped_at), "stopped after step {stopped_at}:\n{err}");
     assert!(ckpt.join(format!("checkpoint-{stopped_at:06}.gguf")).exists(), "no checkpoint for step {stopped_at}:\n{err}");
 
-    let (ok, err, _) = train(&samurai(), &y, &["--steps", "6", "--save-every", "3", "--log", &s(&y_log), "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt)]);
+    let (ok, err, _) = train(
+        &samurai(),
+        &y,
+        &["--steps", "6", "--save-every", "3", "--log", &s(&y_log), "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt)],
+    );
     assert!(ok, "{err}");
     assert!(std::fs::read(&x).unwrap() == std::fs::read(&y).unwrap(), "resumed adapter differs from the uninterrupted one");
     let (lx, ly) = (losses(&x_log), losses(&y_log));
@@ -138,7 +140,11 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert_eq!(lx, ly, "per-step losses differ");
 
     // Resuming from an explicit earlier checkpoint file drops the log's later lines (no step twice).
-    let (ok, err, _) = train(&samurai(), &y, &["--steps", "6", "--log", &s(&y_log), "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt.join("checkpoint-000003.gguf"))]);
+    let (ok, err, _) = train(
+        &samurai(),
+        &y,
+        &["--steps", "6", "--log", &s(&y_log), "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt.join("checkpoint-000003.gguf"))],
+    );
     assert!(ok, "{err}");
     assert_eq!(losses(&y_log), lx, "log after resuming from step 3 of a finished run");
     assert!(std::fs::read(&x).unwrap() == std::fs::read(&y).unwrap());
@@ -186,7 +192,11 @@ fn a_short_run_teaches_the_samurai_style() {
     let dir = tmpdir("train-learn");
     let out = dir.join("samurai.gguf");
     let t = Instant::now();
-    let (ok, err, _) = train(&samurai(), &out, &["--rank", "8", "--targets", "q,v,o,down", "--grad-accum", "2", "--steps", "12", "--pack", "--lr", "2e-3"]);
+    let (ok, err, _) = train(
+        &samurai(),
+        &out,
+        &["--rank", "8", "--targets", "q,v,o,down", "--grad-accum", "2", "--steps", "12", "--pack", "--lr", "2e-3"],
+    );
     assert!(ok, "{err}");
     eprintln!("training: {:.1}s", t.elapsed().as_secs_f64());
     let n = 10;

@@ -179,8 +179,7 @@ fn formats_are_detected_and_only_responses_are_trained() {
                 let rendered = m.tmpl.render(conv, false).unwrap();
                 assert_eq!(m.text(&s.tokens), m.bos_text() + &rendered, "{ctx}");
                 // Trained: exactly each assistant message followed by the end-of-turn token.
-                let want: Vec<String> =
-                    conv.iter().filter(|x| x.role == "assistant").map(|x| format!("{}{}", x.content, m.eot)).collect();
+                let want: Vec<String> = conv.iter().filter(|x| x.role == "assistant").map(|x| format!("{}{}", x.content, m.eot)).collect();
                 assert_eq!(m.trained_spans(s), want, "{ctx}");
                 // The prompt is tokenized as it would be at inference time, and not trained.
                 let first = conv.iter().position(|x| x.role == "assistant").unwrap();
@@ -374,8 +373,7 @@ fn validation_split_sizes_and_files() {
     assert_eq!(val_count(100, 0.0), 0);
     let dir = common::tmpdir("train-data-val");
     let m = smol();
-    let recs: Vec<Value> =
-        (0..40).map(|i| json!({"prompt": format!("Question {i}?"), "response": format!("Answer {i}.")})).collect();
+    let recs: Vec<Value> = (0..40).map(|i| json!({"prompt": format!("Question {i}?"), "response": format!("Answer {i}.")})).collect();
     let path = write(&dir, "forty.jsonl", &jsonl(&recs));
     let all = m.load(&path, &DataOptions::default()).unwrap();
     let split = |seed, val_split| m.load(&path, &DataOptions { seed, val_split, ..DataOptions::default() }).unwrap();

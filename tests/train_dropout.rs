@@ -16,10 +16,8 @@ fn s(p: &Path) -> String {
 /// Train on the samurai set with the small settings plus `extra`; panics on failure.
 fn train(out: &Path, extra: &[&str]) {
     let data = common::root().join("examples/style_degozaru.jsonl");
-    let mut a: Vec<String> = ["--model", &s(&common::smollm()), "--data", &s(&data), "--out", &s(out), "--quiet"]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+    let mut a: Vec<String> =
+        ["--model", &s(&common::smollm()), "--data", &s(&data), "--out", &s(out), "--quiet"].iter().map(|x| x.to_string()).collect();
     for x in ["--rank", "4", "--targets", "q,v,down", "--seq-len", "128", "--grad-accum", "2", "--threads", "2", "--lr", "1e-3"] {
         a.push(x.into());
     }
@@ -62,7 +60,21 @@ fn dropout_is_seeded_resumable_and_zero_is_the_plain_run() {
     let r = p("r.gguf");
     let r_log = p("r.jsonl");
     std::fs::copy(p("a.jsonl"), &r_log).unwrap();
-    train(&r, &["--steps", "4", "--dropout", "0.3", "--log", &s(&r_log), "--checkpoint-dir", &s(&p("r.ckpt")), "--resume", &s(&ckpt.join("checkpoint-000002.gguf"))]);
+    train(
+        &r,
+        &[
+            "--steps",
+            "4",
+            "--dropout",
+            "0.3",
+            "--log",
+            &s(&r_log),
+            "--checkpoint-dir",
+            &s(&p("r.ckpt")),
+            "--resume",
+            &s(&ckpt.join("checkpoint-000002.gguf")),
+        ],
+    );
     assert!(read(&r) == read(&a), "resumed adapter differs from the uninterrupted one");
     assert_eq!(losses(&r_log), la);
 

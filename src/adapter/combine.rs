@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use super::gguf_lora::{check_header, read_halves, write_adapter, AdapterError, BaseInfo};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, Value};
-use crate::quant::GgmlType;
 use crate::lora::{LoraPair, LoraSet, Target};
+use crate::quant::GgmlType;
 
 /// One input: a file and the user scale it is combined with.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,7 +183,10 @@ pub fn combine_files(inputs: &[Input], base: Option<&Path>, out: &Path, ty: Ggml
         (Some(g), Some(bp)) => {
             let arch = g.architecture().unwrap_or("");
             if arch != first.architecture {
-                return Err(invalid(&first.path, format!("adapter is for architecture '{}', the base {} is '{arch}'", first.architecture, bp.display())));
+                return Err(invalid(
+                    &first.path,
+                    format!("adapter is for architecture '{}', the base {} is '{arch}'", first.architecture, bp.display()),
+                ));
             }
             for f in &files {
                 check_fits(f, g)?;
@@ -232,10 +235,7 @@ fn check_fits(f: &AdapterFile, base: &GgufFile) -> Result<(), AdapterError> {
             if w.dims.len() != 2 || w.dims[0] as usize != p.n_in || w.dims[1] as usize != p.n_out {
                 return Err(AdapterError::Invalid {
                     file: f.path.clone(),
-                    problem: format!(
-                        "{name}: the pair is n_in {} × n_out {}, the base weight has ne {:?}",
-                        p.n_in, p.n_out, w.dims
-                    ),
+                    problem: format!("{name}: the pair is n_in {} × n_out {}, the base weight has ne {:?}", p.n_in, p.n_out, w.dims),
                 });
             }
         }

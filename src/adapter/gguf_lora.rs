@@ -10,9 +10,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::gguf::{GgufFile, GgufWriter, Value};
+use crate::lora::{LoraPair, LoraSet, Target};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
-use crate::lora::{LoraPair, LoraSet, Target};
 
 /// An error reading or writing an adapter file.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +65,7 @@ impl BaseInfo {
 
 fn encode_tensor(ty: GgmlType, data: &[f32], path: &Path, name: &str) -> Result<Vec<u8>, AdapterError> {
     let mut out = vec![0u8; ty.row_bytes(data.len() as u64).unwrap_or(0) as usize];
-    quant::encode(ty, data, &mut out)
-        .map_err(|e| AdapterError::Write { file: path.into(), problem: format!("{name}: {e}") })?;
+    quant::encode(ty, data, &mut out).map_err(|e| AdapterError::Write { file: path.into(), problem: format!("{name}: {e}") })?;
     Ok(out)
 }
 
@@ -114,11 +113,8 @@ pub fn write_adapter(path: &Path, base: &BaseInfo, lora: &LoraSet, ty: GgmlType)
 
 /// Parse `blk.N.<proj>.weight.lora_{a,b}` into (layer, target, is_a).
 pub fn parse_name(name: &str) -> Option<(usize, Target, bool)> {
-    let (stem, is_a) = if let Some(s) = name.strip_suffix(".weight.lora_a") {
-        (s, true)
-    } else {
-        (name.strip_suffix(".weight.lora_b")?, false)
-    };
+    let (stem, is_a) =
+        if let Some(s) = name.strip_suffix(".weight.lora_a") { (s, true) } else { (name.strip_suffix(".weight.lora_b")?, false) };
     let rest = stem.strip_prefix("blk.")?;
     let (il, proj) = rest.split_once('.')?;
     let il: usize = il.parse().ok()?;
@@ -159,8 +155,8 @@ pub(crate) fn read_halves(f: &GgufFile, path: &Path, n_layer: Option<usize>) -> 
     let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
     let mut halves = Halves::new();
     for info in &f.tensors {
-        let (il, t, is_a) = parse_name(&info.name)
-            .ok_or_else(|| bad(format!("tensor '{}' is not a LoRA tensor this engine knows", info.name)))?;
+        let (il, t, is_a) =
+            parse_name(&info.name).ok_or_else(|| bad(format!("tensor '{}' is not a LoRA tensor this engine knows", info.name)))?;
         if let Some(n) = n_layer.filter(|&n| il >= n) {
             return Err(bad(format!("tensor '{}': the model has only {n} layers", info.name)));
         }
@@ -204,9 +200,7 @@ pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError>
         let (n_in, n_out) = (w.n_in(), w.n_out());
         let r = da[1] as usize;
         if da[0] as usize != n_in || db[0] as usize != r || db[1] as usize != n_out || r == 0 {
-            return Err(bad(format!(
-                "{name}: lora_a ne {da:?} and lora_b ne {db:?} do not fit the weight's [n_in {n_in}, n_out {n_out}]"
-            )));
+            return Err(bad(format!("{name}: lora_a ne {da:?} and lora_b ne {db:?} do not fit the weight's [n_in {n_in}, n_out {n_out}]")));
         }
         layers[il].push((t, LoraPair { n_in, n_out, r, a, b }));
     }

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::gguf::{GgufModel, GgufWriter, Value};
-use crate::quant::{self, GgmlType};
 use crate::lora::{LoraSet, Target};
+use crate::quant::{self, GgmlType};
 
 /// What type merged (adapted) tensors get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,8 +99,7 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
     let infos: Vec<_> = base.tensor_infos().cloned().collect();
     let mut plan: Vec<(String, GgmlType, bool)> = Vec::with_capacity(infos.len());
     for info in &infos {
-        let adapted = target_of(&info.name)
-            .is_some_and(|(il, t)| adapters.iter().any(|(set, _)| set.get(il, t).is_some()));
+        let adapted = target_of(&info.name).is_some_and(|(il, t)| adapters.iter().any(|(set, _)| set.get(il, t).is_some()));
         let out_ty = match (adapted, ty) {
             (true, MergeType::Fixed(t)) => t,
             _ => info.ty,
@@ -146,8 +145,7 @@ pub fn merge(base: &GgufModel, adapters: &[(LoraSet, f32)], out: &Path, ty: Merg
                 }
             });
         }
-        let n_bytes = out_ty.row_bytes(n_in as u64).ok_or_else(|| Error::tensor(name, "row not a block multiple"))? as usize
-            * n_out;
+        let n_bytes = out_ty.row_bytes(n_in as u64).ok_or_else(|| Error::tensor(name, "row not a block multiple"))? as usize * n_out;
         let mut bytes = vec![0u8; n_bytes];
         quant::encode_par(*out_ty, &wf, &mut bytes).map_err(|e| Error::tensor(name, e))?;
         // How much of Δ = wf − w0 the requantized tensor still carries.

@@ -88,8 +88,7 @@ pub enum OllamaError {
     },
 }
 
-const SUPPORTED: &str =
-    "ChatML (Qwen2 style), SmolLM2 (ChatML with a default system prompt), Llama 3, Gemma (Gemma 3 style)";
+const SUPPORTED: &str = "ChatML (Qwen2 style), SmolLM2 (ChatML with a default system prompt), Llama 3, Gemma (Gemma 3 style)";
 
 /// A chat format this module can write as an Ollama template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,10 +246,9 @@ pub fn detect(t: &ChatTemplate, added_bos: Option<&str>, file: &Path, origin: &s
     let want = family.format(&plain);
     if got != want {
         let default = match (&family, got.strip_suffix(want.as_str())) {
-            (Family::ChatMl { .. }, Some(head)) => head
-                .strip_prefix("<|im_start|>system\n")
-                .and_then(|h| h.strip_suffix("<|im_end|>\n"))
-                .filter(|d| !d.contains("<|im_end|>")),
+            (Family::ChatMl { .. }, Some(head)) => {
+                head.strip_prefix("<|im_start|>system\n").and_then(|h| h.strip_suffix("<|im_end|>\n")).filter(|d| !d.contains("<|im_end|>"))
+            }
             _ => None,
         };
         match default {
@@ -279,9 +277,7 @@ fn check_text(what: &str, s: &str) -> Result<(), OllamaError> {
         return Err(OllamaError::Invalid(format!("{what} contains \"\"\", which cannot be quoted in a Modelfile")));
     }
     if let Some(c) = s.chars().find(|&c| c.is_control() && !matches!(c, '\n' | '\t')) {
-        return Err(OllamaError::Invalid(format!(
-            "{what} contains the control character {c:?}, which Ollama's Modelfile parser drops"
-        )));
+        return Err(OllamaError::Invalid(format!("{what} contains the control character {c:?}, which Ollama's Modelfile parser drops")));
     }
     Ok(())
 }
@@ -290,10 +286,7 @@ fn check_text(what: &str, s: &str) -> Result<(), OllamaError> {
 /// unquoted value at the first space).
 fn path_arg(what: &str, p: &Path) -> Result<String, OllamaError> {
     let abs = std::fs::canonicalize(p).map_err(|e| OllamaError::Invalid(format!("{what} {}: {e}", p.display())))?;
-    let s = abs
-        .to_str()
-        .ok_or_else(|| OllamaError::Invalid(format!("{what} {}: the path is not UTF-8", abs.display())))?
-        .to_string();
+    let s = abs.to_str().ok_or_else(|| OllamaError::Invalid(format!("{what} {}: the path is not UTF-8", abs.display())))?.to_string();
     if s.contains('"') || s.chars().any(char::is_control) {
         return Err(OllamaError::Invalid(format!("{what} {s}: the path has a quote or control character")));
     }
@@ -386,9 +379,7 @@ pub fn export(dir: &Path, base: &Path, adapter: &Path, system: Option<&str>) -> 
     std::fs::create_dir_all(dir).map_err(|e| OllamaError::Io { file: dir.into(), source: e })?;
     let path = dir.join("Modelfile");
     let tmp = dir.join(".Modelfile.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| OllamaError::Io { file: path.clone(), source: e })?;
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| OllamaError::Io { file: path.clone(), source: e })?;
     Ok(Exported { modelfile: path, family, architecture: g.architecture().unwrap_or("").to_string() })
 }
 

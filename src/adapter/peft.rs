@@ -24,8 +24,8 @@ use serde_json::{json, Map, Value as Json};
 use super::gguf_lora::{read_adapter, BaseInfo};
 use crate::error::{Error, Result};
 use crate::gguf::GgufFile;
-use crate::model::{Arch, Model};
 use crate::lora::{LoraPair, LoraSet, Target};
+use crate::model::{Arch, Model};
 use crate::quant::GgmlType;
 use crate::safetensors::{write_atomic, SafetensorsFile, SafetensorsWriter};
 
@@ -391,7 +391,9 @@ fn parse_config(path: &Path) -> Result<PeftConfig> {
 fn parse_key(key: &str) -> std::result::Result<(String, usize, Target, bool), String> {
     const HINT: &str = "only lora_A/lora_B of the decoder layers' q/k/v/o/gate/up/down projections can be imported";
     let module_of = |k: &str| -> Option<(String, bool)> {
-        for (suffix, is_a) in [(".lora_A.weight", true), (".lora_B.weight", false), (".lora_A.default.weight", true), (".lora_B.default.weight", false)] {
+        for (suffix, is_a) in
+            [(".lora_A.weight", true), (".lora_B.weight", false), (".lora_A.default.weight", true), (".lora_B.default.weight", false)]
+        {
             if let Some(m) = k.strip_suffix(suffix) {
                 return Some((m.to_string(), is_a));
             }
@@ -517,11 +519,7 @@ pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported> {
         layers[il].push((t, LoraPair { n_in: w.n_in(), n_out: w.n_out(), r: r_m, a, b }));
     }
     let base = match st.metadata.get(META_BASE_NAME) {
-        Some(n) => BaseInfo {
-            architecture: arch.to_string(),
-            name: Some(n.clone()),
-            file_name: st.metadata.get(META_BASE_FILE).cloned(),
-        },
+        Some(n) => BaseInfo { architecture: arch.to_string(), name: Some(n.clone()), file_name: st.metadata.get(META_BASE_FILE).cloned() },
         None => base,
     };
     Ok(Imported { lora: LoraSet { alpha, layers }, base, folded })

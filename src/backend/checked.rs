@@ -282,7 +282,11 @@ impl<B: TrainBackend> TrainBackend for Checked<B> {
         dhidden: Option<&mut B::Buf>,
     ) -> (f64, usize) {
         self.count("cross_entropy");
-        assert_eq!(self.rows("cross_entropy", "hidden", hidden, output.n_in()), targets.len(), "checked backend: cross_entropy: one target per row");
+        assert_eq!(
+            self.rows("cross_entropy", "hidden", hidden, output.n_in()),
+            targets.len(),
+            "checked backend: cross_entropy: one target per row"
+        );
         if let Some(d) = &dhidden {
             self.same("cross_entropy", ("hidden", hidden), ("dhidden", d));
         }
@@ -294,7 +298,17 @@ impl<B: TrainBackend> TrainBackend for Checked<B> {
         self.count("sum_squares");
         self.inner.sum_squares(x, acc)
     }
-    fn adamw(&self, cfg: AdamWConfig, step_size: f32, bc2_sqrt: f32, decay: f32, p: &mut B::Buf, g: &B::Buf, m: &mut B::Buf, v: &mut B::Buf) {
+    fn adamw(
+        &self,
+        cfg: AdamWConfig,
+        step_size: f32,
+        bc2_sqrt: f32,
+        decay: f32,
+        p: &mut B::Buf,
+        g: &B::Buf,
+        m: &mut B::Buf,
+        v: &mut B::Buf,
+    ) {
         self.count("adamw");
         self.same("adamw", ("p", p), ("g", g));
         self.same("adamw", ("p", p), ("m", m));

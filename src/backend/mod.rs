@@ -208,5 +208,15 @@ pub trait TrainBackend: Backend {
     /// One AdamW update of `p` from `g` with moments `m`, `v` (torch's formula):
     /// `step_size = lr / (1 − β₁ᵗ)`, `bc2_sqrt = √(1 − β₂ᵗ)`, `decay = 1 − lr·wd`.
     #[allow(clippy::too_many_arguments)]
-    fn adamw(&self, cfg: AdamWConfig, step_size: f32, bc2_sqrt: f32, decay: f32, p: &mut Self::Buf, g: &Self::Buf, m: &mut Self::Buf, v: &mut Self::Buf);
+    fn adamw(
+        &self,
+        cfg: AdamWConfig,
+        step_size: f32,
+        bc2_sqrt: f32,
+        decay: f32,
+        p: &mut Self::Buf,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+    );
 }

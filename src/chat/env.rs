@@ -65,10 +65,7 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
         for key in kw.try_iter()? {
             let name = key.as_str().unwrap_or_default();
             let Some(i) = NAMES.iter().position(|n| *n == name) else {
-                return Err(Error::new(
-                    ErrorKind::TooManyArguments,
-                    format!("tojson() got an unexpected keyword argument '{name}'"),
-                ));
+                return Err(Error::new(ErrorKind::TooManyArguments, format!("tojson() got an unexpected keyword argument '{name}'")));
             };
             params[i] = Some(kw.get_item(&key)?);
         }
@@ -78,10 +75,7 @@ fn tojson(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
     }
     for (i, v) in positional.into_iter().enumerate() {
         if params[i].is_some() {
-            return Err(Error::new(
-                ErrorKind::TooManyArguments,
-                format!("tojson() got multiple values for argument '{}'", NAMES[i]),
-            ));
+            return Err(Error::new(ErrorKind::TooManyArguments, format!("tojson() got multiple values for argument '{}'", NAMES[i])));
         }
         params[i] = Some(v);
     }
@@ -308,10 +302,7 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
         let printed = state.get_or_insert_extension(Printed(0));
         printed.0 += s.len();
         if printed.0 > MAX_PRINTED_BYTES {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20),
-            ));
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20)));
         }
         out.write_str(&s).map_err(|_| Error::from(ErrorKind::WriteFailure))
     });

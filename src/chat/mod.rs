@@ -113,10 +113,7 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
         src = s.source();
     }
     if e.kind() == ErrorKind::OutOfFuel {
-        return ChatError::Render {
-            message: format!("template ran too long (instruction budget of {} exhausted)", env::FUEL),
-            line,
-        };
+        return ChatError::Render { message: format!("template ran too long (instruction budget of {} exhausted)", env::FUEL), line };
     }
     let message = match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
@@ -154,8 +151,7 @@ impl ChatTemplate {
     fn compile(name: &str, source: &str, specials: &[(&str, &str)]) -> Result<Self, ChatError> {
         let rewritten = env::rewrite_generation_tags(source).into_owned();
         let env = env::build(rewritten).map_err(|e| convert_error(e, true))?;
-        let mut globals: Vec<(String, Value)> =
-            specials.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+        let mut globals: Vec<(String, Value)> = specials.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
         globals.push(("tools".into(), Value::from(())));
         globals.push(("documents".into(), Value::from(())));
         Ok(ChatTemplate { env, source: source.to_string(), name: name.to_string(), globals })
@@ -182,25 +178,18 @@ impl ChatTemplate {
             return Self::compile("gguf", src, &specials);
         }
         let has_token = |t: &str| {
-            h.get("tokenizer.ggml.tokens")
-                .and_then(GgufValue::as_array)
-                .is_some_and(|toks| toks.iter().any(|v| v.as_str() == Some(t)))
+            h.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array).is_some_and(|toks| toks.iter().any(|v| v.as_str() == Some(t)))
         };
         match builtin::for_model(h.architecture(), has_token) {
             Some(name) => Self::compile(name, builtin::source(name).expect("known built-in"), &specials),
-            None => Err(ChatError::NoTemplate {
-                file: None,
-                architecture: h.architecture().map(str::to_string),
-            }),
+            None => Err(ChatError::NoTemplate { file: None, architecture: h.architecture().map(str::to_string) }),
         }
     }
 
     /// [`from_gguf`](Self::from_gguf) for an opened file; a missing template names the file.
     pub fn from_gguf_file(f: &GgufFile) -> Result<Self, ChatError> {
         Self::from_gguf(f).map_err(|e| match e {
-            ChatError::NoTemplate { architecture, .. } => {
-                ChatError::NoTemplate { file: Some(f.path().to_path_buf()), architecture }
-            }
+            ChatError::NoTemplate { architecture, .. } => ChatError::NoTemplate { file: Some(f.path().to_path_buf()), architecture },
             e => e,
         })
     }
@@ -265,10 +254,7 @@ impl ChatTemplate {
             Err(e) => return Err(convert_error(e, false)),
         }
         // minijinja writes only `str`s, so the bytes are UTF-8; checked rather than assumed.
-        String::from_utf8(out.bytes).map_err(|e| ChatError::Render {
-            message: format!("template output is not UTF-8: {e}"),
-            line: None,
-        })
+        String::from_utf8(out.bytes).map_err(|e| ChatError::Render { message: format!("template output is not UTF-8: {e}"), line: None })
     }
 
     /// The template's Jinja source, as given (before any internal rewriting).

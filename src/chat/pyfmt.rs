@@ -46,9 +46,7 @@ pub(crate) fn from_json(v: &serde_json::Value) -> Value {
         },
         J::String(s) => Value::from(s.as_str()),
         J::Array(a) => Value::from(a.iter().map(from_json).collect::<Vec<_>>()),
-        J::Object(o) => Value::from_object(PyDict(
-            o.iter().map(|(k, v)| (Value::from(k.as_str()), from_json(v))).collect(),
-        )),
+        J::Object(o) => Value::from_object(PyDict(o.iter().map(|(k, v)| (Value::from(k.as_str()), from_json(v))).collect())),
     }
 }
 
@@ -195,13 +193,7 @@ pub(crate) struct JsonOpts {
 
 impl Default for JsonOpts {
     fn default() -> Self {
-        JsonOpts {
-            ensure_ascii: false,
-            indent: None,
-            item_sep: ", ".into(),
-            key_sep: ": ".into(),
-            sort_keys: false,
-        }
+        JsonOpts { ensure_ascii: false, indent: None, item_sep: ", ".into(), key_sep: ": ".into(), sort_keys: false }
     }
 }
 
@@ -258,12 +250,7 @@ fn json_key(k: &Value) -> Result<String, Error> {
         }
         ValueKind::Bool => if k.is_true() { "true" } else { "false" }.into(),
         ValueKind::None => "null".into(),
-        _ => {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("keys must be str, int, float, bool or None, not {}", k.kind()),
-            ))
-        }
+        _ => return Err(Error::new(ErrorKind::InvalidOperation, format!("keys must be str, int, float, bool or None, not {}", k.kind()))),
     })
 }
 
@@ -291,9 +278,7 @@ fn write_json(v: &Value, o: &JsonOpts, level: usize, out: &mut String) -> Result
         ValueKind::String => json_str(v.as_str().unwrap_or_default(), o.ensure_ascii, out),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
-            write_container(o, level, out, '[', ']', &items, |item, lvl, out| {
-                write_json(item, o, lvl, out)
-            })?;
+            write_container(o, level, out, '[', ']', &items, |item, lvl, out| write_json(item, o, lvl, out))?;
         }
         ValueKind::Map if v.as_object().is_some_and(|x| x.repr() == ObjectRepr::Map) => {
             let mut pairs = map_pairs(v)?;

@@ -43,11 +43,7 @@ pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peft_anchor.py");
         let p = finetune::bench::measure_peft(&py, &script, &model, threads, seq, reps)?;
         println!("| PyTorch + PEFT (grad checkpointing) | {:.1} | {} |", p.tok_per_s, mib(p.peak_rss));
-        println!(
-            "| ratio | {:.2}× | {:.2}× |",
-            ours.tok_per_s / p.tok_per_s,
-            ours.peak_rss as f64 / p.peak_rss.max(1) as f64
-        );
+        println!("| ratio | {:.2}× | {:.2}× |", ours.tok_per_s / p.tok_per_s, ours.peak_rss as f64 / p.peak_rss.max(1) as f64);
     }
     Ok(())
 }

@@ -76,7 +76,10 @@ impl Chat<'_, '_, '_> {
             out.write_all(shown.as_bytes()).and_then(|_| out.flush()).is_ok()
         })?;
         let rest = stream.finish();
-        out.write_all(rest.as_bytes()).and_then(|_| writeln!(out)).and_then(|_| out.flush()).map_err(|e| Error::Msg(format!("writing the answer: {e}")))?;
+        out.write_all(rest.as_bytes())
+            .and_then(|_| writeln!(out))
+            .and_then(|_| out.flush())
+            .map_err(|e| Error::Msg(format!("writing the answer: {e}")))?;
         let cut = if stats.stopped_at_eog {
             ""
         } else if budget < self.n {

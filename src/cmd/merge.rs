@@ -12,12 +12,7 @@ pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Resul
     let m = super::load_model(&g, &lora)?;
     let t0 = std::time::Instant::now();
     let r = merge(&g, &m.adapters, &out, ty)?;
-    eprintln!(
-        "merged {} weights, copied {} tensors unchanged, in {:.1} s",
-        r.merged,
-        r.copied,
-        t0.elapsed().as_secs_f64()
-    );
+    eprintln!("merged {} weights, copied {} tensors unchanged, in {:.1} s", r.merged, r.copied, t0.elapsed().as_secs_f64());
     let kept = r.retained();
     eprintln!("the merged weights carry {:.1}% of the adapters' update", 100.0 * kept);
     if kept < 0.9 {

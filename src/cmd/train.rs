@@ -5,11 +5,11 @@ use std::sync::atomic::Ordering;
 
 use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::chat::ChatTemplate;
+use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::checkpoint;
 use finetune::train::data::{DataOptions, Dataset, Format};
-use finetune::lora::Target;
 use finetune::train::optim::{AdamWConfig, Schedule};
 use finetune::train::plan::{human, parse_bytes, plan};
 use finetune::train::plot::write_svg;
@@ -269,10 +269,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let svg = out.with_extension("loss.svg");
     write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()))?;
     say(format!("adapter: {}\nloss curve: {}", out.display(), svg.display()));
-    say(format!(
-        "try it: finetune generate --model {} --lora {} --chat --prompt \"...\"",
-        model_path.display(),
-        out.display()
-    ));
+    say(format!("try it: finetune generate --model {} --lora {} --chat --prompt \"...\"", model_path.display(), out.display()));
     Ok(())
 }

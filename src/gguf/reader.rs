@@ -238,8 +238,7 @@ impl GgufHeader {
                 return Err(c.err_at(key_at, ErrorKind::EmptyKey { index: i }));
             }
             let ty_id = c.u32(&|| format!("type of '{key}'"))?;
-            let ty = ValueType::from_u32(ty_id)
-                .ok_or_else(|| c.err_here(ErrorKind::UnknownValueType { key: key.clone(), id: ty_id }))?;
+            let ty = ValueType::from_u32(ty_id).ok_or_else(|| c.err_here(ErrorKind::UnknownValueType { key: key.clone(), id: ty_id }))?;
             let value = c.value(ty, &key)?;
             if meta_index.insert(key.clone(), metadata.len()).is_some() {
                 return Err(c.err_at(key_at, ErrorKind::DuplicateKey(key)));
@@ -286,10 +285,7 @@ impl GgufHeader {
             // Sizes: every dimension must keep the byte count inside u64 (and inside the file,
             // checked below).
             let Some(row_bytes) = ty.row_bytes(dims[0]) else {
-                return Err(c.err_at(
-                    at,
-                    ErrorKind::NotBlockMultiple { name, ty, ne0: dims[0], block: ty.block_size() },
-                ));
+                return Err(c.err_at(at, ErrorKind::NotBlockMultiple { name, ty, ne0: dims[0], block: ty.block_size() }));
             };
             let total = dims[1..].iter().try_fold(row_bytes, |acc, &d| acc.checked_mul(d));
             let elems = dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
@@ -350,16 +346,7 @@ impl GgufHeader {
             }
         }
 
-        Ok(GgufHeader {
-            version,
-            metadata,
-            meta_index,
-            tensors,
-            tensor_index,
-            alignment,
-            data_offset,
-            tensor_info_offset,
-        })
+        Ok(GgufHeader { version, metadata, meta_index, tensors, tensor_index, alignment, data_offset, tensor_info_offset })
     }
 }
 
@@ -385,11 +372,7 @@ impl Cursor<'_> {
     }
     fn take(&mut self, n: u64, what: W<'_>) -> Result<&[u8], GgufError> {
         if n > self.remaining() {
-            return Err(self.err_here(ErrorKind::Truncated {
-                what: what(),
-                need: n,
-                have: self.remaining(),
-            }));
+            return Err(self.err_here(ErrorKind::Truncated { what: what(), need: n, have: self.remaining() }));
         }
         let s = &self.buf[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -397,11 +380,7 @@ impl Cursor<'_> {
     }
     fn check_count(&self, count: u64, min_each: u64, what: W<'_>) -> Result<(), GgufError> {
         if count.saturating_mul(min_each) > self.remaining() {
-            return Err(self.err_here(ErrorKind::CountTooLarge {
-                what: what(),
-                count,
-                remaining: self.remaining(),
-            }));
+            return Err(self.err_here(ErrorKind::CountTooLarge { what: what(), count, remaining: self.remaining() }));
         }
         Ok(())
     }
@@ -418,8 +397,7 @@ impl Cursor<'_> {
         let at = self.pos as u64;
         let len = self.u64(what)?;
         let raw = self.take(len, what)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| self.err_at(at, ErrorKind::InvalidUtf8 { what: what() }))
+        String::from_utf8(raw.to_vec()).map_err(|_| self.err_at(at, ErrorKind::InvalidUtf8 { what: what() }))
     }
     fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, GgufError> {
         Ok(match ty {
@@ -437,9 +415,8 @@ impl Cursor<'_> {
             ValueType::String => Value::String(self.string(&|| format!("value of '{key}'"))?),
             ValueType::Array => {
                 let et_id = self.u32(&|| format!("element type of '{key}'"))?;
-                let et = ValueType::from_u32(et_id).ok_or_else(|| {
-                    self.err_here(ErrorKind::UnknownValueType { key: key.to_string(), id: et_id })
-                })?;
+                let et = ValueType::from_u32(et_id)
+                    .ok_or_else(|| self.err_here(ErrorKind::UnknownValueType { key: key.to_string(), id: et_id }))?;
                 if et == ValueType::Array {
                     return Err(self.err_here(ErrorKind::NestedArray { key: key.to_string() }));
                 }

@@ -129,10 +129,7 @@ mod tests {
 
     #[test]
     fn split_names() {
-        assert_eq!(
-            parse_split_name(Path::new("/m/qwen-7b-00002-of-00003.gguf")),
-            Some(("qwen-7b".to_string(), 2, 3))
-        );
+        assert_eq!(parse_split_name(Path::new("/m/qwen-7b-00002-of-00003.gguf")), Some(("qwen-7b".to_string(), 2, 3)));
         assert_eq!(parse_split_name(Path::new("model.gguf")), None);
         assert_eq!(parse_split_name(Path::new("x-00004-of-00003.gguf")), None);
         assert_eq!(split_path(Path::new("d"), "m", 1, 2), PathBuf::from("d/m-00001-of-00002.gguf"));

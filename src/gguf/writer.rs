@@ -156,14 +156,7 @@ impl TensorSink {
         if bytes.len() as u64 != t.n_bytes {
             return Err(GgufError::file(
                 &self.path,
-                ErrorKind::Write(format!(
-                    "tensor '{}' ({} {:?}) needs {} bytes, got {}",
-                    t.name,
-                    t.ty,
-                    t.dims,
-                    t.n_bytes,
-                    bytes.len()
-                )),
+                ErrorKind::Write(format!("tensor '{}' ({} {:?}) needs {} bytes, got {}", t.name, t.ty, t.dims, t.n_bytes, bytes.len())),
             ));
         }
         let pad = t.n_bytes.div_ceil(self.alignment) * self.alignment - t.n_bytes;
@@ -179,10 +172,7 @@ impl TensorSink {
         if self.next != self.tensors.len() {
             let missing = &self.tensors[self.next].name;
             let _ = fs::remove_file(&self.tmp);
-            return Err(GgufError::file(
-                &self.path,
-                ErrorKind::Write(format!("tensor '{missing}' was declared but never written")),
-            ));
+            return Err(GgufError::file(&self.path, ErrorKind::Write(format!("tensor '{missing}' was declared but never written"))));
         }
         let io = |e: std::io::Error| GgufError::file(&self.tmp, e.into());
         let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
@@ -227,11 +217,7 @@ fn put_value(out: &mut Vec<u8>, v: &Value) -> Result<(), ErrorKind> {
             out.extend_from_slice(&(items.len() as u64).to_le_bytes());
             for it in items {
                 if it.value_type() != *et {
-                    return Err(ErrorKind::Write(format!(
-                        "array of {} holds a {}",
-                        et.name(),
-                        it.value_type().name()
-                    )));
+                    return Err(ErrorKind::Write(format!("array of {} holds a {}", et.name(), it.value_type().name())));
                 }
                 put_value(out, it)?;
             }

@@ -23,10 +23,7 @@ impl Dropout {
     /// The dropout of micro-batch `micro` of optimizer step `step` (0-based) of a run seeded
     /// with `seed`. `None` when `p` is 0 (the adapter sees `x` itself).
     pub fn for_micro_batch(p: f32, seed: u64, step: u64, micro: u64) -> Option<Dropout> {
-        (p > 0.0).then(|| Dropout {
-            p,
-            key: mix(mix(mix(seed ^ 0xD50F_0A7C_11E5_u64).wrapping_add(step)).wrapping_add(micro)),
-        })
+        (p > 0.0).then(|| Dropout { p, key: mix(mix(mix(seed ^ 0xD50F_0A7C_11E5_u64).wrapping_add(step)).wrapping_add(micro)) })
     }
 
     /// The multiplier of kept elements, `1/(1−p)`.
@@ -45,9 +42,7 @@ impl Dropout {
         // Drop when the top 32 bits of the hash fall below p·2³².
         let threshold = (self.p as f64 * 4_294_967_296.0) as u64;
         let keep = self.scale();
-        (0..n as u64)
-            .map(|i| if mix(s.wrapping_add(i.wrapping_mul(GOLDEN_GAMMA))) >> 32 < threshold { 0.0 } else { keep })
-            .collect()
+        (0..n as u64).map(|i| if mix(s.wrapping_add(i.wrapping_mul(GOLDEN_GAMMA))) >> 32 < threshold { 0.0 } else { keep }).collect()
     }
 
     /// `x ⊙ mask` for the input `x` of target `t` in layer `il`.

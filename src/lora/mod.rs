@@ -78,11 +78,7 @@ impl Target {
                 "gate" | "gate_proj" | "ffn_gate" => &[Target::Gate],
                 "up" | "up_proj" | "ffn_up" => &[Target::Up],
                 "down" | "down_proj" | "ffn_down" => &[Target::Down],
-                _ => {
-                    return Err(Error::Usage(format!(
-                        "unknown LoRA target '{part}' (use q,k,v,o,gate,up,down or all/attn/mlp)"
-                    )))
-                }
+                _ => return Err(Error::Usage(format!("unknown LoRA target '{part}' (use q,k,v,o,gate,up,down or all/attn/mlp)"))),
             };
             for t in add {
                 if !out.contains(t) {
@@ -185,16 +181,11 @@ impl<T> LoraSet<T> {
 }
 
 impl LoraSet {
-
     /// A set of the same shapes, all zeros (gradient accumulators, optimizer moments).
     pub fn zeros_like(&self) -> LoraSet {
         LoraSet {
             alpha: self.alpha,
-            layers: self
-                .layers
-                .iter()
-                .map(|l| l.iter().map(|(t, p)| (*t, LoraPair::zeros(p.n_in, p.n_out, p.r))).collect())
-                .collect(),
+            layers: self.layers.iter().map(|l| l.iter().map(|(t, p)| (*t, LoraPair::zeros(p.n_in, p.n_out, p.r))).collect()).collect(),
         }
     }
 

@@ -161,7 +161,14 @@ impl<T> Model<'_, T> {
 
     /// Run block `il` on `x` (`[T, n_embd]`, token `t` at rope position `positions[t]`):
     /// returns the block output and, in training mode, what its backward needs.
-    pub fn block_forward<B: Backend<Buf = T>>(&self, b: &B, il: usize, x: &T, positions: &[u32], mode: Mode<'_, T>) -> (T, Option<Saved<T>>) {
+    pub fn block_forward<B: Backend<Buf = T>>(
+        &self,
+        b: &B,
+        il: usize,
+        x: &T,
+        positions: &[u32],
+        mode: Mode<'_, T>,
+    ) -> (T, Option<Saved<T>>) {
         let c = &self.cfg;
         let l = &self.layers[il];
         let (e, hd, vd) = (c.n_embd, c.head_dim, c.v_dim);

@@ -163,7 +163,13 @@ impl Config {
         let scaling = h.get_str(&key("rope.scaling.type")).unwrap_or("none");
         let factor = get_f("rope.scaling.factor")?.or(get_f("rope.scale_linear")?).unwrap_or(1.0);
         let rope_freq_scale = match scaling {
-            "none" | "linear" => if factor > 0.0 { 1.0 / factor } else { 1.0 },
+            "none" | "linear" => {
+                if factor > 0.0 {
+                    1.0 / factor
+                } else {
+                    1.0
+                }
+            }
             other => return Err(err("rope.scaling.type", &format!("'{other}', which is not supported yet (none, linear)"))),
         };
         let n_vocab = h

@@ -179,7 +179,9 @@ fn attention(s: AttnShape, sm: Softmax, q: &[f32], k_cache: &[f32], v_cache: &[f
     };
     if t_new == 1 {
         // One token (decoding): parallel over heads.
-        out.par_chunks_mut(s.v_dim).enumerate().for_each_init(|| (Vec::new(), Vec::new()), |(scores, acc), (h, o)| head(0, h, o, scores, acc));
+        out.par_chunks_mut(s.v_dim)
+            .enumerate()
+            .for_each_init(|| (Vec::new(), Vec::new()), |(scores, acc), (h, o)| head(0, h, o, scores, acc));
         return;
     }
     // Parallel over token rows of the output.

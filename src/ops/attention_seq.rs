@@ -431,7 +431,11 @@ mod tests {
                 let (mut a, mut b) = (vec![0f32; len], vec![0f32; len]);
                 scores_scalar(&q, &k, w, lo, &mut a);
                 scores(&q, &k, w, lo, &mut b);
-                assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "scores d={d} lo={lo} len={len}");
+                assert_eq!(
+                    a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "scores d={d} lo={lo} len={len}"
+                );
                 let p = rand_vec(&mut seed, len);
                 let (mut oa, mut ob, mut acc) = (vec![0f32; d], vec![1f32; d], Vec::new());
                 weighted_sum(&p, &k, w, lo, &mut oa, &mut acc);
@@ -440,7 +444,11 @@ mod tests {
                 // the last kv head of V: columns (w/d − 1)·d..w
                 let mut oc = vec![0f32; d];
                 weighted_sum(&p, &k[w - d..], w, lo, &mut oc, &mut acc);
-                assert_eq!(oc.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
+                assert_eq!(
+                    oc.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "weighted_sum d={d} lo={lo} len={len}"
+                );
                 cols.weighted_sum(0, &p, lo, &mut ob);
                 if d % 16 == 0 {
                     for group in 2..=4 {
@@ -454,14 +462,26 @@ mod tests {
                         for h in 0..group {
                             let mut one = vec![0f32; len];
                             scores_scalar(&qs[h * d..(h + 1) * d], &k, w, lo, &mut one);
-                            assert_eq!(one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), g[h * len..(h + 1) * len].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "scores_group {group} d={d} lo={lo} len={len}");
+                            assert_eq!(
+                                one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                                g[h * len..(h + 1) * len].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                                "scores_group {group} d={d} lo={lo} len={len}"
+                            );
                             let mut o1 = vec![0f32; d];
                             weighted_sum(&ps[h * len..(h + 1) * len], &k, w, lo, &mut o1, &mut acc);
-                            assert_eq!(o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), og[h * d..(h + 1) * d].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum_group {group} d={d} lo={lo} len={len}");
+                            assert_eq!(
+                                o1.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                                og[h * d..(h + 1) * d].iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                                "weighted_sum_group {group} d={d} lo={lo} len={len}"
+                            );
                         }
                     }
                 }
-                assert_eq!(oa.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "weighted_sum d={d} lo={lo} len={len}");
+                assert_eq!(
+                    oa.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    "weighted_sum d={d} lo={lo} len={len}"
+                );
             }
         }
     }

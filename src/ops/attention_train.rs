@@ -213,7 +213,10 @@ pub fn attention_backward(
     dv: &mut [f32],
 ) {
     let t = check(&s, q, k, v, out, lse);
-    assert!(dout.len() == out.len() && dq.len() == q.len() && dk.len() == k.len() && dv.len() == v.len(), "attention_backward: gradient sizes");
+    assert!(
+        dout.len() == out.len() && dq.len() == q.len() && dk.len() == k.len() && dv.len() == v.len(),
+        "attention_backward: gradient sizes"
+    );
     if t == 0 {
         return;
     }
@@ -294,4 +297,3 @@ pub fn attention_backward(
         }
     }
 }
-

@@ -8,8 +8,8 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, matmul_backward_input};
-use crate::weights::QuantWeight;
 use super::vexp::exp_sub;
+use crate::weights::QuantWeight;
 
 /// Rows of logits computed at a time.
 pub const CHUNK: usize = 128;
@@ -51,7 +51,8 @@ pub fn cross_entropy(
         }
         let lg = &mut logits[..(r1 - r0) * nv];
         matmul(output, &hidden[r0 * e..r1 * e], lg);
-        let rows: Vec<f64> = lg.par_chunks_mut(nv).zip(tg.par_iter()).map(|(row, &target)| row_loss(row, target, softcap, scale, grad)).collect();
+        let rows: Vec<f64> =
+            lg.par_chunks_mut(nv).zip(tg.par_iter()).map(|(row, &target)| row_loss(row, target, softcap, scale, grad)).collect();
         loss += rows.iter().sum::<f64>();
         count += tg.iter().filter(|&&x| x >= 0).count();
         if let Some(d) = dhidden.as_deref_mut() {

@@ -228,7 +228,18 @@ fn gemm_bt_op<const ADD: bool>(
         for s in 0..n_sl {
             let nr = NR.min(n - s * NR);
             // SAFETY: the assert above bounds rows m0..m0+mr, columns s·16..s·16+nr of c.
-            unsafe { kernel_op::<ADD>(mr, nr, k, &a[m0 * lda..], lda, &packed[s * NR * k..(s + 1) * NR * k], c.as_mut_ptr().add(m0 * ldc + s * NR), ldc) };
+            unsafe {
+                kernel_op::<ADD>(
+                    mr,
+                    nr,
+                    k,
+                    &a[m0 * lda..],
+                    lda,
+                    &packed[s * NR * k..(s + 1) * NR * k],
+                    c.as_mut_ptr().add(m0 * ldc + s * NR),
+                    ldc,
+                )
+            };
         }
     }
 }
@@ -280,7 +291,16 @@ pub fn gemm_f32_kn<const TA: bool, const ADD: bool>(
                 let nr = NR.min(j1 - j0 - s * NR);
                 // SAFETY: tiles are disjoint and inside C (asserted above).
                 unsafe {
-                    kernel_gen::<ADD, TA>(mr, nr, k, &a[a_off..], lda, &packed[s * NR * k..(s + 1) * NR * k], cp.0.add(r0 * ldc + j0 + s * NR), ldc)
+                    kernel_gen::<ADD, TA>(
+                        mr,
+                        nr,
+                        k,
+                        &a[a_off..],
+                        lda,
+                        &packed[s * NR * k..(s + 1) * NR * k],
+                        cp.0.add(r0 * ldc + j0 + s * NR),
+                        ldc,
+                    )
                 };
             }
         }
@@ -344,7 +364,16 @@ unsafe fn kernel_op<const ADD: bool>(mr: usize, nr: usize, k: usize, a: &[f32], 
 /// # Safety
 /// As [`kernel`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_gen<const ADD: bool, const TA: bool>(mr: usize, nr: usize, k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
+unsafe fn kernel_gen<const ADD: bool, const TA: bool>(
+    mr: usize,
+    nr: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+) {
     let mut acc = [0f32; MR * NR];
     #[cfg(target_arch = "x86_64")]
     {

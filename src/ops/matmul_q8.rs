@@ -51,8 +51,12 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
         (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
             let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             match (kern.vec_dot4, kern.vec_dot8) {
-                (_, Some(DotKernelN::Q8(f8))) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                (Some(DotKernelN::Q8(f4)), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+                (_, Some(DotKernelN::Q8(f8))) if t >= 8 => {
+                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
+                }
+                (Some(DotKernelN::Q8(f4)), _) if t > 2 => {
+                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
+                }
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
@@ -66,8 +70,12 @@ pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
                 };
             }
             match (kern.vec_dot4, kern.vec_dot8) {
-                (_, Some(DotKernelN::Q8K(f8))) if t >= 8 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                (Some(DotKernelN::Q8K(f4)), _) if t > 2 => run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)])),
+                (_, Some(DotKernelN::Q8K(f8))) if t >= 8 => {
+                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
+                }
+                (Some(DotKernelN::Q8K(f4)), _) if t > 2 => {
+                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
+                }
                 _ => run(w, t, y, |row, tt| f(row, r(tt))),
             }
         }
@@ -96,7 +104,13 @@ fn run(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 +
 
 /// [`run`] with an `N`-activation-row kernel for whole groups of `N` rows (the remainder one at
 /// a time); results are the same bits as [`run`].
-fn run_n<const N: usize>(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 + Sync, dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync) {
+fn run_n<const N: usize>(
+    w: &QMatrix,
+    t: usize,
+    y: &mut [f32],
+    dot: impl Fn(&[u8], usize) -> f32 + Sync,
+    dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync,
+) {
     let n = w.n_out;
     let rb = w.row_bytes();
     let chunk = 16;
@@ -159,7 +173,10 @@ mod tests {
                 assert!(same || tiled.is_some(), "{ty}: row {tt} differs batched");
                 if let Some(g) = tiled {
                     // The batch equals the tiled-order reference instead.
-                    let Q8Rows::Q8K(qa) = quant::quantize_rows(quant::kernels(ty).vec_dot_type.unwrap(), &x[tt * k..(tt + 1) * k], k) else { unreachable!() };
+                    let Q8Rows::Q8K(qa) = quant::quantize_rows(quant::kernels(ty).vec_dot_type.unwrap(), &x[tt * k..(tt + 1) * k], k)
+                    else {
+                        unreachable!()
+                    };
                     for (o, &got) in b[tt * n..(tt + 1) * n].iter().enumerate() {
                         let want = g(&wb[o * qm.row_bytes()..(o + 1) * qm.row_bytes()], &qa);
                         assert_eq!(got.to_bits(), want.to_bits(), "{ty}: batched row {tt} col {o} is not the tiled order");

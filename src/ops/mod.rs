@@ -9,8 +9,8 @@
 pub mod activation;
 pub mod attention;
 mod attention_seq;
-pub mod f16;
 pub mod attention_train;
+pub mod f16;
 pub mod loss;
 pub mod matmul;
 pub mod matmul_q8;

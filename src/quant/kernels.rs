@@ -246,13 +246,20 @@ fn scalar_entry(ty: GgmlType) -> TypeKernels {
         Q4_1 => dot(Q8_1, DotKernel::Q8(vecdot::dot_q4_1)),
         Q5_0 => dot(Q8_0, DotKernel::Q8(vecdot::dot_q5_0)),
         Q5_1 => dot(Q8_1, DotKernel::Q8(vecdot::dot_q5_1)),
-        Q8_0 => TypeKernels { from_float: Some(Quantizer::Q8(q8::quantize_q8_scalar::<false>)), ..dot(Q8_0, DotKernel::Q8(vecdot::dot_q8_0)) },
+        Q8_0 => {
+            TypeKernels { from_float: Some(Quantizer::Q8(q8::quantize_q8_scalar::<false>)), ..dot(Q8_0, DotKernel::Q8(vecdot::dot_q8_0)) }
+        }
         Q8_1 => TypeKernels { from_float: Some(Quantizer::Q8(q8::quantize_q8_scalar::<true>)), ..none },
         Q8_K => TypeKernels { from_float: Some(Quantizer::Q8K(q8::quantize_q8k_scalar)), ..none },
-        Q4_K => TypeKernels { repacked: Some(Repacked { gemv: q4k_ggml::gemv_scalar, gemm4: q4k_ggml::gemm4_scalar }), ..dot(Q8_K, DotKernel::Q8K(vecdot::dot_q4_k)) },
-        Q6_K => {
-            TypeKernels { tiled: Some(|w: &[u8], a: [&[BlockQ8K]; 1]| [vecdot::dot_q6_k_tiled(w, a[0])]), tiled_scalar: Some(vecdot::dot_q6_k_tiled), ..dot(Q8_K, DotKernel::Q8K(vecdot::dot_q6_k)) }
-        }
+        Q4_K => TypeKernels {
+            repacked: Some(Repacked { gemv: q4k_ggml::gemv_scalar, gemm4: q4k_ggml::gemm4_scalar }),
+            ..dot(Q8_K, DotKernel::Q8K(vecdot::dot_q4_k))
+        },
+        Q6_K => TypeKernels {
+            tiled: Some(|w: &[u8], a: [&[BlockQ8K]; 1]| [vecdot::dot_q6_k_tiled(w, a[0])]),
+            tiled_scalar: Some(vecdot::dot_q6_k_tiled),
+            ..dot(Q8_K, DotKernel::Q8K(vecdot::dot_q6_k))
+        },
         _ => none,
     };
     TypeKernels { decode, decode_scalar: decode, encode, ..base }
@@ -391,7 +398,10 @@ mod tests {
                 assert_eq!((k.decode_scalar.is_some(), k.encode.is_some()), (s.decode_scalar.is_some(), s.encode.is_some()));
                 assert_eq!(k.vec_dot_type, s.vec_dot_type);
                 assert_eq!((k.vec_dot.is_some(), k.vec_dot_scalar.is_some()), (s.vec_dot.is_some(), s.vec_dot_scalar.is_some()));
-                assert_eq!((k.tiled.is_some(), k.tiled_scalar.is_some(), k.repacked.is_some()), (s.tiled.is_some(), s.tiled_scalar.is_some(), s.repacked.is_some()));
+                assert_eq!(
+                    (k.tiled.is_some(), k.tiled_scalar.is_some(), k.repacked.is_some()),
+                    (s.tiled.is_some(), s.tiled_scalar.is_some(), s.repacked.is_some())
+                );
             }
         }
         assert_eq!(kernels(GgmlType::Q4_K).ty, GgmlType::Q4_K);

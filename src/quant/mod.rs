@@ -26,7 +26,9 @@ pub mod vecdot;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
-pub use kernels::{isa, kernels, DecodeFn, EncodeFn, kernels_for, quantize_rows, quantize_rows_4x8, scalar_kernels, simd_enabled, Isa, TypeKernels};
+pub use kernels::{
+    isa, kernels, kernels_for, quantize_rows, quantize_rows_4x8, scalar_kernels, simd_enabled, DecodeFn, EncodeFn, Isa, TypeKernels,
+};
 pub use types::{GgmlType, QK_K};
 
 use rayon::prelude::*;

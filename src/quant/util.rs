@@ -127,15 +127,7 @@ pub fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8], rmse_type: i32) ->
 /// Asymmetric (scale, min) search with weights (`make_qkx2_quants`): codes in [0, nmax] with
 /// `x ≈ scale·L − min`. Returns (scale, min) with min ≥ 0.
 #[allow(clippy::too_many_arguments)]
-pub fn make_qkx2_quants(
-    nmax: i32,
-    x: &[f32],
-    weights: &[f32],
-    l_out: &mut [u8],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-) -> (f32, f32) {
+pub fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l_out: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
     let n = x.len();
     let mut min = x[0];
     let mut max = x[0];

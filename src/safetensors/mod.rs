@@ -55,18 +55,8 @@ pub enum Dtype {
 
 impl Dtype {
     /// Every supported dtype.
-    pub const ALL: [Dtype; 10] = [
-        Dtype::F32,
-        Dtype::F16,
-        Dtype::BF16,
-        Dtype::I64,
-        Dtype::I32,
-        Dtype::I16,
-        Dtype::I8,
-        Dtype::U32,
-        Dtype::U16,
-        Dtype::U8,
-    ];
+    pub const ALL: [Dtype; 10] =
+        [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32, Dtype::I16, Dtype::I8, Dtype::U32, Dtype::U16, Dtype::U8];
 
     /// The name in a safetensors header (`F32`, `BF16`, `I32`, …).
     pub fn name(self) -> &'static str {

@@ -70,10 +70,7 @@ impl TensorView<'_> {
     /// The values widened to f32 (F32, F16 and BF16 tensors only).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         let bad = |p: String| Error::format(self.file, format!("tensor '{}': {p}", self.name));
-        let ty = self
-            .dtype
-            .ggml()
-            .ok_or_else(|| bad(format!("dtype {} is not a floating-point type", self.dtype)))?;
+        let ty = self.dtype.ggml().ok_or_else(|| bad(format!("dtype {} is not a floating-point type", self.dtype)))?;
         let mut out = vec![0f32; self.numel()];
         quant::decode(ty, self.data, &mut out).map_err(|e| bad(e.to_string()))?;
         Ok(out)
@@ -92,10 +89,7 @@ pub struct SafetensorsFile {
 
 impl std::fmt::Debug for SafetensorsFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SafetensorsFile")
-            .field("path", &self.path)
-            .field("n_tensors", &self.tensors.len())
-            .finish()
+        f.debug_struct("SafetensorsFile").field("path", &self.path).field("n_tensors", &self.tensors.len()).finish()
     }
 }
 
@@ -127,25 +121,15 @@ impl SafetensorsFile {
         }
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
         if n > bytes.len() as u64 - 8 {
-            return Err(at(format!(
-                "header length {n} does not fit the {}-byte file (not a safetensors file?)",
-                bytes.len()
-            )));
+            return Err(at(format!("header length {n} does not fit the {}-byte file (not a safetensors file?)", bytes.len())));
         }
         if n > MAX_HEADER {
-            return Err(at(format!(
-                "header length {n} is over the {MAX_HEADER}-byte limit (not a safetensors file?)"
-            )));
+            return Err(at(format!("header length {n} is over the {MAX_HEADER}-byte limit (not a safetensors file?)")));
         }
         let data_start = 8 + n as usize;
-        let text = std::str::from_utf8(&bytes[8..data_start]).map_err(|e| {
-            at(format!(
-                "the header is not valid UTF-8 (at header byte {})",
-                e.valid_up_to()
-            ))
-        })?;
-        let header: Json = serde_json::from_str(text)
-            .map_err(|e| at(format!("the header is not valid JSON ({e})")))?;
+        let text = std::str::from_utf8(&bytes[8..data_start])
+            .map_err(|e| at(format!("the header is not valid UTF-8 (at header byte {})", e.valid_up_to())))?;
+        let header: Json = serde_json::from_str(text).map_err(|e| at(format!("the header is not valid JSON ({e})")))?;
         let Json::Object(header) = header else {
             return Err(at("the header is not a JSON object".into()));
         };
@@ -158,17 +142,12 @@ impl SafetensorsFile {
                     return Err(at("__metadata__ is not an object".into()));
                 };
                 for (k, v) in m {
-                    let v = v.as_str().ok_or_else(|| {
-                        at(format!("__metadata__ value of '{k}' is not a string"))
-                    })?;
+                    let v = v.as_str().ok_or_else(|| at(format!("__metadata__ value of '{k}' is not a string")))?;
                     metadata.insert(k.clone(), v.to_string());
                 }
                 continue;
             }
-            tensors.push(
-                tensor_info(name, entry, data_len)
-                    .map_err(|p| at(format!("tensor '{name}': {p}")))?,
-            );
+            tensors.push(tensor_info(name, entry, data_len).map_err(|p| at(format!("tensor '{name}': {p}")))?);
         }
         // Data order; the ranges must tile the data section exactly (as the reference reader
         // requires): no overlap, no gap, nothing after the last tensor.
@@ -180,13 +159,12 @@ impl SafetensorsFile {
             match prev {
                 Some(p) if b < end => {
                     return Err(at(format!(
-                    "tensor '{}': data_offsets [{b}, {e}] overlap those of tensor '{}' [{}, {}]",
-                    t.name, p.name, p.data_offsets.0, p.data_offsets.1
-                )))
+                        "tensor '{}': data_offsets [{b}, {e}] overlap those of tensor '{}' [{}, {}]",
+                        t.name, p.name, p.data_offsets.0, p.data_offsets.1
+                    )))
                 }
                 _ if b > end => {
-                    let after =
-                        prev.map_or("the header".to_string(), |p| format!("tensor '{}'", p.name));
+                    let after = prev.map_or("the header".to_string(), |p| format!("tensor '{}'", p.name));
                     return Err(at(format!("tensor '{}': data_offsets [{b}, {e}] leave bytes [{end}, {b}) after {after} unused", t.name)));
                 }
                 _ => {}
@@ -195,21 +173,13 @@ impl SafetensorsFile {
             prev = Some(t);
         }
         if end != data_len {
-            return Err(at(format!("{} bytes after the last tensor's data (the data section is {data_len} bytes, the tensors fill {end})", data_len - end)));
+            return Err(at(format!(
+                "{} bytes after the last tensor's data (the data section is {data_len} bytes, the tensors fill {end})",
+                data_len - end
+            )));
         }
-        let by_name = tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
-            .collect();
-        Ok(SafetensorsFile {
-            path,
-            backing,
-            data_start,
-            metadata,
-            tensors,
-            by_name,
-        })
+        let by_name = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Ok(SafetensorsFile { path, backing, data_start, metadata, tensors, by_name })
     }
 
     /// The file's path.
@@ -235,18 +205,8 @@ impl SafetensorsFile {
     /// Zero-copy view of `info`, an entry of this file's [`tensors`](Self::tensors).
     pub fn view<'a>(&'a self, info: &'a TensorInfo) -> TensorView<'a> {
         let (b, e) = info.data_offsets;
-        let data = self
-            .backing
-            .bytes()
-            .get(self.data_start + b..self.data_start + e)
-            .unwrap_or(&[]);
-        TensorView {
-            file: &self.path,
-            name: &info.name,
-            dtype: info.dtype,
-            shape: &info.shape,
-            data,
-        }
+        let data = self.backing.bytes().get(self.data_start + b..self.data_start + e).unwrap_or(&[]);
+        TensorView { file: &self.path, name: &info.name, dtype: info.dtype, shape: &info.shape, data }
     }
 
     /// Zero-copy view of the tensor `name`, if present.
@@ -256,8 +216,7 @@ impl SafetensorsFile {
 
     /// Zero-copy view of the tensor `name`; an error naming the file when it is absent.
     pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
-        self.get(name)
-            .ok_or_else(|| Error::format(&self.path, format!("no tensor named '{name}'")))
+        self.get(name).ok_or_else(|| Error::format(&self.path, format!("no tensor named '{name}'")))
     }
 
     /// Views of every tensor, in data order.
@@ -267,26 +226,16 @@ impl SafetensorsFile {
 }
 
 fn too_short(path: &Path, len: u64) -> Error {
-    Error::format(
-        path,
-        format!("{len} bytes is too short for a safetensors file"),
-    )
+    Error::format(path, format!("{len} bytes is too short for a safetensors file"))
 }
 
 /// Parse and check one header entry against a `data_len`-byte data section.
-fn tensor_info(
-    name: &str,
-    entry: &Json,
-    data_len: usize,
-) -> std::result::Result<TensorInfo, String> {
+fn tensor_info(name: &str, entry: &Json, data_len: usize) -> std::result::Result<TensorInfo, String> {
     if name.is_empty() {
         return Err("the name is empty".into());
     }
     let entry = entry.as_object().ok_or("the entry is not an object")?;
-    let dtype_name = entry
-        .get("dtype")
-        .and_then(Json::as_str)
-        .ok_or("no dtype")?;
+    let dtype_name = entry.get("dtype").and_then(Json::as_str).ok_or("no dtype")?;
     let dtype = Dtype::from_name(dtype_name).ok_or_else(|| {
         let names: Vec<&str> = Dtype::ALL.iter().map(|d| d.name()).collect();
         format!("dtype {dtype_name} is not supported ({})", names.join(", "))
@@ -294,11 +243,7 @@ fn tensor_info(
     let shape: Vec<usize> = entry
         .get("shape")
         .and_then(Json::as_array)
-        .and_then(|a| {
-            a.iter()
-                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                .collect()
-        })
+        .and_then(|a| a.iter().map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok())).collect())
         .ok_or("shape is not a list of sizes")?;
     let offs: Vec<u64> = entry
         .get("data_offsets")
@@ -311,20 +256,11 @@ fn tensor_info(
         return Err(format!("data_offsets [{b}, {e}] end before they begin"));
     }
     if e > data_len as u64 {
-        return Err(format!(
-            "data_offsets [{b}, {e}] outside the {data_len}-byte data section"
-        ));
+        return Err(format!("data_offsets [{b}, {e}] outside the {data_len}-byte data section"));
     }
     let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     if numel.and_then(|n| n.checked_mul(dtype.size())) != Some((e - b) as usize) {
-        return Err(format!(
-            "shape {shape:?} of {dtype_name} does not fill data_offsets [{b}, {e}]"
-        ));
+        return Err(format!("shape {shape:?} of {dtype_name} does not fill data_offsets [{b}, {e}]"));
     }
-    Ok(TensorInfo {
-        name: name.to_string(),
-        dtype,
-        shape,
-        data_offsets: (b as usize, e as usize),
-    })
+    Ok(TensorInfo { name: name.to_string(), dtype, shape, data_offsets: (b as usize, e as usize) })
 }

@@ -36,10 +36,7 @@ impl ShardedSafetensors {
             }
             let single = path.join(SINGLE_FILE);
             if !single.exists() {
-                return Err(Error::format(
-                    path,
-                    format!("neither {INDEX_FILE} nor {SINGLE_FILE} is in this directory"),
-                ));
+                return Err(Error::format(path, format!("neither {INDEX_FILE} nor {SINGLE_FILE} is in this directory")));
             }
             return Self::single(single);
         }
@@ -52,36 +49,24 @@ impl ShardedSafetensors {
     fn single(path: PathBuf) -> Result<Self> {
         let f = SafetensorsFile::open(&path)?;
         let map = f.tensors().iter().map(|t| (t.name.clone(), 0)).collect();
-        Ok(ShardedSafetensors {
-            source: path,
-            shards: vec![f],
-            map,
-        })
+        Ok(ShardedSafetensors { source: path, shards: vec![f], map })
     }
 
     fn open_index(index: &Path) -> Result<Self> {
         let at = |p: String| Error::format(index, p);
         let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-        let v: Json =
-            serde_json::from_str(&text).map_err(|e| at(format!("not valid JSON: {e}")))?;
-        let wm = v
-            .get("weight_map")
-            .and_then(Json::as_object)
-            .ok_or_else(|| at("no weight_map object (not a safetensors index?)".into()))?;
+        let v: Json = serde_json::from_str(&text).map_err(|e| at(format!("not valid JSON: {e}")))?;
+        let wm =
+            v.get("weight_map").and_then(Json::as_object).ok_or_else(|| at("no weight_map object (not a safetensors index?)".into()))?;
         let dir = index.parent().unwrap_or(Path::new(""));
         let mut shard_of: BTreeMap<&str, usize> = BTreeMap::new();
         let mut shards = Vec::new();
         let mut map = BTreeMap::new();
         for (name, file) in wm {
-            let file = file
-                .as_str()
-                .ok_or_else(|| at(format!("weight_map['{name}'] is not a file name")))?;
-            let plain =
-                !file.is_empty() && file != "." && file != ".." && !file.contains(['/', '\\']);
+            let file = file.as_str().ok_or_else(|| at(format!("weight_map['{name}'] is not a file name")))?;
+            let plain = !file.is_empty() && file != "." && file != ".." && !file.contains(['/', '\\']);
             if !plain {
-                return Err(at(format!(
-                    "weight_map['{name}'] = '{file}' is not a file name in the index's directory"
-                )));
+                return Err(at(format!("weight_map['{name}'] = '{file}' is not a file name in the index's directory")));
             }
             let i = match shard_of.get(file) {
                 Some(&i) => i,
@@ -92,20 +77,14 @@ impl ShardedSafetensors {
                 }
             };
             if shards[i].info(name).is_none() {
-                return Err(at(format!(
-                    "tensor '{name}' is mapped to {file}, which does not hold it"
-                )));
+                return Err(at(format!("tensor '{name}' is mapped to {file}, which does not hold it")));
             }
             map.insert(name.clone(), i);
         }
         if map.is_empty() {
             return Err(at("the weight_map is empty".into()));
         }
-        Ok(ShardedSafetensors {
-            source: index.to_path_buf(),
-            shards,
-            map,
-        })
+        Ok(ShardedSafetensors { source: index.to_path_buf(), shards, map })
     }
 
     /// The index file (or the single file) this was opened from.
@@ -140,7 +119,6 @@ impl ShardedSafetensors {
 
     /// Zero-copy view of the tensor `name`; an error naming the checkpoint when it is absent.
     pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
-        self.get(name)
-            .ok_or_else(|| Error::format(&self.source, format!("no tensor named '{name}'")))
+        self.get(name).ok_or_else(|| Error::format(&self.source, format!("no tensor named '{name}'")))
     }
 }

@@ -33,37 +33,20 @@ impl SafetensorsWriter {
     pub fn add(&mut self, name: &str, dtype: Dtype, shape: &[usize], bytes: Vec<u8>) -> Result<()> {
         let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
         if numel.and_then(|n| n.checked_mul(dtype.size())) != Some(bytes.len()) {
-            return Err(Error::usage(format!(
-                "tensor '{name}': shape {shape:?} of {dtype} but {} bytes",
-                bytes.len()
-            )));
+            return Err(Error::usage(format!("tensor '{name}': shape {shape:?} of {dtype} but {} bytes", bytes.len())));
         }
         self.push(name, dtype, shape, bytes)
     }
 
     /// Add a float tensor from f32 values, stored as `dtype` (F32, F16 or BF16).
-    pub fn add_f32(
-        &mut self,
-        name: &str,
-        dtype: Dtype,
-        shape: &[usize],
-        values: &[f32],
-    ) -> Result<()> {
+    pub fn add_f32(&mut self, name: &str, dtype: Dtype, shape: &[usize], values: &[f32]) -> Result<()> {
         let numel: usize = shape.iter().product();
         if numel != values.len() {
-            return Err(Error::usage(format!(
-                "tensor '{name}': shape {shape:?} but {} values",
-                values.len()
-            )));
+            return Err(Error::usage(format!("tensor '{name}': shape {shape:?} but {} values", values.len())));
         }
-        let ty = dtype.ggml().ok_or_else(|| {
-            Error::usage(format!(
-                "tensor '{name}': dtype {dtype} is not a floating-point type"
-            ))
-        })?;
+        let ty = dtype.ggml().ok_or_else(|| Error::usage(format!("tensor '{name}': dtype {dtype} is not a floating-point type")))?;
         let mut raw = vec![0u8; numel * dtype.size()];
-        quant::encode(ty, values, &mut raw)
-            .map_err(|e| Error::usage(format!("tensor '{name}': {e}")))?;
+        quant::encode(ty, values, &mut raw).map_err(|e| Error::usage(format!("tensor '{name}': {e}")))?;
         self.push(name, dtype, shape, raw)
     }
 
@@ -74,8 +57,7 @@ impl SafetensorsWriter {
         if !self.names.insert(name.to_string()) {
             return Err(Error::usage(format!("tensor '{name}' appears twice")));
         }
-        self.tensors
-            .push((name.to_string(), dtype, shape.to_vec(), bytes));
+        self.tensors.push((name.to_string(), dtype, shape.to_vec(), bytes));
         Ok(())
     }
 
@@ -83,19 +65,12 @@ impl SafetensorsWriter {
     /// padded with spaces to a multiple of 8 bytes) and the data.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut header = Map::new();
-        let meta: Map<String, Json> = self
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-            .collect();
+        let meta: Map<String, Json> = self.metadata.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect();
         header.insert("__metadata__".into(), Json::Object(meta));
         let mut begin = 0usize;
         for (name, dtype, shape, bytes) in &self.tensors {
             let end = begin + bytes.len();
-            header.insert(
-                name.clone(),
-                json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [begin, end]}),
-            );
+            header.insert(name.clone(), json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [begin, end]}));
             begin = end;
         }
         // Serializing a map of strings, numbers and arrays cannot fail.

@@ -92,7 +92,13 @@ fn clean_spaces(t: &mut Vec<u8>) {
     let mut prev_blanked = false;
     while i < src.len() {
         let x = src[i];
-        let prev = if i == 0 { None } else if prev_blanked { Some(0u8) } else { Some(src[i - 1]) };
+        let prev = if i == 0 {
+            None
+        } else if prev_blanked {
+            Some(0u8)
+        } else {
+            Some(src[i - 1])
+        };
         prev_blanked = false;
         if i > 0 && x == b'\'' && i + 1 < src.len() && prev == Some(b' ') && src[i + 1] == b' ' {
             out.pop();

@@ -103,9 +103,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Build the tokenizer described by `tokenizer.ggml.*` metadata.
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
-        let model = h
-            .get("tokenizer.ggml.model")
-            .ok_or_else(|| TokenizerError::MissingKey("tokenizer.ggml.model".into()))?;
+        let model = h.get("tokenizer.ggml.model").ok_or_else(|| TokenizerError::MissingKey("tokenizer.ggml.model".into()))?;
         let model = model.as_str().ok_or_else(|| TokenizerError::BadType {
             key: "tokenizer.ggml.model".into(),
             expected: "a string",

@@ -85,11 +85,9 @@ pub(crate) const SUPPORTED: &[(&str, PreInfo)] = &[
 /// The family for a `tokenizer.ggml.pre` value (`None`: llama.cpp's fallback, "default").
 pub(crate) fn lookup(pre: Option<&str>) -> Result<PreInfo, TokenizerError> {
     let name = pre.filter(|p| !p.is_empty()).unwrap_or("default");
-    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, i)| i.clone()).ok_or_else(|| {
-        TokenizerError::UnknownPre {
-            name: name.to_string(),
-            supported: SUPPORTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
-        }
+    SUPPORTED.iter().find(|(n, _)| *n == name).map(|(_, i)| i.clone()).ok_or_else(|| TokenizerError::UnknownPre {
+        name: name.to_string(),
+        supported: SUPPORTED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
     })
 }
 
@@ -102,11 +100,8 @@ pub(crate) struct PreTokenizer {
 impl PreTokenizer {
     /// Compile the family's regexes (once, at load).
     pub fn new(info: &PreInfo) -> Result<Self, TokenizerError> {
-        let regexes = info
-            .regexes
-            .iter()
-            .map(|r| Regex::new(r).map_err(|e| TokenizerError::Regex(format!("{r}: {e}"))))
-            .collect::<Result<_, _>>()?;
+        let regexes =
+            info.regexes.iter().map(|r| Regex::new(r).map_err(|e| TokenizerError::Regex(format!("{r}: {e}")))).collect::<Result<_, _>>()?;
         Ok(PreTokenizer { regexes })
     }
 

@@ -71,7 +71,6 @@ pub fn saved_floats(c: &crate::model::Config, has: [bool; 4], rank: usize, n_tar
     (t * per_token) as u64
 }
 
-
 /// One model with one training backend: runs training steps for a trainable LoRA set.
 ///
 /// Only a [`TrainBackend`] can train, so a step cannot run on numerics its backward does not
@@ -117,7 +116,14 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
         Trainable { model, backend }
     }
 
-    fn forward_block(&self, lora: &LoraSet<B::Buf>, dropout: Option<Dropout>, il: usize, x: &B::Buf, seq: &SeqView) -> (B::Buf, Saved<B::Buf>) {
+    fn forward_block(
+        &self,
+        lora: &LoraSet<B::Buf>,
+        dropout: Option<Dropout>,
+        il: usize,
+        x: &B::Buf,
+        seq: &SeqView,
+    ) -> (B::Buf, Saved<B::Buf>) {
         let mode = Mode::Train { lora, dropout, segments: seq.segments };
         let (out, saved) = self.model.block_forward(&self.backend, il, x, seq.positions, mode);
         (out, saved.expect("training mode saves"))
@@ -343,7 +349,9 @@ impl<'m, 'a, B: TrainBackend> Trainable<'m, 'a, B> {
         // Past √f32::MAX a square overflows, RMS norm maps the row to zeros and the loss sits at
         // ln(n_vocab) with a zero gradient: stop instead of training on silently (e.g. a huge --lr).
         if let Some(v) = b.find_not_below(&x, 1.8e19) {
-            return Err(Error::Train(format!("the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr")));
+            return Err(Error::Train(format!(
+                "the loss became undefined: hidden states overflowed f32 (a value of {v:e} at the model output); try a lower --lr"
+            )));
         }
         drop(sp);
         let sp = span(Phase::Loss);

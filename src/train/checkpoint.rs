@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use crate::adapter::gguf_lora::parse_name;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, GgufWriter, Value, ValueType};
+use crate::lora::{LoraPair, LoraSet};
 use crate::model::Model;
 use crate::quant::{self, GgmlType};
-use crate::lora::{LoraPair, LoraSet};
 use crate::train::optim::{AdamW, AdamWConfig};
 
 const VERSION: u32 = 1;
@@ -87,10 +87,10 @@ pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf> {
     w.set("finetune.checkpoint.epoch", Value::U64(ck.pos.epoch));
     w.set("finetune.checkpoint.index", Value::U64(ck.pos.index));
     let c = ck.adam.cfg;
-    w.set("finetune.checkpoint.adam", Value::Array(
-        ValueType::F32,
-        [c.beta1, c.beta2, c.eps, c.weight_decay].into_iter().map(Value::F32).collect(),
-    ));
+    w.set(
+        "finetune.checkpoint.adam",
+        Value::Array(ValueType::F32, [c.beta1, c.beta2, c.eps, c.weight_decay].into_iter().map(Value::F32).collect()),
+    );
     let h = &ck.history;
     w.set("finetune.metrics.step", Value::Array(ValueType::U64, h.iter().map(|m| Value::U64(m.step)).collect()));
     w.set("finetune.metrics.loss", arr_f64(h.iter().map(|m| m.loss)));
@@ -211,8 +211,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             })
             .unwrap_or_default()
     };
-    let (steps, loss, val, lr, gn, tps) =
-        (arr("step"), arr("loss"), arr("val_loss"), arr("lr"), arr("grad_norm"), arr("tok_per_s"));
+    let (steps, loss, val, lr, gn, tps) = (arr("step"), arr("loss"), arr("val_loss"), arr("lr"), arr("grad_norm"), arr("tok_per_s"));
     let n = steps.len();
     if [loss.len(), val.len(), lr.len(), gn.len(), tps.len()].iter().any(|&l| l != n) {
         return Err(bad("metrics arrays differ in length"));

@@ -44,8 +44,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-pub use batch::{arrange, Sequence};
 pub use crate::util::rng::SplitMix64;
+pub use batch::{arrange, Sequence};
 pub use error::{DataError, Problem};
 pub use record::{detect, parse_record, read_records, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};
@@ -163,22 +163,12 @@ struct FileSamples {
     skipped: Vec<DataError>,
 }
 
-fn load_file(
-    path: &Path,
-    tok: &Tokenizer,
-    tmpl: Option<&ChatTemplate>,
-    opts: &DataOptions,
-) -> Result<FileSamples, DataError> {
+fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &DataOptions) -> Result<FileSamples, DataError> {
     let set = read_records(path, opts.format, opts.skip_bad_lines)?;
-    let sopts = SampleOptions {
-        seq_len: opts.seq_len,
-        train_on_prompt: opts.train_on_prompt,
-        system_prompt: opts.system_prompt.as_deref(),
-    };
-    let built: Vec<Result<(Sample, bool), Problem>> =
-        set.records.par_iter().map(|r| build_sample(&r.content, tok, tmpl, sopts)).collect();
-    let mut out =
-        FileSamples { format: set.format, records: set.records.len(), samples: Vec::new(), truncated: 0, skipped: set.skipped };
+    let sopts =
+        SampleOptions { seq_len: opts.seq_len, train_on_prompt: opts.train_on_prompt, system_prompt: opts.system_prompt.as_deref() };
+    let built: Vec<Result<(Sample, bool), Problem>> = set.records.par_iter().map(|r| build_sample(&r.content, tok, tmpl, sopts)).collect();
+    let mut out = FileSamples { format: set.format, records: set.records.len(), samples: Vec::new(), truncated: 0, skipped: set.skipped };
     for (r, b) in set.records.iter().zip(built) {
         match b {
             Ok((s, truncated)) => {
@@ -221,9 +211,7 @@ impl DataOptions {
             return Err(DataError::Options(format!("val_split must be in [0, 1), got {}", self.val_split)));
         }
         if has_val_file && self.val_split > 0.0 {
-            return Err(DataError::Options(
-                "give either a validation file or val_split > 0, not both".into(),
-            ));
+            return Err(DataError::Options("give either a validation file or val_split > 0, not both".into()));
         }
         Ok(())
     }
@@ -306,7 +294,11 @@ fn split(samples: Vec<Sample>, val_split: f32, seed: u64) -> (Vec<Sample>, Vec<S
     }
     let (mut train, mut val) = (Vec::new(), Vec::new());
     for (s, v) in samples.into_iter().zip(is_val) {
-        if v { val.push(s) } else { train.push(s) }
+        if v {
+            val.push(s)
+        } else {
+            train.push(s)
+        }
     }
     (train, val)
 }

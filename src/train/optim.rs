@@ -1,8 +1,8 @@
 //! AdamW (decoupled weight decay, as `torch.optim.AdamW`), learning-rate schedules with warmup,
 //! and global-norm gradient clipping (as `torch.nn.utils.clip_grad_norm_`).
 
-pub use crate::backend::AdamWConfig;
 use crate::backend::cpu::Cpu;
+pub use crate::backend::AdamWConfig;
 use crate::backend::TrainBackend;
 use crate::error::Error;
 use crate::lora::LoraSet;

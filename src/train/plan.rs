@@ -9,9 +9,9 @@
 //! chunked loss's logits, the dataset's tokens, and a fixed runtime overhead.
 
 use crate::error::{Error, Result};
+use crate::lora::Target;
 use crate::model::Model;
 use crate::ops::loss::CHUNK;
-use crate::lora::Target;
 
 /// Estimated bytes per component.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,10 +57,20 @@ pub fn human(bytes: u64) -> String {
 pub fn parse_bytes(s: &str) -> Result<u64> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let (num, mult) = [("gib", 1u64 << 30), ("gb", 1 << 30), ("g", 1 << 30), ("mib", 1 << 20), ("mb", 1 << 20), ("m", 1 << 20), ("kib", 1 << 10), ("kb", 1 << 10), ("k", 1 << 10)]
-        .iter()
-        .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), *m)))
-        .unwrap_or((lower.clone(), 1));
+    let (num, mult) = [
+        ("gib", 1u64 << 30),
+        ("gb", 1 << 30),
+        ("g", 1 << 30),
+        ("mib", 1 << 20),
+        ("mb", 1 << 20),
+        ("m", 1 << 20),
+        ("kib", 1 << 10),
+        ("kb", 1 << 10),
+        ("k", 1 << 10),
+    ]
+    .iter()
+    .find_map(|(suf, m)| lower.strip_suffix(suf).map(|n| (n.trim().to_string(), *m)))
+    .unwrap_or((lower.clone(), 1));
     let v: f64 = num.parse().map_err(|_| Error::usage(format!("'{s}' is not a size (examples: 6G, 512M)")))?;
     if !(v.is_finite() && v > 0.0) {
         return Err(Error::usage(format!("'{s}' is not a positive size")));

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::train::checkpoint::StepMetrics;
 use crate::error::{Error, Result};
+use crate::train::checkpoint::StepMetrics;
 
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let span = (hi - lo).max(1e-12);
@@ -27,13 +27,15 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
     let (ml, mr, mt, mb) = (70.0, 20.0, 40.0, 50.0);
     let (pw, ph) = (w - ml - mr, h - mt - mb);
     let mut s = String::new();
-    let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#);
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let esc = title.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{esc}</text>"#, w / 2.0);
     let pts: Vec<(f64, f64)> = history.iter().filter(|m| m.loss.is_finite()).map(|m| (m.step as f64, m.loss)).collect();
-    let val: Vec<(f64, f64)> =
-        history.iter().filter_map(|m| m.val_loss.filter(|v| v.is_finite()).map(|v| (m.step as f64, v))).collect();
+    let val: Vec<(f64, f64)> = history.iter().filter_map(|m| m.val_loss.filter(|v| v.is_finite()).map(|v| (m.step as f64, v))).collect();
     if pts.is_empty() {
         let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">no steps recorded</text></svg>"#, w / 2.0, h / 2.0);
         return s;
@@ -51,14 +53,26 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
     let _ = writeln!(s, r##"<rect x="{ml}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##);
     for t in nice_ticks(y0, y1, 6) {
         let y = sy(t);
-        let _ = writeln!(s, r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{t:.3}</text>"##, ml + pw, ml - 6.0, y + 4.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{ml}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{t:.3}</text>"##,
+            ml + pw,
+            ml - 6.0,
+            y + 4.0
+        );
     }
     for t in nice_ticks(x0, x1, 8) {
         let x = sx(t);
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{mt}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{t}</text>"##, mt + ph, mt + ph + 16.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{mt}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{t}</text>"##,
+            mt + ph,
+            mt + ph + 16.0
+        );
     }
     let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">step</text>"#, ml + pw / 2.0, h - 10.0);
-    let _ = writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">loss</text>"#, mt + ph / 2.0, mt + ph / 2.0);
+    let _ =
+        writeln!(s, r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">loss</text>"#, mt + ph / 2.0, mt + ph / 2.0);
     let line = |s: &mut String, p: &[(f64, f64)], color: &str, width: f64| {
         let d: Vec<String> = p.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
         let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" points="{}"/>"#, d.join(" "));
@@ -80,7 +94,12 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
         }
     }
     let lx = ml + pw - 190.0;
-    let _ = writeln!(s, r##"<rect x="{lx}" y="{}" width="180" height="{}" fill="white" stroke="#aaa"/>"##, mt + 8.0, if val.is_empty() { 44 } else { 62 });
+    let _ = writeln!(
+        s,
+        r##"<rect x="{lx}" y="{}" width="180" height="{}" fill="white" stroke="#aaa"/>"##,
+        mt + 8.0,
+        if val.is_empty() { 44 } else { 62 }
+    );
     let items: &[(&str, &str)] = if val.is_empty() {
         &[("#9ecae1", "train loss"), ("#08519c", "train loss (EMA 0.9)")]
     } else {
@@ -88,7 +107,14 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
     };
     for (i, (c, label)) in items.iter().enumerate() {
         let y = mt + 24.0 + 18.0 * i as f64;
-        let _ = writeln!(s, r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{label}</text>"#, lx + 8.0, lx + 32.0, lx + 40.0, y + 4.0);
+        let _ = writeln!(
+            s,
+            r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{label}</text>"#,
+            lx + 8.0,
+            lx + 32.0,
+            lx + 40.0,
+            y + 4.0
+        );
     }
     s.push_str("</svg>\n");
     s

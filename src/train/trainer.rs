@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::model::Model;
 use crate::error::{Error, Result};
+use crate::lora::dropout::Dropout;
+use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
+use crate::model::Model;
 use crate::train::block::{SeqView, StepOptions, Trainable};
 use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
-use crate::lora::dropout::Dropout;
-use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
 /// Set by a Ctrl-C handler: the loop saves a checkpoint and returns.
@@ -111,12 +111,7 @@ pub fn rss_bytes() -> Option<u64> {
 
 fn view(s: &Sequence) -> SeqView<'_> {
     let segmented = s.segments.last().is_some_and(|&g| g > 0);
-    SeqView {
-        tokens: &s.tokens,
-        labels: &s.labels,
-        positions: &s.positions,
-        segments: if segmented { Some(&s.segments) } else { None },
-    }
+    SeqView { tokens: &s.tokens, labels: &s.labels, positions: &s.positions, segments: if segmented { Some(&s.segments) } else { None } }
 }
 
 /// Mean validation loss over `seqs` (None when there is nothing to score).
@@ -166,12 +161,7 @@ fn fmt_secs(s: f64) -> String {
 
 /// Train. `resume`: a checkpoint to continue from (its options must match). Checkpoints are
 /// written to `opts.checkpoint_dir` every `save_every` steps and on Ctrl-C.
-pub fn train(
-    model: &Model,
-    data: &Dataset,
-    opts: &TrainOptions,
-    resume: Option<Checkpoint>,
-) -> Result<TrainResult> {
+pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<Checkpoint>) -> Result<TrainResult> {
     if opts.grad_accum == 0 {
         return Err(Error::Usage("--grad-accum must be at least 1".into()));
     }
@@ -268,7 +258,13 @@ pub fn train(
                 }
                 let drop = Dropout::for_micro_batch(opts.dropout, opts.seed, step, k as u64);
                 let (l, _) = tr
-                    .forward_backward_with(&lora, Some(&mut grads), &view(s), scale, StepOptions { dropout: drop, keep_bytes: opts.keep_bytes })
+                    .forward_backward_with(
+                        &lora,
+                        Some(&mut grads),
+                        &view(s),
+                        scale,
+                        StepOptions { dropout: drop, keep_bytes: opts.keep_bytes },
+                    )
                     .map_err(|e| Error::Train(format!("step {}: {e}", step + 1)))?;
                 loss_sum += l;
             }
@@ -295,15 +291,7 @@ pub fn train(
         } else {
             None
         };
-        let m = StepMetrics {
-            step: done,
-            loss,
-            val_loss,
-            lr,
-            grad_norm,
-            tok_per_s: n_tokens as f64 / secs.max(1e-9),
-            rss: rss_bytes(),
-        };
+        let m = StepMetrics { step: done, loss, val_loss, lr, grad_norm, tok_per_s: n_tokens as f64 / secs.max(1e-9), rss: rss_bytes() };
         if let Some(f) = &mut log {
             let line = serde_json::json!({
                 "step": m.step, "loss": m.loss, "val_loss": m.val_loss, "lr": m.lr,

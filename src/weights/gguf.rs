@@ -1,4 +1,4 @@
-//! GGUF weights: [`QMatrix`], a view of ggml blocks in the memory map (row-major, `n_in / 
+//! GGUF weights: [`QMatrix`], a view of ggml blocks in the memory map (row-major, `n_in /
 //! block_size` blocks per row), and [`GgufSource`], a model's tensors from an opened GGUF file.
 
 use super::{QuantWeight, Weight, WeightFormat, WeightSource};

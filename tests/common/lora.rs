@@ -1,11 +1,19 @@
 //! Random LoRA sets for the adapter tests.
 
-use finetune::model::Model;
 use finetune::lora::{init_pair, LoraSet, SplitMix64, Target};
+use finetune::model::Model;
 
 /// Pairs for `targets` in the layers `layers` (A as the LoRA init, B uniform ±`b_scale`, so the
 /// adapter changes the output), from one seeded stream; other layers are empty.
-pub fn random_lora_in(m: &Model, layers: std::ops::Range<usize>, targets: &[Target], r: usize, alpha: f32, b_scale: f32, seed: u64) -> LoraSet {
+pub fn random_lora_in(
+    m: &Model,
+    layers: std::ops::Range<usize>,
+    targets: &[Target],
+    r: usize,
+    alpha: f32,
+    b_scale: f32,
+    seed: u64,
+) -> LoraSet {
     let mut rng = SplitMix64(seed);
     let layers = (0..m.cfg.n_layer)
         .map(|il| {

@@ -39,21 +39,10 @@ pub fn python() -> PathBuf {
 
 /// Run `tests/oracle/oracle.py ARGS…` and parse its JSON stdout; any failure panics with stderr.
 pub fn oracle(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python())
-        .arg(root().join("tests/oracle/oracle.py"))
-        .args(args)
-        .output()
-        .expect("run python oracle");
-    assert!(
-        out.status.success(),
-        "oracle {:?} failed ({}):\n{}",
-        args,
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("oracle {:?} printed non-JSON ({e}):\n{}", args, String::from_utf8_lossy(&out.stdout))
-    })
+    let out = Command::new(python()).arg(root().join("tests/oracle/oracle.py")).args(args).output().expect("run python oracle");
+    assert!(out.status.success(), "oracle {:?} failed ({}):\n{}", args, out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("oracle {:?} printed non-JSON ({e}):\n{}", args, String::from_utf8_lossy(&out.stdout)))
 }
 
 pub fn model(name: &str) -> PathBuf {

@@ -28,11 +28,7 @@ pub fn random_blocks(ty: GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
     for blk in out.chunks_exact_mut(ts) {
         match ty {
             GgmlType::F16 | GgmlType::BF16 => {
-                let bits = if ty == GgmlType::F16 {
-                    rng.f16_bits()
-                } else {
-                    (rng.f32_bits() >> 16) as u16
-                };
+                let bits = if ty == GgmlType::F16 { rng.f16_bits() } else { (rng.f32_bits() >> 16) as u16 };
                 blk.copy_from_slice(&bits.to_le_bytes());
             }
             GgmlType::F32 => blk.copy_from_slice(&rng.f32_bits().to_le_bytes()),

@@ -32,9 +32,9 @@ impl Rng {
     /// A finite f16 bit pattern, often an extreme one (max, subnormal, zero, negative).
     pub fn f16_bits(&mut self) -> u16 {
         match self.below(10) {
-            0 => 0x7BFF,          // 65504
-            1 => 0xFBFF,          // -65504
-            2 => 0x0001,          // smallest subnormal
+            0 => 0x7BFF,                                  // 65504
+            1 => 0xFBFF,                                  // -65504
+            2 => 0x0001,                                  // smallest subnormal
             3 => 0x8000 | (self.below(0x3FF) as u16 + 1), // negative subnormal
             4 => 0x0000,
             _ => loop {

@@ -45,12 +45,25 @@ fn file_and_record_errors_name_file_and_line() {
         ("multi_line_object.jsonl", lines(&["{", r#""prompt": "a", "response": "b"}"#]), 1, vec!["invalid JSON", "one JSON array"]),
         ("not_object.jsonl", lines(&[GOOD, r#""just a string""#]), 2, vec!["expected a JSON object, found a string"]),
         ("missing_field.jsonl", lines(&[GOOD, r#"{"prompt": "x"}"#]), 2, vec![r#"missing field "response" (or "completion")"#]),
-        ("not_string.jsonl", lines(&[GOOD, r#"{"prompt": 5, "response": "x"}"#]), 2, vec![r#"field "prompt" must be a string, found a number"#]),
+        (
+            "not_string.jsonl",
+            lines(&[GOOD, r#"{"prompt": 5, "response": "x"}"#]),
+            2,
+            vec![r#"field "prompt" must be a string, found a number"#],
+        ),
         (
             "unknown_format.jsonl",
             lines(&[r#"{"question": "a", "answer": "b"}"#, GOOD]),
             1,
-            vec!["unknown record format", r#""question", "answer""#, r#"{"prompt","response"}"#, r#"{"messages""#, r#"{"text"}"#, "alpaca", "dolly"],
+            vec![
+                "unknown record format",
+                r#""question", "answer""#,
+                r#"{"prompt","response"}"#,
+                r#"{"messages""#,
+                r#"{"text"}"#,
+                "alpaca",
+                "dolly",
+            ],
         ),
         ("empty.jsonl", vec![], 1, vec!["no records"]),
         ("blank.jsonl", b"\n   \n\r\n".to_vec(), 1, vec!["no records", "blank"]),
@@ -155,9 +168,7 @@ fn rendering_errors_name_file_and_line() {
     // The prompt alone fills seq_len.
     let long = format!("{}\n", json!({"prompt": "many words ".repeat(40), "response": "x"}));
     let opts = DataOptions { seq_len: 48, ..DataOptions::default() };
-    let e = expect_err(&dir, "long_prompt.jsonl", format!("{GOOD}\n{long}").as_bytes(), 2, &["fills seq_len = 48"], |p| {
-        m.load(p, &opts)
-    });
+    let e = expect_err(&dir, "long_prompt.jsonl", format!("{GOOD}\n{long}").as_bytes(), 2, &["fills seq_len = 48"], |p| m.load(p, &opts));
     assert!(matches!(e.problem(), Some(Problem::PromptFillsSeqLen { seq_len: 48, .. })));
 }
 
@@ -195,15 +206,15 @@ fn skip_bad_lines_skips_and_counts() {
     let long = json!({"prompt": "many words ".repeat(40), "response": "x"}).to_string();
     let text = [
         r#"{"question": "unknown shape first"}"#, // 1: unknown format, detection moves on
-        GOOD,                                      // 2
-        "{not json",                               // 3
-        r#"{"prompt": "p", "response": "r"}"#,     // 4
-        r#"{"prompt": "only prompt"}"#,            // 5: missing field
-        "",                                        // 6: blank, ignored
-        r#"{"text": "other format"}"#,             // 7: mismatch
-        &long,                                     // 8: prompt fills seq_len
-        "[1, 2]",                                  // 9: not an object
-        GOOD,                                      // 10
+        GOOD,                                     // 2
+        "{not json",                              // 3
+        r#"{"prompt": "p", "response": "r"}"#,    // 4
+        r#"{"prompt": "only prompt"}"#,           // 5: missing field
+        "",                                       // 6: blank, ignored
+        r#"{"text": "other format"}"#,            // 7: mismatch
+        &long,                                    // 8: prompt fills seq_len
+        "[1, 2]",                                 // 9: not an object
+        GOOD,                                     // 10
     ]
     .join("\n");
     let path = write(&dir, "mixed.jsonl", &text);

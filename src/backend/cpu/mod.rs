@@ -156,7 +156,16 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
             causal_attention(s, q, cache.k, cache.v, n_past, out);
         }
     }
-    fn attention(&self, a: Attn, q: &Vec<f32>, k: &Vec<f32>, v: &Vec<f32>, segments: Option<&[u32]>, out: &mut Vec<f32>, lse: &mut Vec<f32>) {
+    fn attention(
+        &self,
+        a: Attn,
+        q: &Vec<f32>,
+        k: &Vec<f32>,
+        v: &Vec<f32>,
+        segments: Option<&[u32]>,
+        out: &mut Vec<f32>,
+        lse: &mut Vec<f32>,
+    ) {
         attention_forward(a.shape, &scaled(q, a.scale), k, v, segments, out, lse);
     }
     fn lora_down(&self, p: &LoraPair<Vec<f32>>, x: &Vec<f32>) -> Vec<f32> {
@@ -227,7 +236,17 @@ impl TrainBackend for Cpu {
     fn sum_squares(&self, x: &Vec<f32>, acc: f64) -> f64 {
         x.iter().fold(acc, |s, &g| s + (g as f64) * (g as f64))
     }
-    fn adamw(&self, c: AdamWConfig, step_size: f32, bc2_sqrt: f32, decay: f32, p: &mut Vec<f32>, g: &Vec<f32>, m: &mut Vec<f32>, v: &mut Vec<f32>) {
+    fn adamw(
+        &self,
+        c: AdamWConfig,
+        step_size: f32,
+        bc2_sqrt: f32,
+        decay: f32,
+        p: &mut Vec<f32>,
+        g: &Vec<f32>,
+        m: &mut Vec<f32>,
+        v: &mut Vec<f32>,
+    ) {
         for i in 0..p.len() {
             let gi = g[i];
             m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * gi;

@@ -50,14 +50,7 @@ pub fn decode(b: &[u8], y: &mut [f32]) {
 /// Shared Q4_K/Q5_K encoder front half: per-sub-block (scale, min) search with weights
 /// `rms(x) + |x|`, 6-bit packing, then codes recomputed from the stored scales.
 /// Returns (d, dmin) as written and fills `l` with codes in [0, nmax].
-pub(crate) fn encode_scales_and_codes(
-    x: &[f32],
-    nmax: i32,
-    rmin: f32,
-    nstep: i32,
-    head: &mut [u8],
-    l: &mut [u8; 256],
-) {
+pub(crate) fn encode_scales_and_codes(x: &[f32], nmax: i32, rmin: f32, nstep: i32, head: &mut [u8], l: &mut [u8; 256]) {
     let mut scales = [0f32; 8];
     let mut mins = [0f32; 8];
     let mut weights = [0f32; 32];

@@ -22,5 +22,7 @@ pub fn available() -> bool {
 /// Whether the VNNI multi-row kernels can run (AVX-512F/VL/VNNI, detected once).
 pub fn vnni_available() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni"))
+    *ON.get_or_init(|| {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512vnni")
+    })
 }

@@ -183,10 +183,8 @@ unsafe fn nibbles32(p: *const u8) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn high_bits(qh: u32) -> __m256i {
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(qh as i32),
-        _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0),
-    );
+    let spread =
+        _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0));
     let bit = _mm256_set1_epi64x(0x8040201008040201u64 as i64);
     let on = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
     _mm256_and_si256(on, _mm256_set1_epi8(0x10))
@@ -239,7 +237,14 @@ unsafe fn legacy(w: &[u8], a: &[BlockQ8], ts: usize, has_m: bool, lanes: impl Fn
 /// AVX2/FMA/F16C present, and AVX-512 VL+VNNI when `VNNI` ([`super::vnni_available`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn legacy_n<const N: usize, const VNNI: bool>(w: &[u8], a: [&[BlockQ8]; N], ts: usize, has_m: bool, signed: bool, codes: impl Fn(&[u8]) -> __m256i) -> [f32; N] {
+unsafe fn legacy_n<const N: usize, const VNNI: bool>(
+    w: &[u8],
+    a: [&[BlockQ8]; N],
+    ts: usize,
+    has_m: bool,
+    signed: bool,
+    codes: impl Fn(&[u8]) -> __m256i,
+) -> [f32; N] {
     for r in &a {
         assert_eq!(w.len(), r.len() * ts, "weight row and activation row differ in length");
     }
@@ -303,7 +308,10 @@ wrap_n!(q5_0_n, q5_0_n_vnni, 22, false, true, |b: &[u8]| {
     let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
     _mm256_sub_epi8(q, _mm256_set1_epi8(16))
 });
-wrap_n!(q5_1_n, q5_1_n_vnni, 24, true, false, |b: &[u8]| _mm256_or_si256(nibbles32(b.as_ptr().add(8)), high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))));
+wrap_n!(q5_1_n, q5_1_n_vnni, 24, true, false, |b: &[u8]| _mm256_or_si256(
+    nibbles32(b.as_ptr().add(8)),
+    high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+));
 wrap_n!(q8_0_n, q8_0_n_vnni, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
 
 #[target_feature(enable = "avx2,fma,f16c")]

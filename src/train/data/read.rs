@@ -50,11 +50,8 @@ fn json_problem(e: &serde_json::Error) -> Problem {
     let full = e.to_string();
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     let msg = full.strip_suffix(&suffix).unwrap_or(&full);
-    let hint = if e.is_eof() {
-        " (a JSON Lines file needs one complete object per line; a multi-line file must be one JSON array)"
-    } else {
-        ""
-    };
+    let hint =
+        if e.is_eof() { " (a JSON Lines file needs one complete object per line; a multi-line file must be one JSON array)" } else { "" };
     Problem::InvalidJson(format!("{msg} (column {}){hint}", e.column()))
 }
 
@@ -135,9 +132,7 @@ fn split_array(text: &str, open: usize) -> Result<Vec<RawValue>, (usize, String)
                 Err(Problem::InvalidJson("empty array element (a stray or trailing comma?)".into()))
             } else {
                 serde_json::from_str::<Value>(slice).map_err(|e| match json_problem(&e) {
-                    Problem::InvalidJson(m) if e.line() > 1 => {
-                        Problem::InvalidJson(format!("{m} (at line {})", first_line + e.line() - 1))
-                    }
+                    Problem::InvalidJson(m) if e.line() > 1 => Problem::InvalidJson(format!("{m} (at line {})", first_line + e.line() - 1)),
                     other => other,
                 })
             };

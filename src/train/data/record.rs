@@ -183,17 +183,14 @@ pub fn parse_record(v: &Value, format: Format, detected_at: Option<usize>) -> Re
     let format = if format == Format::Auto { detect(v)? } else { format };
     let obj = as_object(v)?;
     parse_object(obj, format).map_err(|p| match (&p, shape_of(obj)) {
-        (Problem::MissingField { .. }, Some(found)) if found != format => {
-            Problem::FormatMismatch { found, expected: format, detected_at }
-        }
+        (Problem::MissingField { .. }, Some(found)) if found != format => Problem::FormatMismatch { found, expected: format, detected_at },
         _ => p,
     })
 }
 
 fn parse_object(obj: &Map<String, Value>, format: Format) -> Result<Content, Problem> {
     let req = |key: &str, shown: &str| {
-        opt_str(obj, key, &format!("\"{key}\""))?
-            .ok_or_else(|| Problem::MissingField { field: shown.to_string(), format })
+        opt_str(obj, key, &format!("\"{key}\""))?.ok_or_else(|| Problem::MissingField { field: shown.to_string(), format })
     };
     let join = |first: &str, second: Option<&str>| match second {
         Some(s) if !s.trim().is_empty() => format!("{first}\n\n{s}"),
@@ -235,9 +232,7 @@ const ROLES: [&str; 3] = ["system", "user", "assistant"];
 
 fn parse_chat(obj: &Map<String, Value>) -> Result<Content, Problem> {
     let msgs = match obj.get("messages") {
-        None | Some(Value::Null) => {
-            return Err(Problem::MissingField { field: "\"messages\"".into(), format: Format::Chat })
-        }
+        None | Some(Value::Null) => return Err(Problem::MissingField { field: "\"messages\"".into(), format: Format::Chat }),
         Some(Value::Array(a)) => a,
         Some(v) => return Err(Problem::BadMessages(format!("expected an array, found {}", type_name(v)))),
     };
@@ -255,9 +250,7 @@ fn parse_chat(obj: &Map<String, Value>) -> Result<Content, Problem> {
         };
         let role = field("role")?;
         if !ROLES.contains(&role) {
-            return Err(Problem::BadMessages(format!(
-                "messages[{i}] has role \"{role}\" (accepted roles: system, user, assistant)"
-            )));
+            return Err(Problem::BadMessages(format!("messages[{i}] has role \"{role}\" (accepted roles: system, user, assistant)")));
         }
         out.push(Message::new(role, field("content")?));
     }
