@@ -92,6 +92,7 @@ pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], a
 /// zeros to a multiple of 16 positions), so that [`weighted_sum`] becomes a dot product of
 /// contiguous rows, as tinyBLAS computes it on llama.cpp's transposed V cache.
 pub struct VCols {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read only by the x86 kernels
     data: Vec<f32>,
     /// Row length: key positions rounded up to 16.
     lt: usize,
@@ -122,14 +123,17 @@ impl VCols {
     /// [`weighted_sum`] for kv head `kvh`, bit for bit (`lo + p.len()` within the `l` positions).
     pub fn weighted_sum(&self, kvh: usize, p: &[f32], lo: usize, o: &mut [f32]) {
         assert!(o.len() <= self.v_dim && lo + p.len() <= self.lt);
-        let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2/FMA checked by simd_enabled() in new(); vt holds v_dim ≥ o.len() rows of lt.
-        unsafe {
-            avx2::weighted_sum_t(p, vt, self.lt, lo, o)
+        {
+            let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+            // SAFETY: AVX2/FMA checked by simd_enabled() in new(); vt holds v_dim ≥ o.len() rows of lt.
+            unsafe { avx2::weighted_sum_t(p, vt, self.lt, lo, o) }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("VCols::new returns None off x86_64")
+        {
+            let _ = (kvh, p, lo, o);
+            unreachable!("VCols::new returns None off x86_64")
+        }
     }
 
     /// [`VCols::weighted_sum`] for the `group` query heads of kv head `kvh` at once (each `Vᵀ`
@@ -142,19 +146,24 @@ impl VCols {
             return false;
         }
         assert!(lo + len <= self.lt);
-        let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2/FMA checked by simd_enabled() in new(); shapes checked above.
-        unsafe {
-            match group {
-                2 => avx2_group::weighted_sum_group::<2>(p, vt, self.lt, lo, o),
-                3 => avx2_group::weighted_sum_group::<3>(p, vt, self.lt, lo, o),
-                _ => avx2_group::weighted_sum_group::<4>(p, vt, self.lt, lo, o),
+        {
+            let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+            // SAFETY: AVX2/FMA checked by simd_enabled() in new(); shapes checked above.
+            unsafe {
+                match group {
+                    2 => avx2_group::weighted_sum_group::<2>(p, vt, self.lt, lo, o),
+                    3 => avx2_group::weighted_sum_group::<3>(p, vt, self.lt, lo, o),
+                    _ => avx2_group::weighted_sum_group::<4>(p, vt, self.lt, lo, o),
+                }
             }
             true
         }
         #[cfg(not(target_arch = "x86_64"))]
-        false
+        {
+            let _ = (kvh, o);
+            false
+        }
     }
 }
 
