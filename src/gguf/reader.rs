@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::util::bytes::Backing;
+
 use super::error::{ErrorKind, GgufError};
 use super::value::{Value, ValueType};
 use crate::quant::GgmlType;
@@ -22,21 +24,6 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 pub const MAX_NAME_LEN: usize = 63;
 /// The GGUF magic.
 pub const MAGIC: [u8; 4] = *b"GGUF";
-
-/// Where the bytes of an opened file live.
-enum Backing {
-    Mmap(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Mmap(m) => m,
-            Backing::Owned(v) => v,
-        }
-    }
-}
 
 /// Description of one tensor from the tensor-info table.
 #[derive(Clone, Debug, PartialEq)]

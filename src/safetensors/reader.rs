@@ -5,26 +5,13 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+
+use crate::util::bytes::Backing;
 use serde_json::Value as Json;
 
 use super::{Dtype, MAX_HEADER};
 use crate::error::{Error, Result};
 use crate::quant;
-
-/// Where the bytes of an opened file live.
-enum Backing {
-    Mmap(Mmap),
-    Owned(Vec<u8>),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Mmap(m) => m,
-            Backing::Owned(v) => v,
-        }
-    }
-}
 
 /// One tensor of the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
