@@ -189,11 +189,6 @@ impl LoraSet {
         }
     }
 
-    /// Number of trainable parameters.
-    pub fn n_params(&self) -> usize {
-        self.buffers().iter().map(|b| b.len()).sum()
-    }
-
     /// Set every value to zero.
     pub fn clear(&mut self) {
         self.buffers_mut().into_iter().for_each(|b| b.iter_mut().for_each(|v| *v = 0.0));

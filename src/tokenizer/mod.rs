@@ -249,11 +249,6 @@ impl Tokenizer {
         self.vocab.texts.get(id as usize).map(String::as_str).unwrap_or("")
     }
 
-    /// The id whose vocabulary string is exactly `text`.
-    pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.vocab.id(text)
-    }
-
     /// Whether `id` is a control token (`<|im_start|>`, `<bos>`…), rendered empty by `decode`.
     pub fn is_control(&self, id: u32) -> bool {
         self.vocab.attr(id) & vocab::attr::CONTROL != 0

@@ -210,7 +210,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
     }
     let val_seqs = data.val_sequences();
     let tr = Trainable::new(model);
-    let mut grads = lora.zeros_like();
+    let mut grads = tr.zero_grads(&lora);
     if let (Some(p), true) = (&opts.log, start_step > 0) {
         keep_logged_steps(p, start_step)?;
     }
