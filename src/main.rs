@@ -198,9 +198,13 @@ enum Command {
     },
     /// Fold LoRA adapters into the model's weights and write one GGUF (for LM Studio and other tools
     /// that take only a model file).
-    #[command(after_help = "Each adapted weight becomes W + scale·(alpha/r)·B·A, requantized to its own type (or --type);\n\
-        other tensors and all metadata are copied; one tensor is in memory at a time.\n\n\
-        Example:\n  finetune merge --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --out samurai-merged.gguf")]
+    #[command(after_help = "Each adapted weight becomes W + scale·(alpha/r)·B·A. With --type auto (the default) it is stored in\n\
+        the smallest type that keeps at least 99% of its update: its own type where that holds, else Q8_0, else F16\n\
+        (a small update vanishes when requantized into 4- or 5-bit blocks). --type same keeps every type; --type X\n\
+        forces X. Other tensors and all metadata are copied; one tensor is in memory at a time. The report says\n\
+        which weights changed type, how much of the update the file carries, and the size cost.\n\n\
+        Example:\n  finetune merge --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --out samurai-merged.gguf\n  \
+        (SmolLM2 Q4_1, rank-8 adapter: 210 weights Q4_1→Q8_0, 100.0% of the update, size +52%)")]
     Merge {
         /// The base GGUF model.
         #[arg(long)]
@@ -211,14 +215,18 @@ enum Command {
         /// Output model file.
         #[arg(long)]
         out: PathBuf,
-        /// Type of merged weights: same (each keeps its type), F16, BF16, F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
-        #[arg(long = "type", default_value = "same")]
+        /// Type of merged weights: auto (keeps ≥ 99% of each update), same (each keeps its type), F16, BF16, F32, Q8_0,
+        /// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K.
+        #[arg(long = "type", default_value = "auto")]
         ty: String,
     },
-    /// Convert an adapter: to a PEFT directory, to an Ollama Modelfile, or combine several adapters into one.
+    /// Convert an adapter: to a PEFT directory, to an Ollama Modelfile, merged into a model for LM Studio, or combine
+    /// several adapters into one.
     #[command(after_help = "Examples:\n  \
         finetune export --peft samurai-peft --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
         finetune export --ollama samurai-ollama --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
+        finetune export --lmstudio --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n    \
+        (merged, into ~/.lmstudio/models/finetune/samurai/samurai.gguf)\n  \
         finetune export --merge-adapters samurai.gguf yaml.gguf:0.5 --out both.gguf")]
     Export(cmd::export::ExportArgs),
     /// Convert a PEFT adapter directory (Hugging Face) into a GGUF LoRA adapter for this model.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use finetune::adapter::merge::{merge, MergeType};
+use finetune::adapter::merge::{merge, MergeReport, MergeType};
 use finetune::Result;
 
 /// Merge the adapters into the model and write `out`.
@@ -12,16 +12,34 @@ pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Resul
     let m = super::load_model(&g, &lora)?;
     let t0 = std::time::Instant::now();
     let r = merge(&g, &m.adapters, &out, ty)?;
-    eprintln!("merged {} weights, copied {} tensors unchanged, in {:.1} s", r.merged, r.copied, t0.elapsed().as_secs_f64());
+    print_report(&r, t0.elapsed().as_secs_f64());
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// The merge report on stderr: counts, type changes, retained update, size cost.
+pub fn print_report(r: &MergeReport, secs: f64) {
+    eprintln!("merged {} weights, copied {} tensors unchanged, in {secs:.1} s", r.merged, r.copied);
+    if r.type_changes.is_empty() {
+        eprintln!("every merged weight kept its type");
+    } else {
+        let changes: Vec<String> = r.type_changes.iter().map(|(f, t, n)| format!("{n} {f}→{t}")).collect();
+        eprintln!("weights that changed type: {}", changes.join(", "));
+    }
     let kept = r.retained();
     eprintln!("the merged weights carry {:.1}% of the adapters' update", 100.0 * kept);
+    let mb = |b: u64| b as f64 / 1e6;
+    eprintln!(
+        "size: {:.1} MB of tensors vs {:.1} MB in the base ({:+.1}%)",
+        mb(r.out_bytes),
+        mb(r.base_bytes),
+        100.0 * (r.out_bytes as f64 / r.base_bytes.max(1) as f64 - 1.0)
+    );
     if kept < 0.9 {
         eprintln!(
             "warning: requantizing lost {:.0}% of the update (it is smaller than the quantization step of the weights' type); \
-             merge with --type Q8_0 or F16 to keep it",
+             merge with --type auto (the default), Q8_0 or F16 to keep it",
             100.0 * (1.0 - kept)
         );
     }
-    println!("{}", out.display());
-    Ok(())
 }

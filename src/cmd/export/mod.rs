@@ -1,9 +1,10 @@
-//! `finetune export` (adapter → PEFT directory, Ollama Modelfile, several adapters → one) and
-//! `finetune import` (PEFT directory → GGUF adapter).
+//! `finetune export` (adapter → PEFT directory, Ollama Modelfile, merged model in LM Studio's
+//! layout, several adapters → one) and `finetune import` (PEFT directory → GGUF adapter).
 //!
-//! One file per destination: [`peft`] (both directions), [`ollama`], [`combine`].
+//! One file per destination: [`peft`] (both directions), [`ollama`], [`lmstudio`], [`combine`].
 
 pub mod combine;
+pub mod lmstudio;
 pub mod ollama;
 pub mod peft;
 
@@ -11,9 +12,9 @@ use std::path::PathBuf;
 
 use finetune::Result;
 
-/// Options of `finetune export`; exactly one of `--peft`, `--ollama`, `--merge-adapters`.
+/// Options of `finetune export`; exactly one of `--peft`, `--ollama`, `--lmstudio`, `--merge-adapters`.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("dest").required(true).args(["peft", "ollama", "merge_adapters"])))]
+#[command(group(clap::ArgGroup::new("dest").required(true).args(["peft", "ollama", "lmstudio", "merge_adapters"])))]
 pub struct ExportArgs {
     /// Write a PEFT adapter directory (adapter_model.safetensors + adapter_config.json).
     #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
@@ -21,6 +22,19 @@ pub struct ExportArgs {
     /// Write an Ollama Modelfile into DIR (FROM the base, ADAPTER the adapter, TEMPLATE, stops).
     #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
     pub ollama: Option<PathBuf>,
+    /// Merge the adapter into the model (`merge --type auto`) and write it in LM Studio's layout:
+    /// DIR/<publisher>/<name>/<name>.gguf, DIR defaulting to ~/.lmstudio/models.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, requires_all = ["model", "lora"])]
+    pub lmstudio: Option<Option<PathBuf>>,
+    /// Model name (with --lmstudio): folder, file stem and `general.name` (default: the adapter's file stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Publisher folder (with --lmstudio).
+    #[arg(long, default_value = "finetune")]
+    pub publisher: String,
+    /// Replace an existing model file (with --lmstudio).
+    #[arg(long)]
+    pub force: bool,
     /// Combine these adapters (`A.gguf` or `A.gguf:SCALE`) into one file (--out), ranks concatenated.
     #[arg(long, value_name = "A.gguf[:SCALE]", num_args = 1.., requires = "out")]
     pub merge_adapters: Vec<String>,
@@ -69,6 +83,9 @@ pub fn run(a: ExportArgs) -> Result<()> {
     }
     if let Some(dir) = a.ollama.clone() {
         return ollama::export(&a, &dir);
+    }
+    if let Some(dir) = a.lmstudio.clone() {
+        return lmstudio::export(&a, dir);
     }
     combine::run(&a)
 }
