@@ -204,7 +204,8 @@ enum Command {
         forces X. Other tensors and all metadata are copied; one tensor is in memory at a time. The report says\n\
         which weights changed type, how much of the update the file carries, and the size cost.\n\n\
         Example:\n  finetune merge --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --out samurai-merged.gguf\n  \
-        (SmolLM2 Q4_1, rank-8 adapter: 210 weights Q4_1→Q8_0, 100.0% of the update, size +52%)")]
+        # SmolLM2 Q4_1, rank-8 adapter: \"210 Q4_1→Q8_0\", 100.0% of the update kept, tensors 96.6 → 143.0 MB (+48.1%);\n  \
+        # with --type same the file keeps 96.6 MB but carries 6.7% of the update")]
     Merge {
         /// The base GGUF model.
         #[arg(long)]

@@ -71,9 +71,7 @@ fn check_default_merge(dir: &Path, m: &str, a: &str, heldout: &str) -> std::path
     let same = dir.join("merged-same-heldout.gguf");
     run(&["merge", "--model", m, "--lora", a, "--out", same.to_str().unwrap(), "--type", "same", "--threads", "2"]);
     let merged_same = llama_ppl(same.to_str().unwrap(), heldout, &[]);
-    println!(
-        "held-out llama.cpp PPL: base {base:.4}, base + adapter {with:.4}, merged (auto) {merged:.4}, merged (same) {merged_same:.4}"
-    );
+    println!("held-out llama.cpp PPL: base {base:.4}, base + adapter {with:.4}, merged (auto) {merged:.4}, merged (same) {merged_same:.4}");
     assert!((merged - with).abs() / with < 0.01, "default merge PPL {merged} vs base+adapter {with}");
     assert!(
         (merged_same - with).abs() / with > 0.01,
@@ -190,12 +188,13 @@ fn trained_adapter_in_llama_cpp_and_merged() {
     check_default_merge(&dir, m, a, heldout.to_str().unwrap());
 }
 
-/// A random adapter (B ≠ 0) on gemma-3 (Q4_K_M base), written as a GGUF adapter.
-fn gemma_adapter(dir: &Path) -> std::path::PathBuf {
-    let g = GgufModel::open(gemma()).unwrap();
+/// A random adapter (B ≠ 0, large enough to move llama.cpp's perplexity) on `model`, written
+/// as the GGUF adapter `dir/name.gguf`.
+fn random_adapter(model: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
+    let g = GgufModel::open(model).unwrap();
     let m = Model::load(&g).unwrap();
-    let lora = common::lora::random_lora(&m, &[Target::Q, Target::V, Target::O, Target::Up, Target::Down], 8, 16.0, 0.004, 7);
-    let path = dir.join("gemma-style.gguf");
+    let lora = common::lora::random_lora(&m, &[Target::Q, Target::V, Target::O, Target::Up, Target::Down], 8, 16.0, 0.02, 7);
+    let path = dir.join(format!("{name}.gguf"));
     write_adapter(&path, &BaseInfo::from_gguf(g.main()), &lora, GgmlType::F32).unwrap();
     path
 }
@@ -204,7 +203,7 @@ fn gemma_adapter(dir: &Path) -> std::path::PathBuf {
 fn default_merge_keeps_update_gemma() {
     let dir = tmpdir("merge-gemma");
     let model = gemma();
-    let a = gemma_adapter(&dir);
+    let a = random_adapter(&model, &dir, "gemma-style");
     let heldout = dir.join("heldout.txt");
     pairs_text(&common::root().join("examples/style_degozaru_eval.jsonl"), 0, 40, &heldout);
     check_default_merge(&dir, model.to_str().unwrap(), a.to_str().unwrap(), heldout.to_str().unwrap());
@@ -213,20 +212,20 @@ fn default_merge_keeps_update_gemma() {
 #[test]
 fn export_lmstudio_layout_and_force() {
     let dir = tmpdir("merge-lmstudio");
-    let model = gemma();
+    let model = smollm();
     let m = model.to_str().unwrap();
-    let a = gemma_adapter(&dir);
+    let a = random_adapter(&model, &dir, "smol-style");
     let a = a.to_str().unwrap();
     let root = dir.join("lms");
     let r = root.to_str().unwrap();
     let (out, err) = run(&["export", "--lmstudio", r, "--model", m, "--lora", a, "--threads", "2"]);
     println!("{err}");
-    let path = root.join("finetune/gemma-style/gemma-style.gguf");
+    let path = root.join("finetune/smol-style/smol-style.gguf");
     assert!(path.is_file(), "{} missing; stdout {out}", path.display());
     assert_eq!(out.trim(), format!("lms import {}", path.display()));
     assert!(retained(&err) >= 99.0, "{err}");
     let (b, g) = (GgufModel::open(&model).unwrap(), GgufModel::open(&path).unwrap());
-    assert_eq!(g.main().get_str("general.name"), Some("gemma-style"));
+    assert_eq!(g.main().get_str("general.name"), Some("smol-style"));
     let tpl = b.main().get("tokenizer.chat_template").expect("the base has a chat template");
     assert_eq!(g.main().get("tokenizer.chat_template"), Some(tpl), "chat template changed");
     assert_eq!(b.tensor_infos().count(), g.tensor_infos().count());
@@ -234,7 +233,7 @@ fn export_lmstudio_layout_and_force() {
     // An existing file is kept unless --force; --name picks folder, file and general.name.
     let before = std::fs::read(&path).unwrap();
     let err = run_fail(&["export", "--lmstudio", r, "--model", m, "--lora", a, "--threads", "2"]);
-    assert!(err.contains("exists") && err.contains("--force") && err.contains("gemma-style.gguf"), "{err}");
+    assert!(err.contains("exists") && err.contains("--force") && err.contains("smol-style.gguf"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "the refused export changed the file");
     let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(20));
