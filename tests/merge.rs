@@ -190,10 +190,10 @@ fn trained_adapter_in_llama_cpp_and_merged() {
 
 /// A random adapter (B ≠ 0, large enough to move llama.cpp's perplexity) on `model`, written
 /// as the GGUF adapter `dir/name.gguf`.
-fn random_adapter(model: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
+fn random_adapter(model: &Path, dir: &Path, name: &str, b_scale: f32) -> std::path::PathBuf {
     let g = GgufModel::open(model).unwrap();
     let m = Model::load(&g).unwrap();
-    let lora = common::lora::random_lora(&m, &[Target::Q, Target::V, Target::O, Target::Up, Target::Down], 8, 16.0, 0.02, 7);
+    let lora = common::lora::random_lora(&m, &[Target::Q, Target::V, Target::O, Target::Up, Target::Down], 8, 16.0, b_scale, 7);
     let path = dir.join(format!("{name}.gguf"));
     write_adapter(&path, &BaseInfo::from_gguf(g.main()), &lora, GgmlType::F32).unwrap();
     path
@@ -203,7 +203,7 @@ fn random_adapter(model: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
 fn default_merge_keeps_update_gemma() {
     let dir = tmpdir("merge-gemma");
     let model = gemma();
-    let a = random_adapter(&model, &dir, "gemma-style");
+    let a = random_adapter(&model, &dir, "gemma-style", 0.04);
     let heldout = dir.join("heldout.txt");
     pairs_text(&common::root().join("examples/style_degozaru_eval.jsonl"), 0, 40, &heldout);
     check_default_merge(&dir, model.to_str().unwrap(), a.to_str().unwrap(), heldout.to_str().unwrap());
@@ -214,7 +214,7 @@ fn export_lmstudio_layout_and_force() {
     let dir = tmpdir("merge-lmstudio");
     let model = smollm();
     let m = model.to_str().unwrap();
-    let a = random_adapter(&model, &dir, "smol-style");
+    let a = random_adapter(&model, &dir, "smol-style", 0.02);
     let a = a.to_str().unwrap();
     let root = dir.join("lms");
     let r = root.to_str().unwrap();
