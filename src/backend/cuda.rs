@@ -32,7 +32,7 @@ impl Device {
         match self {
             Device::Cpu => Ok(()),
             Device::Cuda(n) => Err(Error::Backend(format!(
-                "--device cuda:{n}: this finetune was built without the CUDA backend (rebuild with `cargo build --release --features cuda` on a machine with the CUDA toolkit)"
+                "--device cuda:{n}: this finetune was built without the CUDA backend; use --device cpu (the default)"
             ))),
         }
     }
