@@ -49,6 +49,7 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
     std::fs::write(&text, "The quick brown fox jumps over the lazy dog. ".repeat(40)).unwrap();
     let data = common::root().join("examples/style_degozaru.jsonl");
     let out = dir.join("out.gguf");
+    let lms = dir.join("lmstudio-models");
     let ckdir = dir.join("empty-dir");
     std::fs::create_dir_all(&ckdir).unwrap();
 
@@ -111,6 +112,17 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
             vec!["--device 'tpu': expected cpu, cuda or cuda:N"],
         ),
         (vec!["bench", "--train", "--model", s(&smol), "--reps", "1", "--peft-python", "/nonexistent/python"], vec!["/nonexistent/python"]),
+        // export --lmstudio: garbage where the adapter goes, names that are not one folder.
+        (vec!["export", "--lmstudio", s(&lms), "--model", s(&smol), "--lora", s(&noise)], vec![s(&noise), "not a GGUF file"]),
+        (vec!["export", "--lmstudio", s(&lms), "--model", s(&smol), "--lora", s(&gemma_adapter)], vec![s(&gemma_adapter)]),
+        (
+            vec!["export", "--lmstudio", s(&lms), "--model", s(&smol), "--lora", s(&smol_adapter), "--name", "../up"],
+            vec!["--name \"../up\" cannot be a folder name"],
+        ),
+        (
+            vec!["export", "--lmstudio", s(&lms), "--model", s(&smol), "--lora", s(&smol_adapter), "--publisher", ""],
+            vec!["--publisher \"\" cannot be a folder name"],
+        ),
     ];
     for (args, wants) in &cases {
         let (ok, err, code) = run(args);
@@ -122,5 +134,6 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
         }
         assert!(!out.exists(), "{args:?} wrote {}", out.display());
         assert!(!err.contains("step 1/"), "{args:?} started training before refusing:\n{err}");
+        assert!(!lms.exists(), "{args:?} created {}", lms.display());
     }
 }

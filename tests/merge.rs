@@ -243,4 +243,23 @@ fn export_lmstudio_layout_and_force() {
     run(&["export", "--lmstudio", r, "--model", m, "--lora", a, "--name", "samurai-gemma", "--publisher", "me", "--threads", "2"]);
     let named = root.join("me/samurai-gemma/samurai-gemma.gguf");
     assert_eq!(GgufModel::open(&named).unwrap().main().get_str("general.name"), Some("samurai-gemma"));
+
+    // The target is never an input, even with --force: an adapter or a base model that already
+    // sits where the merged file would go is refused and left as it was.
+    let lora_in = root.join("finetune/in/in.gguf");
+    std::fs::create_dir_all(lora_in.parent().unwrap()).unwrap();
+    std::fs::copy(a, &lora_in).unwrap();
+    let lora_bytes = std::fs::read(&lora_in).unwrap();
+    let err = run_fail(&["export", "--lmstudio", r, "--model", m, "--lora", lora_in.to_str().unwrap(), "--force", "--threads", "2"]);
+    assert!(err.contains("is an input") && err.contains("in.gguf"), "{err}");
+    assert_eq!(std::fs::read(&lora_in).unwrap(), lora_bytes, "the refused export changed the adapter");
+    let base_in = root.join("pub/base/base.gguf");
+    std::fs::create_dir_all(base_in.parent().unwrap()).unwrap();
+    std::fs::copy(&model, &base_in).unwrap();
+    let base_len = std::fs::metadata(&base_in).unwrap().len();
+    let args =
+        ["export", "--lmstudio", r, "--model", base_in.to_str().unwrap(), "--lora", a, "--name", "base", "--publisher", "pub", "--force"];
+    let err = run_fail(&args);
+    assert!(err.contains("is an input") && err.contains("base.gguf"), "{err}");
+    assert_eq!(std::fs::metadata(&base_in).unwrap().len(), base_len, "the refused export changed the base model");
 }

@@ -183,10 +183,7 @@ impl<T> LoraSet<T> {
 impl LoraSet {
     /// A set of the same shapes, all zeros (gradient accumulators, optimizer moments).
     pub fn zeros_like(&self) -> LoraSet {
-        LoraSet {
-            alpha: self.alpha,
-            layers: self.layers.iter().map(|l| l.iter().map(|(t, p)| (*t, LoraPair::zeros(p.n_in, p.n_out, p.r))).collect()).collect(),
-        }
+        self.map(|b| vec![0.0; b.len()])
     }
 
     /// Set every value to zero.

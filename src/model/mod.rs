@@ -18,20 +18,16 @@ pub mod trace;
 pub use config::{Arch, Config, ModelError};
 pub use kv_cache::KvCache;
 
-use std::sync::Arc;
-
 use crate::backend::cpu::{Cpu, CpuGgml};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gguf::GgufModel;
 use crate::lora::{LoraSet, Target};
 use crate::ops::rope::Rope;
+pub use crate::weights::Weight;
 use crate::weights::{GgufSource, QuantWeight, WeightSource};
 use block::Mode;
 use trace::trace;
-
-/// A frozen weight shared by the model's views (the tied output projection is the embedding).
-pub type Weight<'a> = Arc<dyn QuantWeight + 'a>;
 
 /// Which optional tensors an architecture's blocks carry.
 #[derive(Clone, Copy, Debug, Default)]
@@ -151,7 +147,7 @@ impl<'a> Model<'a> {
         };
         let (e, hd, vd) = (cfg.n_embd, cfg.head_dim, cfg.v_dim);
         let (qd, kd, vvd) = (cfg.n_head * hd, cfg.n_head_kv * hd, cfg.n_head_kv * vd);
-        let matrix = |name: &str, n_in, n_out| src.matrix(name, n_in, n_out).map(Arc::from);
+        let matrix = |name: &str, n_in, n_out| src.matrix(name, n_in, n_out);
         let opt = |name: &str, n: usize, required: bool| -> std::result::Result<Option<Vec<f32>>, ModelError> {
             if !src.has(name) && !required {
                 return Ok(None);

@@ -21,7 +21,7 @@ pub fn trace<B: crate::backend::Backend>(b: &B, name: &str, il: Option<usize>, x
 }
 
 /// Record host values `data` as intermediate `name` of layer `il` (or of the whole model).
-pub fn trace_host(name: &str, il: Option<usize>, data: &[f32]) {
+fn trace_host(name: &str, il: Option<usize>, data: &[f32]) {
     let Some(d) = dir() else { return };
     let file = match il {
         Some(i) => d.join(format!("{name}-{i}.f32")),

@@ -112,7 +112,7 @@ impl<'a> WeightSource<'a> for GgufSource<'a> {
         self.m.tensor(name).is_some()
     }
     fn matrix(&self, name: &str, n_in: usize, n_out: usize) -> Result<Weight<'a>, ModelError> {
-        Ok(Box::new(self.qmatrix(name, n_in, n_out)?))
+        Ok(std::sync::Arc::new(self.qmatrix(name, n_in, n_out)?))
     }
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
         let v = self.view(name)?;

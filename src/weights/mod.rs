@@ -61,8 +61,9 @@ pub trait QuantWeight: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// A frozen weight borrowed from its source (a memory map) for `'a`.
-pub type Weight<'a> = Box<dyn QuantWeight + 'a>;
+/// A frozen weight borrowed from its source (a memory map) for `'a`, shared by the model's
+/// views (a tied output projection is the embedding).
+pub type Weight<'a> = std::sync::Arc<dyn QuantWeight + 'a>;
 
 /// Where a model's tensors come from, addressed by GGUF tensor name (`blk.3.attn_q.weight`).
 pub trait WeightSource<'a> {

@@ -53,10 +53,10 @@ pub fn export(a: &ExportArgs, dir: Option<PathBuf>) -> Result<()> {
     if out.exists() && !a.force {
         return Err(Error::usage(format!("{} exists; pass --force to replace it", out.display())));
     }
-    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
-
+    // Read and check the inputs before creating anything.
     let g = crate::cmd::open(model)?;
     let m = crate::cmd::load_model(&g, &[lora.to_string_lossy().into_owned()])?;
+    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
     let mut w = GgufWriter::new();
     for (k, v) in &g.main().metadata {
         if !k.starts_with("split.") {
