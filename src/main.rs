@@ -234,6 +234,13 @@ enum Command {
     #[command(after_help = "Example:\n  \
         finetune import --peft samurai-peft --model models/SmolLM2-135M-Instruct.Q4_1.gguf --out samurai.gguf")]
     Import(cmd::export::ImportArgs),
+    /// Score a model (and adapters) on held-out records with task metrics: generation with the chat
+    /// template, per-record scores, a summary table.
+    #[command(after_help = EVAL_HELP)]
+    Eval(cmd::eval::EvalArgs),
+    /// Dataset tools: `data stats` sizes a dataset against --seq-len before a run.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Prompt-processing and generation speed, optionally beside llama.cpp measured in the same run.
     #[command(after_help = "Examples:\n  \
         finetune bench --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2\n  \
@@ -270,6 +277,54 @@ enum Command {
         keep_activations: String,
     },
 }
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Record count, token lengths as a histogram against --seq-len, how many would be truncated,
+    /// the response share of the tokens (with the model's tokenizer and chat template, as training).
+    #[command(after_help = "Examples:\n  \
+        finetune data stats --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --seq-len 64\n  \
+        finetune data stats --model models/gemma-3-270m-q4_k_m.gguf --data held.jsonl --normalize arabic --json")]
+    Stats(cmd::data::StatsArgs),
+}
+
+const EVAL_HELP: &str = "Each record's conversation up to its last message is the prompt (rendered with the chat template,
+greedy decoding unless --temp); the last assistant message is the reference. Records without one
+(raw {\"text\"}, a chat ending with a user turn, an empty answer) are errors naming file:line.
+
+Metrics (--metric, repeatable; texts after ':' are normalised like the data):
+  exact               output == reference, both trimmed
+  contains[:TEXT]     output contains TEXT (without TEXT: the trimmed reference)
+  ends-with:A|B       output ends with A or B, ignoring trailing whitespace and final punctuation
+                      . ! ? , ; : … 。 ！ ？ 、 ． ， ； ： ‥ ؟ ، ؛ ۔ and closing quotes/brackets \" ' ” ’ ) ） 」 』
+  regex:RE            RE (fancy-regex syntax) matches somewhere in the output; anchor with ^…$
+  json yaml toml xml csv
+                      validity (the output parses) and accuracy (equal to the reference after
+                      parsing). Payload: the first ``` fenced block when there is one, else the whole
+                      text. Numbers by value (1 = 1.0 = 1e0; \"1\" ≠ 1); map keys in any order, lists in
+                      order; YAML anchors/aliases resolved and << merges applied; XML: namespace URI +
+                      local name, attributes in any order, children in order, text trimmed,
+                      whitespace-only text, comments and PIs ignored; CSV: rows and fields in order
+                      (the header is a row), quoting ignored (\"a\" = a), rows must have equal lengths.
+                      A reference that does not parse is an error naming the record.
+  choice              the reference is one label of --choices a,b,c (default: the set of references);
+                      the prediction is the longest label the output starts with (case-insensitive,
+                      followed by a non-letter), else the one label found as a whole word, else none
+  nll                 teacher-forced mean NLL per response token and perplexity of the references
+                      (no generation): training's loss path, so it equals training's val loss for the
+                      same records, --seq-len and adapter
+
+--compare evaluates the base, each adapter alone and (with several) the stack, side by side.
+--out writes one JSON line per record and configuration: prompt, messages, reference, output,
+output_tokens, scores. The table ends with the generation speed (tokens/s, after each prompt).
+
+Examples:
+  finetune eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --compare \\
+      --data held.jsonl --metric 'ends-with:, says the samurai.' --metric nll -n 64
+  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --lora conv.gguf --data conv_test.jsonl \\
+      --metric json --out results.jsonl --json
+  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --lora ar.gguf --data ar_test.jsonl \\
+      --normalize arabic+yaa --metric choice --choices رياضة,سياسة,اقتصاد";
 
 fn run(cli: Cli) -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -321,6 +376,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Merge { model, lora, out, ty } => cmd::merge::run(model, lora, out, ty),
         Command::Export(a) => cmd::export::run(a),
         Command::Import(a) => cmd::export::run_import(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Data(DataCommand::Stats(a)) => cmd::data::stats(a),
         Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations } => {
             if train {
                 let keep = if keep_activations.trim() == "0" { 0 } else { finetune::train::plan::parse_bytes(&keep_activations)? };

@@ -2,6 +2,8 @@
 
 pub mod bench;
 pub mod chat;
+pub mod data;
+pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
@@ -67,12 +69,17 @@ pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::mo
     let mut m = finetune::model::Model::load(g)?;
     m.numerics = numerics();
     for spec in loras {
-        let (path, scale) = match spec.rsplit_once(':') {
-            Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
-            _ => (spec.as_str(), 1.0),
-        };
+        let (path, scale) = lora_spec(spec);
         let set = finetune::adapter::read_adapter(Path::new(path), &m)?;
         m.adapters.push((set, scale));
     }
     Ok(m)
+}
+
+/// Split an adapter spec `PATH[:SCALE]` (scale 1 by default).
+pub fn lora_spec(spec: &str) -> (&str, f32) {
+    match spec.rsplit_once(':') {
+        Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
+        _ => (spec, 1.0),
+    }
 }

@@ -95,6 +95,11 @@ pub struct TrainArgs {
     /// Chat template override (Jinja file).
     #[arg(long)]
     pub chat_template: Option<PathBuf>,
+    /// Normalise the text before tokenizing: nfkc, arabic (strip tashkeel U+064B–U+0652, superscript
+    /// alef, tatweel; أ إ آ ٱ → ا), arabic+yaa (also ى → ي), arabic+haa (also ة → ه), or several
+    /// joined by '+'. Give `finetune eval` the same value.
+    #[arg(long, value_name = "nfkc|arabic[+yaa][+haa]")]
+    pub normalize: Option<String>,
     /// Skip malformed records (counted) instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_lines: bool,
@@ -138,7 +143,7 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-fn parse_format(s: &str) -> Result<Format> {
+pub fn parse_format(s: &str) -> Result<Format> {
     Ok(match s {
         "auto" => Format::Auto,
         "prompt-response" | "pairs" => Format::PromptResponse,
@@ -189,6 +194,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         val_split: a.val_split,
         seed: a.seed,
         system_prompt: a.system.clone(),
+        normalize: finetune::normalize::Normalize::parse(a.normalize.as_deref().unwrap_or("none"))?,
     };
     let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts)?;
     let say = |s: String| {

@@ -74,6 +74,9 @@ pub struct DataOptions {
     pub seed: u64,
     /// Replace every conversation's leading system messages by this one (no effect on raw text).
     pub system_prompt: Option<String>,
+    /// Text normalisation applied to every message and raw text before tokenizing
+    /// (`--normalize`; the same steps `finetune eval` applies).
+    pub normalize: crate::normalize::Normalize,
 }
 
 impl Default for DataOptions {
@@ -87,6 +90,7 @@ impl Default for DataOptions {
             val_split: 0.0,
             seed: 42,
             system_prompt: None,
+            normalize: crate::normalize::Normalize::default(),
         }
     }
 }
@@ -164,9 +168,14 @@ struct FileSamples {
 }
 
 fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &DataOptions) -> Result<FileSamples, DataError> {
-    let set = read_records(path, opts.format, opts.skip_bad_lines)?;
-    let sopts =
-        SampleOptions { seq_len: opts.seq_len, train_on_prompt: opts.train_on_prompt, system_prompt: opts.system_prompt.as_deref() };
+    let mut set = read_records(path, opts.format, opts.skip_bad_lines)?;
+    if !opts.normalize.is_none() {
+        for r in &mut set.records {
+            r.content = normalize_content(&r.content, &opts.normalize);
+        }
+    }
+    let system = opts.system_prompt.as_deref().map(|s| opts.normalize.apply(s));
+    let sopts = SampleOptions { seq_len: opts.seq_len, train_on_prompt: opts.train_on_prompt, system_prompt: system.as_deref() };
     let built: Vec<Result<(Sample, bool), Problem>> = set.records.par_iter().map(|r| build_sample(&r.content, tok, tmpl, sopts)).collect();
     let mut out = FileSamples { format: set.format, records: set.records.len(), samples: Vec::new(), truncated: 0, skipped: set.skipped };
     for (r, b) in set.records.iter().zip(built) {
@@ -191,6 +200,15 @@ fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &D
         return Err(DataError::NoUsableRecords { file: path.to_path_buf(), skipped: out.skipped.len(), first });
     }
     Ok(out)
+}
+
+/// `content` with every message (and raw text) normalised by `n`; the system prompt option is
+/// normalised by the caller.
+pub fn normalize_content(content: &Content, n: &crate::normalize::Normalize) -> Content {
+    match content {
+        Content::Text(t) => Content::Text(n.apply(t)),
+        Content::Chat(msgs) => Content::Chat(msgs.iter().map(|m| crate::chat::Message::new(&m.role, n.apply(&m.content))).collect()),
+    }
 }
 
 /// How many of `n` samples `val_split` holds out.

@@ -73,6 +73,9 @@ pub enum Problem {
     EmptyFile,
     /// The JSON array is malformed (unterminated, text after `]`); not skippable.
     BadArray(String),
+    /// The record cannot be evaluated (`finetune eval`: no reference answer, a reference the
+    /// metric cannot read, …).
+    Eval(String),
 }
 
 /// The accepted record shapes, for error messages.
@@ -125,6 +128,7 @@ impl fmt::Display for Problem {
             Problem::NothingToTrain => write!(f, "the record has no token to train on (empty text?)"),
             Problem::EmptyFile => write!(f, "no records: the file is empty or has only blank lines"),
             Problem::BadArray(m) => write!(f, "malformed JSON array: {m}"),
+            Problem::Eval(m) => write!(f, "{m}"),
         }
     }
 }
