@@ -78,24 +78,22 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     let cut_trained: usize = truncated.iter().map(|l| l.1 - l.2).sum();
     let emptied = lens.iter().filter(|l| l.2 == 0).count();
     let median = if n % 2 == 1 { sorted[n / 2] as f64 } else { (sorted[n / 2 - 1] + sorted[n / 2]) as f64 / 2.0 };
-    // Bins: 8 of width ceil(seq_len / 8) up to seq_len, then one for the truncated.
+    // Bins: 8 of width ceil(seq_len / 8) up to seq_len, then (when records are longer) up to 8
+    // more of the same width for the truncated ones, the last open-ended.
     let width = a.seq_len.div_ceil(8);
-    let mut bins = vec![0usize; 9];
-    for &l in &sorted {
-        bins[if l > a.seq_len { 8 } else { (l.max(1) - 1) / width }] += 1;
+    let mut edges: Vec<(usize, Option<usize>)> = (0..8).map(|i| (i * width + 1, Some(((i + 1) * width).min(a.seq_len)))).collect();
+    let longest = sorted[n - 1];
+    if longest > a.seq_len {
+        let k = (longest - a.seq_len).div_ceil(width).min(8);
+        for j in 0..k {
+            let from = a.seq_len + 1 + j * width;
+            edges.push((from, if j + 1 < k { Some(from + width - 1) } else { None }));
+        }
     }
+    let bins: Vec<usize> = edges.iter().map(|&(lo, hi)| sorted.iter().filter(|&&l| l >= lo && hi.is_none_or(|h| l <= h)).count()).collect();
     if a.json {
-        let hist: Vec<serde_json::Value> = bins
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| {
-                if i < 8 {
-                    serde_json::json!({"from": i * width + 1, "to": ((i + 1) * width).min(a.seq_len), "records": c})
-                } else {
-                    serde_json::json!({"from": a.seq_len + 1, "to": null, "records": c})
-                }
-            })
-            .collect();
+        let hist: Vec<serde_json::Value> =
+            edges.iter().zip(&bins).map(|(&(lo, hi), &c)| serde_json::json!({"from": lo, "to": hi, "records": c})).collect();
         let v = serde_json::json!({
             "data": a.data.display().to_string(), "format": set.format.name(), "records": n, "seq_len": a.seq_len,
             "tokens": total, "min": sorted[0], "median": median, "mean": total as f64 / n as f64, "max": sorted[n - 1],
@@ -134,11 +132,16 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     }
     println!("token length histogram:");
     let max = bins.iter().copied().max().unwrap_or(1).max(1);
-    for (i, &c) in bins.iter().enumerate() {
-        let label =
-            if i < 8 { format!("{:>6}–{:<6}", i * width + 1, ((i + 1) * width).min(a.seq_len)) } else { format!(" > {:<10}", a.seq_len) };
+    for (&(lo, hi), &c) in edges.iter().zip(&bins) {
+        let label = match hi {
+            Some(h) => format!("{lo:>6}–{h:<6}"),
+            None => format!("{:>6}+      ", lo),
+        };
         let bar = "█".repeat((c * 40).div_ceil(max));
-        println!("  {label} |{bar:<40} {c}{}", if i == 8 && c > 0 { "  truncated" } else { "" });
+        println!("  {label} |{bar:<40} {c}{}", if lo > a.seq_len && c > 0 { "  truncated" } else { "" });
+        if hi == Some(a.seq_len) && longest > a.seq_len {
+            println!("  {:-<13}-+ --seq-len {}", "", a.seq_len);
+        }
     }
     Ok(())
 }
