@@ -33,6 +33,11 @@ struct Cli {
     /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
     #[arg(long, global = true, value_name = "cpu|cuda[:N]")]
     device: Option<String>,
+    /// Replace existing output files (adapter, log, model, Modelfile, PEFT files). Without it a
+    /// command refuses an output that exists; an output that is one of the inputs is refused
+    /// even with it.
+    #[arg(long, global = true)]
+    force: bool,
     #[command(flatten)]
     train: cmd::train::TrainArgs,
     #[command(subcommand)]
@@ -338,6 +343,8 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(d) = &cli.device {
         finetune::backend::cuda::Device::parse(d)?.check()?;
     }
+    cmd::set_force(cli.force);
+    finetune::util::signals::catch_file_size_limit().map_err(|e| Error::Msg(format!("installing a signal handler: {e}")))?;
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| Error::Msg(e.to_string()))?;
     let Some(command) = cli.command else {
         return cmd::train::run(cli.train);

@@ -33,10 +33,10 @@ pub fn write_f32_streamed(path: &Path, shape: &[u64], chunk: usize, mut fill: im
     let tmp = crate::gguf::writer::tmp_path(path);
     let io = |e: std::io::Error| Error::io(&tmp, e);
     let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
-    w.write_all(&header_f32(shape)).map_err(io)?;
     let mut buf = vec![0f32; chunk.max(1)];
     let mut done = 0u64;
     let result = (|| {
+        w.write_all(&header_f32(shape)).map_err(io)?;
         while done < n {
             let take = ((n - done) as usize).min(buf.len());
             fill(done as usize, &mut buf[..take])?;
@@ -49,7 +49,7 @@ pub fn write_f32_streamed(path: &Path, shape: &[u64], chunk: usize, mut fill: im
         f.sync_all().map_err(io)
     })();
     match result {
-        Ok(()) => fs::rename(&tmp, path).map_err(|e| Error::io(path, e)),
+        Ok(()) => crate::util::outpath::commit(&tmp, path).map_err(|e| Error::io(path, e)),
         Err(e) => {
             let _ = fs::remove_file(&tmp);
             Err(e)

@@ -251,7 +251,7 @@ fn export_lmstudio_layout_and_force() {
     std::fs::copy(a, &lora_in).unwrap();
     let lora_bytes = std::fs::read(&lora_in).unwrap();
     let err = run_fail(&["export", "--lmstudio", r, "--model", m, "--lora", lora_in.to_str().unwrap(), "--force", "--threads", "2"]);
-    assert!(err.contains("is an input") && err.contains("in.gguf"), "{err}");
+    assert!(err.contains("is the same file as --lora") && err.contains("in.gguf"), "{err}");
     assert_eq!(std::fs::read(&lora_in).unwrap(), lora_bytes, "the refused export changed the adapter");
     let base_in = root.join("pub/base/base.gguf");
     std::fs::create_dir_all(base_in.parent().unwrap()).unwrap();
@@ -260,6 +260,6 @@ fn export_lmstudio_layout_and_force() {
     let args =
         ["export", "--lmstudio", r, "--model", base_in.to_str().unwrap(), "--lora", a, "--name", "base", "--publisher", "pub", "--force"];
     let err = run_fail(&args);
-    assert!(err.contains("is an input") && err.contains("base.gguf"), "{err}");
+    assert!(err.contains("is the same file as --model") && err.contains("base.gguf"), "{err}");
     assert_eq!(std::fs::metadata(&base_in).unwrap().len(), base_len, "the refused export changed the base model");
 }

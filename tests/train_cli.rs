@@ -1,5 +1,5 @@
 //! Training end to end through the CLI on SmolLM2-135M: the same seed gives the same adapter
-//! bytes; a run stopped by SIGINT and resumed equals an uninterrupted one (adapter bytes and
+//! bytes; a run stopped by SIGINT (exit 130, a partial adapter) and resumed equals an uninterrupted one (adapter bytes and
 //! per-step losses); a short run measurably teaches the samurai style; bad data, bad options and
 //! a diverging run are clear errors with exit code 1, never panics; the metrics log and the loss
 //! curve are well formed. Runs are kept tiny (rank 4, two targets, --seq-len 128).
@@ -104,7 +104,8 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     eprintln!("6 steps in {:.1}s", t.elapsed().as_secs_f64());
     assert!(dir.join("x.gguf.ckpt/checkpoint-000006.gguf").exists());
 
-    // Same run, SIGINT once the step-3 checkpoint exists: it saves after the current step and exits 0.
+    // Same run, SIGINT once the step-3 checkpoint exists: it saves a checkpoint and a partial
+    // adapter after the current step and exits 130.
     let y = dir.join("y.gguf");
     let y_log = dir.join("y.jsonl");
     let ckpt = dir.join("y.ckpt");
@@ -121,10 +122,13 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert!(k.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "SIGINT: {err}");
-    assert!(err.contains("interrupted") && err.contains("--resume"), "{err}");
-    assert!(!y.exists(), "an interrupted run wrote the adapter:\n{err}");
+    assert_eq!(out.status.code(), Some(130), "SIGINT: {err}");
+    assert!(err.contains("interrupted by SIGINT") && err.contains("PARTIAL") && err.contains("--resume"), "{err}");
     let stopped_at = losses(&y_log).len() as u64;
+    let partial = finetune::gguf::GgufFile::open(&y).unwrap();
+    assert_eq!(partial.get("finetune.training.partial").and_then(|v| v.as_bool()), Some(true), "{err}");
+    assert_eq!(partial.get_u64("finetune.training.steps_done"), Some(stopped_at));
+    drop(partial);
     assert!((4..6).contains(&stopped_at), "stopped after step {stopped_at}:\n{err}");
     assert!(ckpt.join(format!("checkpoint-{stopped_at:06}.gguf")).exists(), "no checkpoint for step {stopped_at}:\n{err}");
 
@@ -139,21 +143,33 @@ fn interrupted_and_resumed_equals_uninterrupted() {
     assert_eq!(lx.len(), 6);
     assert_eq!(lx, ly, "per-step losses differ");
 
-    // Resuming from an explicit earlier checkpoint file drops the log's later lines (no step twice).
+    // Resuming from an explicit earlier checkpoint file drops the log's later lines (no step
+    // twice); the finished adapter is replaced only with --force.
     let (ok, err, _) = train(
         &samurai(),
         &y,
-        &["--steps", "6", "--log", &s(&y_log), "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt.join("checkpoint-000003.gguf"))],
+        &[
+            "--steps",
+            "6",
+            "--log",
+            &s(&y_log),
+            "--checkpoint-dir",
+            &s(&ckpt),
+            "--resume",
+            &s(&ckpt.join("checkpoint-000003.gguf")),
+            "--force",
+        ],
     );
     assert!(ok, "{err}");
     assert_eq!(losses(&y_log), lx, "log after resuming from step 3 of a finished run");
     assert!(std::fs::read(&x).unwrap() == std::fs::read(&y).unwrap());
 
     // Different options: a clear refusal naming the mismatch.
-    let (ok, err, code) = train(&samurai(), &y, &["--steps", "6", "--lr", "1e-3", "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt)]);
+    let (ok, err, code) =
+        train(&samurai(), &y, &["--steps", "6", "--lr", "1e-3", "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt), "--force"]);
     assert!(!ok && code == Some(1), "{code:?} {err}");
     assert!(err.contains("different run") && err.contains("lr=0.001"), "{err}");
-    let (ok, err, code) = train(&samurai(), &y, &["--steps", "9", "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt)]);
+    let (ok, err, code) = train(&samurai(), &y, &["--steps", "9", "--checkpoint-dir", &s(&ckpt), "--resume", &s(&ckpt), "--force"]);
     assert!(!ok && code == Some(1), "{code:?} {err}");
     assert!(err.contains("6 steps") && err.contains("9"), "{err}");
     let (ok, err, code) = train(&samurai(), &y, &["--resume", &s(&dir)]);

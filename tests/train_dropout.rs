@@ -83,7 +83,7 @@ fn dropout_is_seeded_resumable_and_zero_is_the_plain_run() {
     let o = Command::new(common::bin())
         .args(["--model", &s(&common::smollm()), "--data", &s(&data), "--out", &s(&r), "--quiet", "--rank", "4", "--targets", "q,v,down"])
         .args(["--seq-len", "128", "--grad-accum", "2", "--threads", "2", "--lr", "1e-3", "--steps", "4", "--dropout", "0.1"])
-        .args(["--resume", &s(&ckpt)])
+        .args(["--resume", &s(&ckpt), "--force"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

@@ -73,6 +73,18 @@ fn encode_tensor(ty: GgmlType, data: &[f32], path: &Path, name: &str) -> Result<
 /// storage type of every tensor (one of [`STORAGE_TYPES`]; Q8_0 needs `n_in` and `r` to be
 /// multiples of 32).
 pub fn write_adapter(path: &Path, base: &BaseInfo, lora: &LoraSet, ty: GgmlType) -> Result<(), AdapterError> {
+    write_adapter_with(path, base, lora, ty, Vec::new())
+}
+
+/// [`write_adapter`] with `extra` metadata keys after the standard ones (e.g. a partial run's
+/// `training.partial`).
+pub fn write_adapter_with(
+    path: &Path,
+    base: &BaseInfo,
+    lora: &LoraSet,
+    ty: GgmlType,
+    extra: Vec<(String, Value)>,
+) -> Result<(), AdapterError> {
     let werr = |p: String| AdapterError::Write { file: path.into(), problem: p };
     if !STORAGE_TYPES.contains(&ty) {
         return Err(werr(format!("adapter storage type {ty} is not one of F32, F16, BF16, Q8_0")));
@@ -88,6 +100,9 @@ pub fn write_adapter(path: &Path, base: &BaseInfo, lora: &LoraSet, ty: GgmlType)
     w.set("general.base_model.0.name", Value::String(base_name));
     if let Some(f) = &base.file_name {
         w.set("finetune.base_model.file", Value::String(f.clone()));
+    }
+    for (k, v) in extra {
+        w.set(k, v);
     }
     let mut tensors: Vec<(String, Vec<u64>, &[f32])> = Vec::new();
     for (il, layer) in lora.layers.iter().enumerate() {

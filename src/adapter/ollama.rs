@@ -378,8 +378,10 @@ pub fn export(dir: &Path, base: &Path, adapter: &Path, system: Option<&str>) -> 
     let text = modelfile(&ModelfileSpec { base, adapter, family: &family, system })?;
     std::fs::create_dir_all(dir).map_err(|e| OllamaError::Io { file: dir.into(), source: e })?;
     let path = dir.join("Modelfile");
-    let tmp = dir.join(".Modelfile.tmp");
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| OllamaError::Io { file: path.clone(), source: e })?;
+    crate::util::outpath::write_atomic(&path, text.as_bytes()).map_err(|e| match e {
+        crate::error::Error::Io { source, .. } => OllamaError::Io { file: path.clone(), source },
+        other => OllamaError::Invalid(other.to_string()),
+    })?;
     Ok(Exported { modelfile: path, family, architecture: g.architecture().unwrap_or("").to_string() })
 }
 

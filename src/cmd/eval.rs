@@ -89,12 +89,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     let metrics = Metrics::prepare(&a.metric, a.choices.as_deref(), &norm, &items, &a.data)?;
     if let Some(out) = &a.out {
-        let inputs = [a.data.clone(), a.model.clone()].into_iter().chain(a.lora.iter().map(|s| PathBuf::from(super::lora_spec(s).0)));
-        for p in inputs {
-            if same_file(out, &p) {
-                return Err(Error::usage(format!("--out {} is an input; it is never overwritten", out.display())));
-            }
-        }
+        let mut inputs: Vec<(&str, &Path)> = vec![("--data", a.data.as_path()), ("--model", a.model.as_path())];
+        inputs.extend(a.lora.iter().map(|s| ("--lora", super::lora_spec(s).0)));
+        finetune::util::outpath::check_file("--out", out, &inputs, super::force())?;
     }
     let g = super::open(&a.model)?;
     let tok = super::tokenizer(&g)?;
@@ -104,7 +101,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     for spec in &a.lora {
         let (path, scale) = super::lora_spec(spec);
         let set = finetune::adapter::read_adapter(Path::new(path), &m)?;
-        let name = Path::new(path).file_stem().map_or_else(|| path.to_string(), |s| s.to_string_lossy().into_owned());
+        let name = Path::new(path).file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
         adapters.push((name, set, scale));
     }
     let all: Vec<usize> = (0..adapters.len()).collect();
@@ -151,13 +148,6 @@ pub fn run(a: EvalArgs) -> Result<()> {
         print!("{}", table(&a, &items, &metrics, &results, &greedy));
     }
     Ok(())
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
 }
 
 fn summary_json(a: &EvalArgs, items: &[Item], metrics: &Metrics, results: &[ConfigResult], mode: &str) -> serde_json::Value {

@@ -6,6 +6,11 @@ use finetune::{inspect, Error, Result};
 
 /// Print the summary (text or JSON), or export one tensor to .npy.
 pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, out: Option<PathBuf>) -> Result<()> {
+    if let Some(out) = &out {
+        let inputs = super::model_inputs("model", &model);
+        let inputs: Vec<(&str, &std::path::Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+        finetune::util::outpath::check_file("--out", out, &inputs, super::force())?;
+    }
     let m = super::open(&model)?;
     if let (Some(name), Some(out)) = (tensor, out) {
         inspect::export_tensor_npy(&m, &name, &out)?;

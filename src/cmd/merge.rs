@@ -8,6 +8,10 @@ use finetune::Result;
 /// Merge the adapters into the model and write `out`.
 pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Result<()> {
     let ty = MergeType::parse(&ty)?;
+    let mut inputs = super::model_inputs("--model", &model);
+    inputs.extend(lora.iter().map(|l| ("--lora", super::lora_spec(l).0.to_path_buf())));
+    let inputs: Vec<(&str, &std::path::Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    finetune::util::outpath::check_file("--out", &out, &inputs, super::force())?;
     let g = super::open(&model)?;
     let m = super::load_model(&g, &lora)?;
     let t0 = std::time::Instant::now();

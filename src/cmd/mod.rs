@@ -51,6 +51,37 @@ pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Res
     }
 }
 
+static FORCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Set the global `--force` (replace existing outputs; an input is never replaced).
+pub fn set_force(force: bool) {
+    FORCE.store(force, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `--force` was given.
+pub fn force() -> bool {
+    FORCE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The file of a `PATH[:SCALE]` adapter argument and its scale (1 when absent).
+pub fn lora_spec(spec: &str) -> (&Path, f32) {
+    match spec.rsplit_once(':') {
+        Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (Path::new(p), s.parse::<f32>().unwrap_or(1.0)),
+        _ => (Path::new(spec), 1.0),
+    }
+}
+
+/// The files of a model: every shard of a split model (`(flag, path)` pairs for the output
+/// policy, [`finetune::util::outpath`]).
+pub fn model_inputs<'a>(flag: &'a str, model: &'a Path) -> Vec<(&'a str, std::path::PathBuf)> {
+    let mut v = vec![(flag, model.to_path_buf())];
+    if let Some((prefix, 1, n)) = finetune::gguf::split::parse_split_name(model) {
+        let dir = finetune::util::outpath::parent_dir(model);
+        v.extend((2..=n).map(|k| (flag, finetune::gguf::split::split_path(dir, &prefix, k, n))));
+    }
+    v
+}
+
 static NUMERICS: std::sync::OnceLock<finetune::model::Numerics> = std::sync::OnceLock::new();
 
 /// Set the inference numerics chosen with `--numerics` (before any model is loaded).
@@ -70,16 +101,9 @@ pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::mo
     m.numerics = numerics();
     for spec in loras {
         let (path, scale) = lora_spec(spec);
-        let set = finetune::adapter::read_adapter(Path::new(path), &m)?;
+        let set = finetune::adapter::read_adapter(path, &m)?;
         m.adapters.push((set, scale));
     }
     Ok(m)
 }
 
-/// Split an adapter spec `PATH[:SCALE]` (scale 1 by default).
-pub fn lora_spec(spec: &str) -> (&str, f32) {
-    match spec.rsplit_once(':') {
-        Some((p, s)) if !p.is_empty() && s.parse::<f32>().is_ok() => (p, s.parse::<f32>().unwrap_or(1.0)),
-        _ => (spec, 1.0),
-    }
-}

@@ -1,10 +1,11 @@
 //! `finetune --model M --data D`: LoRA training.
 
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::path::{Path, PathBuf};
 
-use finetune::adapter::{write_adapter, BaseInfo};
+use finetune::adapter::gguf_lora::write_adapter_with;
+use finetune::adapter::BaseInfo;
 use finetune::chat::ChatTemplate;
+use finetune::gguf::{GgufFile, Value};
 use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
@@ -13,7 +14,8 @@ use finetune::train::data::{DataOptions, Dataset, Format};
 use finetune::train::optim::{AdamWConfig, Schedule};
 use finetune::train::plan::{human, parse_bytes, plan};
 use finetune::train::plot::write_svg;
-use finetune::train::trainer::{default_out, train, TrainOptions, INTERRUPTED};
+use finetune::train::trainer::{default_out, train, TrainOptions};
+use finetune::util::{outpath, signals};
 use finetune::{Error, Result};
 
 /// Training options (the top-level command).
@@ -115,13 +117,17 @@ pub struct TrainArgs {
     /// Seed of LoRA init and data order (same seed + data + threads ⇒ same adapter bytes).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Save a checkpoint every N steps (0 = only on Ctrl-C).
+    /// Save a checkpoint every N steps (0 = only when stopped by SIGINT/SIGTERM/SIGHUP).
     #[arg(long, default_value_t = 0)]
     pub save_every: u64,
+    /// Keep only the newest N checkpoints in the checkpoint directory (0 = keep all).
+    #[arg(long, default_value_t = 3)]
+    pub keep_checkpoints: usize,
     /// Checkpoint directory (default `<out>.ckpt/`).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue from a checkpoint file or the newest one in a directory.
+    /// Continue from a checkpoint file, or the newest checkpoint in a directory that validates
+    /// (a damaged newer one is skipped with a warning).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Metrics log (one JSON line per step).
@@ -173,9 +179,47 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let schedule = Schedule::parse(&a.lr_schedule)?;
     let max_ram = a.max_ram.as_deref().map(parse_bytes).transpose()?;
     let mut keep_bytes = if a.keep_activations.trim() == "0" { 0 } else { parse_bytes(&a.keep_activations)? };
+    let block = adapter_type.block_size();
+    if a.rank % block != 0 {
+        return Err(Error::usage(format!(
+            "--adapter-type {adapter_type} stores blocks of {block} values along the rank: --rank {} is not a multiple of {block} \
+             (use --rank {} or --adapter-type F16)",
+            a.rank,
+            a.rank.div_ceil(block) * block
+        )));
+    }
+    let out = a.out.clone().unwrap_or_else(|| default_out(&model_path, &data_path));
+    let svg = out.with_extension("loss.svg");
+    let checkpoint_dir = a.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut s = out.as_os_str().to_owned();
+        s.push(".ckpt");
+        PathBuf::from(s)
+    });
+    // From here a stop signal lets the current step finish, then saves.
+    signals::install().map_err(|e| Error::Msg(format!("installing the signal handlers: {e}")))?;
+    let resume = match &a.resume {
+        Some(dir) => {
+            let (path, ck, bad) = checkpoint::load_newest(dir)?;
+            for (p, e) in bad {
+                eprintln!("warning: skipping the checkpoint {} (it does not validate: {e})", p.display());
+            }
+            Some((path, ck))
+        }
+        None => None,
+    };
+    check_outputs(&a, &model_path, &data_path, &out, &svg, &checkpoint_dir)?;
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
     let model = Model::load(&g)?;
+    for t in &targets {
+        let n_in = model.weight(0, *t).n_in();
+        if n_in % block != 0 {
+            return Err(Error::usage(format!(
+                "--adapter-type {adapter_type}: the {} projection's input width {n_in} is not a multiple of {block}; use --adapter-type F16",
+                t.short()
+            )));
+        }
+    }
     let tmpl = match &a.chat_template {
         Some(p) => {
             let src = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
@@ -224,12 +268,6 @@ pub fn run(a: TrainArgs) -> Result<()> {
             )));
         }
     }
-    let out = a.out.clone().unwrap_or_else(|| default_out(&model_path, &data_path));
-    let checkpoint_dir = a.checkpoint_dir.clone().unwrap_or_else(|| {
-        let mut s = out.as_os_str().to_owned();
-        s.push(".ckpt");
-        PathBuf::from(s)
-    });
     let opts = TrainOptions {
         rank: a.rank,
         alpha: a.alpha,
@@ -248,33 +286,94 @@ pub fn run(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         eval_every: a.eval_every,
         save_every: a.save_every,
+        keep_checkpoints: a.keep_checkpoints,
         checkpoint_dir: checkpoint_dir.clone(),
         log: a.log.clone(),
         progress: !a.quiet,
     };
-    let resume = match &a.resume {
-        Some(dir) => {
-            let path = checkpoint::latest(dir)?;
-            say(format!("resuming from {}", path.display()));
-            Some(checkpoint::load(&path)?)
-        }
-        None => None,
-    };
-    let _ = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit now)");
+    let resume = resume.map(|(path, ck)| {
+        say(format!("resuming from {}", path.display()));
+        ck
     });
     let result = train(&model, &data, &opts, resume)?;
-    if result.interrupted {
-        say(format!("stopped early; resume with --resume {}", checkpoint_dir.display()));
-        return Ok(());
-    }
-    write_adapter(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type)?;
-    let svg = out.with_extension("loss.svg");
+    let done = result.history.last().map_or(0, |h| h.step);
+    let extra = if result.interrupted {
+        vec![
+            ("finetune.training.partial".to_string(), Value::Bool(true)),
+            ("finetune.training.steps_done".to_string(), Value::U64(done)),
+            ("finetune.training.steps_total".to_string(), Value::U64(result.total_steps)),
+        ]
+    } else {
+        Vec::new()
+    };
+    write_adapter_with(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type, extra)?;
     write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()))?;
+    if result.interrupted {
+        let sig = signals::stop_signal().unwrap_or(signals::STOP_SIGNALS[0]);
+        eprintln!(
+            "interrupted by {} after step {done} of {}: the adapter {} is PARTIAL (finetune.training.partial = true); \
+             a checkpoint is in {}; continue with the same options and --resume {}",
+            signals::name(sig),
+            result.total_steps,
+            out.display(),
+            checkpoint_dir.display(),
+            checkpoint_dir.display()
+        );
+        std::process::exit(128 + sig);
+    }
     say(format!("adapter: {}\nloss curve: {}", out.display(), svg.display()));
     say(format!("try it: finetune generate --model {} --lora {} --chat --prompt \"...\"", model_path.display(), out.display()));
+    Ok(())
+}
+
+/// Whether `path` is an adapter we wrote for a run stopped by a signal (replaced by the resumed
+/// run without --force).
+fn is_partial_adapter(path: &Path) -> bool {
+    GgufFile::open(path).ok().and_then(|f| f.get("finetune.training.partial").and_then(Value::as_bool)).unwrap_or(false)
+}
+
+/// The output-path policy for a training run ([`outpath`]): no output is an input or another
+/// output; existing files are replaced only with --force, except on --resume the metrics log
+/// (continued), the checkpoint folder and a PARTIAL adapter of the stopped run (with its curve).
+fn check_outputs(a: &TrainArgs, model: &Path, data: &Path, out: &Path, svg: &Path, ckdir: &Path) -> Result<()> {
+    let force = super::force();
+    let resuming = a.resume.is_some();
+    let mut owned = super::model_inputs("--model", model);
+    owned.push(("--data", data.to_path_buf()));
+    for (flag, p) in [("--val-data", &a.val_data), ("--chat-template", &a.chat_template)] {
+        if let Some(p) = p {
+            owned.push((flag, p.clone()));
+        }
+    }
+    if let Some(r) = a.resume.as_ref().filter(|r| r.is_file()) {
+        owned.push(("--resume", r.clone()));
+    }
+    let mut inputs: Vec<(&str, &Path)> = owned.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    let replace_out = force || (resuming && is_partial_adapter(out));
+    outpath::check_file("--out", out, &inputs, replace_out)?;
+    inputs.push(("--out", out));
+    outpath::check_file("the loss curve of --out", svg, &inputs, replace_out)?;
+    inputs.push(("the loss curve", svg));
+    if let Some(log) = &a.log {
+        outpath::check_file("--log", log, &inputs, force || resuming)?;
+        inputs.push(("--log", log));
+    }
+    outpath::check_dir("--checkpoint-dir", ckdir, &inputs)?;
+    for dir in std::iter::once(ckdir).chain(a.resume.as_deref().filter(|r| r.is_dir())) {
+        for p in checkpoint::remove_stale_temps(dir) {
+            eprintln!("removed the stale temp file {}", p.display());
+        }
+    }
+    if !resuming && !force && ckdir.is_dir() {
+        if let Some((_, p)) = checkpoint::list(ckdir)?.first() {
+            return Err(Error::usage(format!(
+                "the checkpoint folder {} holds checkpoints of an earlier run ({}): continue it with --resume {}, \
+                 choose another --checkpoint-dir, or pass --force (its old checkpoints are then pruned to --keep-checkpoints)",
+                ckdir.display(),
+                p.display(),
+                ckdir.display()
+            )));
+        }
+    }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! GGUF writer (version 3). Offsets are the running sum of each tensor's size padded to the
 //! alignment, padding is zero bytes, and every tensor (the last included) is padded — the layout
 //! ggml's reader and gguf-py expect. Files are written to a temporary file beside the target and
-//! renamed into place when complete, so a crash never leaves a half-written file under the name.
+//! renamed into place when complete (then the folder is synced), so a crash never leaves a
+//! half-written file under the name; a sink dropped before [`TensorSink::finish`] (an error on
+//! the way) removes its temp file.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -127,8 +129,12 @@ impl GgufWriter {
             let pad = (header.len() as u64).div_ceil(alignment) * alignment - header.len() as u64;
             header.resize(header.len() + pad as usize, 0);
         }
-        out.write_all(&header).map_err(io)?;
-        Ok(TensorSink { path, tmp, out, tensors: self.tensors, next: 0, alignment })
+        if let Err(e) = out.write_all(&header) {
+            drop(out);
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        Ok(TensorSink { path, tmp, out: Some(out), tensors: self.tensors, next: 0, alignment })
     }
 }
 
@@ -136,7 +142,8 @@ impl GgufWriter {
 pub struct TensorSink {
     path: PathBuf,
     tmp: PathBuf,
-    out: BufWriter<File>,
+    /// None once finished (or failed in `finish`).
+    out: Option<BufWriter<File>>,
     tensors: Vec<PlannedTensor>,
     next: usize,
     alignment: u64,
@@ -161,33 +168,46 @@ impl TensorSink {
         }
         let pad = t.n_bytes.div_ceil(self.alignment) * self.alignment - t.n_bytes;
         let io = |e: std::io::Error| GgufError::file(&self.tmp, e.into());
-        self.out.write_all(bytes).map_err(io)?;
-        self.out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
+        let out = self.out.as_mut().ok_or_else(|| GgufError::file(&self.path, ErrorKind::Write("the file is already finished".into())))?;
+        out.write_all(bytes).map_err(io)?;
+        out.write_all(&vec![0u8; pad as usize]).map_err(io)?;
         self.next += 1;
         Ok(())
     }
 
-    /// Flush, sync and atomically rename the file into place.
-    pub fn finish(self) -> Result<PathBuf, GgufError> {
+    /// Flush, sync and atomically rename the file into place, then sync its folder.
+    pub fn finish(mut self) -> Result<PathBuf, GgufError> {
         if self.next != self.tensors.len() {
-            let missing = &self.tensors[self.next].name;
-            let _ = fs::remove_file(&self.tmp);
+            let missing = self.tensors[self.next].name.clone();
             return Err(GgufError::file(&self.path, ErrorKind::Write(format!("tensor '{missing}' was declared but never written"))));
         }
-        let io = |e: std::io::Error| GgufError::file(&self.tmp, e.into());
-        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        drop(file);
-        fs::rename(&self.tmp, &self.path).map_err(|e| GgufError::file(&self.path, e.into()))?;
-        Ok(self.path)
+        let tmp = self.tmp.clone();
+        let io = |e: std::io::Error| GgufError::file(&tmp, e.into());
+        let Some(out) = self.out.take() else {
+            return Err(GgufError::file(&self.path, ErrorKind::Write("the file is already finished".into())));
+        };
+        let synced = out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all());
+        if let Err(e) = synced {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        crate::util::outpath::commit(&tmp, &self.path).map_err(|e| GgufError::file(&self.path, e.into()))?;
+        Ok(self.path.clone())
     }
 }
 
-/// The temporary name used while writing `path`.
+impl Drop for TensorSink {
+    /// An unfinished file (an error on the way) leaves no temp file behind.
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The temporary name used while writing `path` (see [`crate::util::outpath::tmp_path`]).
 pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
+    crate::util::outpath::tmp_path(path)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {

@@ -1,7 +1,6 @@
 //! Building a safetensors file.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Map, Value as Json};
@@ -93,18 +92,11 @@ impl SafetensorsWriter {
     }
 }
 
-/// Write `bytes` to `path` atomically (temp file in the same folder, sync, rename).
+/// Write `bytes` to `path` atomically (temp file in the same folder, sync, rename, sync the
+/// folder; the temp file is removed on any error).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = crate::gguf::writer::tmp_path(path);
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::format(path, format!("cannot write: {e}"))
+    crate::util::outpath::write_atomic(path, bytes).map_err(|e| match e {
+        crate::error::Error::Io { source, .. } => Error::format(path, format!("cannot write: {source}")),
+        other => other,
     })
 }

@@ -1,9 +1,11 @@
 //! Training checkpoints: one GGUF file per checkpoint (`checkpoint-000120.gguf`), written
-//! atomically (temp file + rename), holding the LoRA weights (named as in an adapter, so a
+//! atomically (temp file + rename + folder sync), holding the LoRA weights (named as in an adapter, so a
 //! checkpoint also loads as an adapter in this engine), AdamW moments (`adam_m.*`, `adam_v.*`),
 //! the optimizer step, the data position, the run's fingerprint and the metrics so far.
 //! Data order and LoRA init are functions of the seed, so these are all the state a resumed run
-//! needs to continue on exactly the same trajectory.
+//! needs to continue on exactly the same trajectory. A checksum of the tensor bytes
+//! (`finetune.checkpoint.checksum`) lets [`load_newest`] skip a damaged file for the previous
+//! one; [`prune`] keeps the newest few.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,29 @@ pub struct Checkpoint {
     pub fingerprint: String,
 }
 
+/// FNV-1a over 8-byte words (then the tail bytes): cheap, and any changed byte changes it.
+#[derive(Clone, Copy)]
+struct Checksum(u64);
+
+impl Checksum {
+    const PRIME: u64 = 0x0000_0100_0000_01B3;
+
+    fn new() -> Self {
+        Checksum(0xCBF2_9CE4_8422_2325)
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+            self.0 = (self.0 ^ x).wrapping_mul(Self::PRIME);
+        }
+        for &b in words.remainder() {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(Self::PRIME);
+        }
+    }
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -108,9 +133,12 @@ pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf> {
             }
         }
     }
-    for (name, dims, _) in &tensors {
+    let mut sum = Checksum::new();
+    for (name, dims, data) in &tensors {
         w.add_tensor(name, GgmlType::F32, dims).map_err(|e| Error::format(&path, format!("{name}: {e}")))?;
+        sum.update(&f32_bytes(data));
     }
+    w.set("finetune.checkpoint.checksum", Value::U64(sum.0));
     let mut sink = w.create(&path)?;
     for (_, _, data) in &tensors {
         sink.write_tensor(&f32_bytes(data))?;
@@ -119,22 +147,80 @@ pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The step of a checkpoint file name `checkpoint-<step>.gguf`.
+fn step_of(name: &str) -> Option<u64> {
+    name.strip_prefix("checkpoint-")?.strip_suffix(".gguf")?.parse().ok()
+}
+
+/// The `checkpoint-*.gguf` files in `dir`, newest (highest step) first.
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::usage(format!("--resume {}: {e}", dir.display())))?;
+    let mut v: Vec<(u64, PathBuf)> =
+        rd.flatten().filter_map(|e| step_of(&e.file_name().to_string_lossy()).map(|s| (s, e.path()))).collect();
+    v.sort_by(|a, b| b.cmp(a));
+    Ok(v)
+}
+
 /// The newest `checkpoint-*.gguf` in `dir`, or `dir` itself when it is a file.
 pub fn latest(dir: &Path) -> Result<PathBuf> {
     if dir.is_file() {
         return Ok(dir.to_path_buf());
     }
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::usage(format!("--resume {}: {e}", dir.display())))?;
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(n) = name.strip_prefix("checkpoint-").and_then(|s| s.strip_suffix(".gguf")) else { continue };
-        let Ok(step) = n.parse::<u64>() else { continue };
-        if best.as_ref().is_none_or(|(b, _)| step > *b) {
-            best = Some((step, e.path()));
+    list(dir)?.into_iter().next().map(|(_, p)| p).ok_or_else(|| no_checkpoint(dir))
+}
+
+fn no_checkpoint(dir: &Path) -> Error {
+    Error::usage(format!("--resume {}: no checkpoint-*.gguf in it", dir.display()))
+}
+
+/// Load `dir` when it is a file; otherwise the newest checkpoint in it that loads and
+/// validates, with the newer ones that did not and why (the caller warns about them).
+pub fn load_newest(dir: &Path) -> Result<(PathBuf, Checkpoint, Vec<(PathBuf, Error)>)> {
+    if dir.is_file() {
+        return Ok((dir.to_path_buf(), load(dir)?, Vec::new()));
+    }
+    let all = list(dir)?;
+    if all.is_empty() {
+        return Err(no_checkpoint(dir));
+    }
+    let mut bad = Vec::new();
+    for (_, p) in all {
+        match load(&p) {
+            Ok(ck) => return Ok((p, ck, bad)),
+            Err(e) => bad.push((p, e)),
         }
     }
-    best.map(|(_, p)| p).ok_or_else(|| Error::usage(format!("--resume {}: no checkpoint-*.gguf in it", dir.display())))
+    let list: Vec<String> = bad.iter().map(|(_, e)| format!("  {e}")).collect();
+    Err(Error::usage(format!("--resume {}: no checkpoint in it validates:\n{}", dir.display(), list.join("\n"))))
+}
+
+/// Delete all but the newest `keep` checkpoints in `dir` (0 keeps all); `newest` (the one just
+/// written) is always kept. Returns the deleted files.
+pub fn prune(dir: &Path, keep: usize, newest: &Path) -> Vec<PathBuf> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let Ok(all) = list(dir) else { return Vec::new() };
+    let is_newest = |p: &Path| p.file_name() == newest.file_name();
+    let mut kept = 1; // `newest`
+    let mut removed = Vec::new();
+    for (_, p) in all {
+        if is_newest(&p) {
+            continue;
+        }
+        if kept < keep {
+            kept += 1;
+        } else if std::fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    }
+    removed
+}
+
+/// Remove stale temp files of checkpoints (`checkpoint-*.gguf.tmp<PID>` of a process that is
+/// not running) from `dir`; returns them.
+pub fn remove_stale_temps(dir: &Path) -> Vec<PathBuf> {
+    crate::util::outpath::remove_stale_temps(dir, &|base| step_of(base).is_some())
 }
 
 /// Read a checkpoint written by [`save`].
@@ -157,6 +243,15 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         .unwrap_or_default();
     let [beta1, beta2, eps, weight_decay] = adam_vals[..] else { return Err(bad("finetune.checkpoint.adam")) };
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).ok_or_else(|| bad("adapter.lora.alpha"))?;
+    if let Some(want) = f.get_u64("finetune.checkpoint.checksum") {
+        let mut sum = Checksum::new();
+        for info in &f.tensors {
+            sum.update(f.view(info).data);
+        }
+        if sum.0 != want {
+            return Err(Error::format(path, "damaged checkpoint: the tensor data does not match its checksum"));
+        }
+    }
     // Tensors → three sets.
     type Halves = [Option<(Vec<u64>, Vec<f32>)>; 2];
     let mut parts: [BTreeMap<(usize, crate::lora::Target), Halves>; 3] = Default::default();

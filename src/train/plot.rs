@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::train::checkpoint::StepMetrics;
 
 fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
@@ -120,9 +120,7 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
     s
 }
 
-/// Write [`svg`] to `path` atomically (temp file + rename).
+/// Write [`svg`] to `path` atomically (temp file + rename; no temp file is left on an error).
 pub fn write_svg(path: &Path, history: &[StepMetrics], title: &str) -> Result<()> {
-    let tmp = crate::gguf::writer::tmp_path(path);
-    std::fs::write(&tmp, svg(history, title)).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::util::outpath::write_atomic(path, svg(history, title).as_bytes())
 }

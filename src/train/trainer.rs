@@ -4,7 +4,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -16,8 +16,8 @@ use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
-/// Set by a Ctrl-C handler: the loop saves a checkpoint and returns.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by a stop signal (SIGINT, SIGTERM, SIGHUP): the loop saves a checkpoint and returns.
+pub use crate::util::signals::INTERRUPTED;
 
 /// Everything that shapes a run.
 #[derive(Clone, Debug)]
@@ -55,8 +55,10 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Validation every N steps (0 = only at the end).
     pub eval_every: u64,
-    /// Checkpoint every N steps (0 = never, except on Ctrl-C).
+    /// Checkpoint every N steps (0 = never, except on a stop signal).
     pub save_every: u64,
+    /// Checkpoints kept in `checkpoint_dir` (the newest ones; 0 = all).
+    pub keep_checkpoints: usize,
     /// Where checkpoints go.
     pub checkpoint_dir: PathBuf,
     /// Metrics JSON lines file.
@@ -72,8 +74,10 @@ pub struct TrainResult {
     pub lora: LoraSet,
     /// Per-step metrics of this process (and of the checkpoint it resumed from).
     pub history: Vec<StepMetrics>,
-    /// Whether the run stopped early on Ctrl-C (a checkpoint was saved).
+    /// Whether the run stopped early on a stop signal (a checkpoint was saved).
     pub interrupted: bool,
+    /// Steps of the whole run (`history.last().step` of them are done).
+    pub total_steps: u64,
 }
 
 /// The stored alpha for the requested scaling: rsLoRA's α/√r is written as alpha' = α·√r so
@@ -139,9 +143,7 @@ fn keep_logged_steps(path: &Path, last: u64) -> Result<()> {
     if kept.len() == text.len() {
         return Ok(());
     }
-    let tmp = crate::gguf::writer::tmp_path(path);
-    std::fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::util::outpath::write_atomic(path, kept.as_bytes())
 }
 
 /// Optimizer steps a run makes.
@@ -160,7 +162,8 @@ fn fmt_secs(s: f64) -> String {
 }
 
 /// Train. `resume`: a checkpoint to continue from (its options must match). Checkpoints are
-/// written to `opts.checkpoint_dir` every `save_every` steps and on Ctrl-C.
+/// written to `opts.checkpoint_dir` every `save_every` steps and on a stop signal (then the
+/// run returns early with `interrupted` set); only the newest `keep_checkpoints` are kept.
 pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<Checkpoint>) -> Result<TrainResult> {
     if opts.grad_accum == 0 {
         return Err(Error::Usage("--grad-accum must be at least 1".into()));
@@ -328,7 +331,8 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
             }
         }
         history.push(m);
-        let stop = INTERRUPTED.load(Ordering::SeqCst);
+        // A stop signal during the last step changes nothing: the run is complete.
+        let stop = INTERRUPTED.load(Ordering::SeqCst) && done < total;
         if (opts.save_every > 0 && done % opts.save_every == 0) || stop {
             let ck = Checkpoint {
                 lora: lora.clone(),
@@ -339,6 +343,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
                 fingerprint: fingerprint.clone(),
             };
             let path = checkpoint::save(&opts.checkpoint_dir, &ck, model)?;
+            checkpoint::prune(&opts.checkpoint_dir, opts.keep_checkpoints, &path);
             match (&bar, opts.progress) {
                 (Some(b), _) => b.println(format!("checkpoint: {}", path.display())),
                 (None, true) => eprintln!("checkpoint: {}", path.display()),
@@ -355,7 +360,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
         b.finish_and_clear();
         eprintln!("step {}/{total} | {status}", history.last().map_or(0, |h| h.step));
     }
-    Ok(TrainResult { lora, history, interrupted })
+    Ok(TrainResult { lora, history, interrupted, total_steps: total })
 }
 
 /// The terminal progress bar: steps done of the run, with the status line as its message.

@@ -13,6 +13,11 @@ pub fn run(a: &ExportArgs) -> Result<()> {
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
         .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
     let inputs: Vec<Input> = a.merge_adapters.iter().map(|s| Input::parse(s)).collect();
+    let mut given: Vec<(&str, &std::path::Path)> = inputs.iter().map(|i| ("--merge-adapters", i.path.as_path())).collect();
+    if let Some(m) = a.model.as_deref() {
+        given.push(("--model", m));
+    }
+    finetune::util::outpath::check_file("--out", out, &given, crate::cmd::force())?;
     let r = combine_files(&inputs, a.model.as_deref(), out, ty)?;
     for (i, f) in inputs.iter().zip(&r.inputs) {
         let pairs: usize = f.set.layers.iter().map(Vec::len).sum();

@@ -2,7 +2,7 @@
 //! LM Studio has no LoRA support, so the adapter is merged (`--type auto`) and the model file is
 //! placed where LM Studio looks for models, `DIR/<publisher>/<name>/<name>.gguf`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use finetune::adapter::merge::{merge_with, MergeType};
 use finetune::gguf::{GgufWriter, Value};
@@ -26,10 +26,6 @@ fn check_component(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
-}
-
 /// Merge and write the model file; print its path and the `lms import` line.
 pub fn export(a: &ExportArgs, dir: Option<PathBuf>) -> Result<()> {
     let (Some(model), Some(lora)) = (a.model.as_deref(), a.lora.as_deref()) else {
@@ -47,12 +43,8 @@ pub fn export(a: &ExportArgs, dir: Option<PathBuf>) -> Result<()> {
     check_component("--publisher", &a.publisher)?;
     let folder = root.join(&a.publisher).join(&name);
     let out = folder.join(format!("{name}.gguf"));
-    if same_file(&out, model) || same_file(&out, lora) {
-        return Err(Error::usage(format!("{} is an input; choose another --name or DIR", out.display())));
-    }
-    if out.exists() && !a.force {
-        return Err(Error::usage(format!("{} exists; pass --force to replace it", out.display())));
-    }
+    let inputs = [("--model", model), ("--lora", lora)];
+    finetune::util::outpath::check_file_in_new_dir("--lmstudio", &out, &inputs, crate::cmd::force())?;
     // Read and check the inputs before creating anything.
     let g = crate::cmd::open(model)?;
     let m = crate::cmd::load_model(&g, &[lora.to_string_lossy().into_owned()])?;

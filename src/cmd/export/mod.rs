@@ -32,9 +32,6 @@ pub struct ExportArgs {
     /// Publisher folder (with --lmstudio).
     #[arg(long, default_value = "finetune")]
     pub publisher: String,
-    /// Replace an existing model file (with --lmstudio).
-    #[arg(long)]
-    pub force: bool,
     /// Combine these adapters (`A.gguf` or `A.gguf:SCALE`) into one file (--out), ranks concatenated.
     #[arg(long, value_name = "A.gguf[:SCALE]", num_args = 1.., requires = "out")]
     pub merge_adapters: Vec<String>,

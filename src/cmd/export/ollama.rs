@@ -12,6 +12,8 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
     let (Some(model), Some(lora)) = (a.model.as_deref(), a.lora.as_deref()) else {
         return Err(Error::usage("--ollama needs --model BASE.gguf and --lora ADAPTER.gguf"));
     };
+    let inputs = [("--model", model), ("--lora", lora)];
+    finetune::util::outpath::check_file_in_new_dir("--ollama", &dir.join("Modelfile"), &inputs, crate::cmd::force())?;
     let r = write_modelfile(dir, model, lora, a.system.as_deref())?;
     eprintln!("prompt format: {}", r.family.name());
     if ollama_engine_arch(&r.architecture) {

@@ -8,6 +8,7 @@ use finetune::adapter::peft;
 use finetune::adapter::{write_adapter, BaseInfo};
 use finetune::model::Model;
 use finetune::quant::GgmlType;
+use finetune::util::outpath;
 use finetune::{Error, Result};
 
 use super::{ExportArgs, ImportArgs};
@@ -17,6 +18,12 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
     let (Some(model_path), Some(lora)) = (&a.model, &a.lora) else {
         return Err(Error::usage("export --peft needs --model and --lora"));
     };
+    let mut inputs = crate::cmd::model_inputs("--model", model_path);
+    inputs.push(("--lora", lora.clone()));
+    let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    for file in [peft::WEIGHTS_FILE, peft::CONFIG_FILE] {
+        outpath::check_file_in_new_dir("--peft", &dir.join(file), &inputs, crate::cmd::force())?;
+    }
     let g = crate::cmd::open(model_path)?;
     let model = Model::load(&g)?;
     let info = BaseInfo::from_gguf(g.main());
@@ -39,6 +46,10 @@ pub fn import(a: &ImportArgs) -> Result<()> {
     let ty = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| STORAGE_TYPES.contains(t))
         .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
+    let mut inputs = crate::cmd::model_inputs("--model", &a.model);
+    inputs.push(("--peft", a.peft.clone()));
+    let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
+    outpath::check_file("--out", &a.out, &inputs, crate::cmd::force())?;
     let g = crate::cmd::open(&a.model)?;
     let model = Model::load(&g)?;
     let imp = peft::import(&a.peft, &model, BaseInfo::from_gguf(g.main()))?;
