@@ -25,7 +25,7 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Inference numerics for generate/chat/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
+    /// Inference numerics for generate/chat/serve/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
     /// activations with integer dot products, f16 K/V) or `f32` (float activations; training
     /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
@@ -204,7 +204,7 @@ enum Command {
         (--queue; beyond it HTTP 503). Sampling: temperature (0 = greedy), top_p, top_k, max_tokens, seed, stop.\n\
         SIGTERM/Ctrl-C: requests already accepted finish, new ones are refused, then it exits.\n\n\
         Example:\n  \
-        finetune serve --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai=samurai.gguf --lora pirate=pirate.gguf:0.8\n  \
+        finetune serve --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai=samurai.gguf --lora yaml=yaml.gguf:0.8\n  \
         curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n      \
         -d '{\"model\": \"SmolLM2-135M-Instruct.Q4_1+samurai\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"temperature\": 0}'")]
     Serve(cmd::serve::ServeArgs),
