@@ -25,7 +25,7 @@ struct Cli {
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
-    /// Inference numerics for generate/chat/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
+    /// Inference numerics for generate/chat/serve/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
     /// activations with integer dot products, f16 K/V) or `f32` (float activations; training
     /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
@@ -201,6 +201,18 @@ enum Command {
         #[arg(long, value_name = "A.gguf[:SCALE]")]
         lora: Vec<String>,
     },
+    /// Serve a model over an OpenAI-compatible HTTP API, with adapters chosen per request.
+    #[command(after_help = "Endpoints: POST /v1/chat/completions (\"stream\": true for server-sent events), POST /v1/completions,\n\
+        GET /v1/models (the base and BASE+NAME per adapter), GET /health. A request picks its adapters with\n\
+        \"model\": \"BASE+NAME\" (\"BASE+A+B\" stacks them) or llama-server's \"lora\": [{\"id\": N | \"name\": \"NAME\", \"scale\": S}].\n\
+        Adapters are loaded once; one request runs at a time with its own adapters, others wait in the queue\n\
+        (--queue; beyond it HTTP 503). Sampling: temperature (0 = greedy), top_p, top_k, max_tokens, seed, stop.\n\
+        SIGTERM/Ctrl-C: requests already accepted finish, new ones are refused, then it exits.\n\n\
+        Example:\n  \
+        finetune serve --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai=samurai.gguf --lora yaml=yaml.gguf:0.8\n  \
+        curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\\n      \
+        -d '{\"model\": \"SmolLM2-135M-Instruct.Q4_1+samurai\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"temperature\": 0}'")]
+    Serve(cmd::serve::ServeArgs),
     /// Fold LoRA adapters into the model's weights and write one GGUF (for LM Studio and other tools
     /// that take only a model file).
     #[command(after_help = "Each adapted weight becomes W + scale·(alpha/r)·B·A. With --type auto (the default) it is stored in\n\
@@ -230,7 +242,8 @@ enum Command {
     /// several adapters into one.
     #[command(after_help = "Examples:\n  \
         finetune export --peft samurai-peft --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
-        finetune export --ollama samurai-ollama --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n  \
+        finetune export --ollama samurai-ollama --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n    \
+        (Modelfile with ADAPTER: Ollama < 0.34.1; add --merge for Modelfile.merged + samurai.gguf: any version)\n  \
         finetune export --lmstudio --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf\n    \
         (merged, into ~/.lmstudio/models/finetune/samurai/samurai.gguf)\n  \
         finetune export --merge-adapters samurai.gguf yaml.gguf:0.5 --out both.gguf")]
@@ -382,6 +395,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Perplexity { model, file, ctx, lora } => cmd::perplexity::run(model, file, ctx, lora),
         Command::Merge { model, lora, out, ty } => cmd::merge::run(model, lora, out, ty),
         Command::Export(a) => cmd::export::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Import(a) => cmd::export::run_import(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Data(DataCommand::Stats(a)) => cmd::data::stats(a),

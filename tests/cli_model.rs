@@ -49,7 +49,7 @@ fn tokenize_and_perplexity_commands() {
 
 #[test]
 fn every_subcommand_help_has_an_example() {
-    for sub in ["inspect", "tokenize", "generate", "chat", "perplexity", "bench"] {
+    for sub in ["inspect", "tokenize", "generate", "chat", "perplexity", "bench", "serve"] {
         let (ok, out, _, _) = run(&[sub, "--help"]);
         assert!(ok);
         assert!(out.contains("finetune ") && (out.contains("Example") || out.contains("Examples")), "{sub} --help:\n{out}");

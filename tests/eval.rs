@@ -448,7 +448,7 @@ fn bad_input_names_the_record() {
     bad("missing", &[json!({"prompt": "a", "response": "b"}), json!({"prompt": "c"})], "2: missing field");
     // --out never overwrites an input.
     let (ok, _, err) = run(&["eval", "--model", ms, "--data", ds, "--metric", "exact", "--out", ds]);
-    assert!(!ok && err.contains("is an input"), "{err}");
+    assert!(!ok && err.contains("is the same file as --data"), "{err}");
 }
 
 #[test]

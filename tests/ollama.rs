@@ -122,24 +122,34 @@ fn canon(p: &Path) -> String {
     std::fs::canonicalize(p).unwrap().to_str().unwrap().to_string()
 }
 
-/// The golden Modelfile `tests/data/ollama/NAME` with `{BASE}`/`{ADAPTER}` filled in.
-/// `FINETUNE_UPDATE_GOLDEN=1` rewrites it from `actual` first (review the diff before committing).
-fn golden(name: &str, base: &Path, adapter: &Path, actual: &str) -> String {
+/// The golden Modelfile `tests/data/ollama/NAME` with the placeholders (`{BASE}`, `{ADAPTER}`,
+/// `{MERGED}`) filled in with canonical paths. `FINETUNE_UPDATE_GOLDEN=1` rewrites it from
+/// `actual` first (review the diff before committing).
+fn golden_with(name: &str, subs: &[(&str, &Path)], actual: &str) -> String {
     let p = root().join("tests/data/ollama").join(name);
     if std::env::var_os("FINETUNE_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&p, actual.replace(&canon(adapter), "{ADAPTER}").replace(&canon(base), "{BASE}")).unwrap();
+        let t = subs.iter().fold(actual.to_string(), |t, (k, v)| t.replace(&canon(v), k));
+        std::fs::write(&p, t).unwrap();
     }
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    text.replace("{BASE}", &canon(base)).replace("{ADAPTER}", &canon(adapter))
+    subs.iter().fold(text, |t, (k, v)| t.replace(k, &canon(v)))
 }
 
-fn run_export(dir: &Path, model: &Path, lora: &Path, system: Option<&str>) -> std::process::Output {
+fn golden(name: &str, base: &Path, adapter: &Path, actual: &str) -> String {
+    golden_with(name, &[("{ADAPTER}", adapter), ("{BASE}", base)], actual)
+}
+
+fn run_export_with(dir: &Path, model: &Path, lora: &Path, system: Option<&str>, extra: &[&str]) -> std::process::Output {
     let mut c = Command::new(bin());
-    c.args(["export", "--ollama"]).arg(dir).arg("--model").arg(model).arg("--lora").arg(lora);
+    c.args(["export", "--ollama"]).arg(dir).arg("--model").arg(model).arg("--lora").arg(lora).args(extra);
     if let Some(s) = system {
         c.args(["--system", s]);
     }
     c.output().unwrap()
+}
+
+fn run_export(dir: &Path, model: &Path, lora: &Path, system: Option<&str>) -> std::process::Output {
+    run_export_with(dir, model, lora, system, &[])
 }
 
 /// Export with the CLI, compare with the golden file and with Go.
@@ -151,11 +161,8 @@ fn check_real_model(model: &Path, golden_name: &str, system: Option<&str>, want_
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "export --ollama failed:\n{stderr}");
     let mf_path = out_dir.join("Modelfile");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim_end(),
-        format!("ollama create my-adapter-v1 -f {}", mf_path.display()),
-        "the printed ollama create line"
-    );
+    let first_line = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string();
+    assert_eq!(first_line, format!("ollama create my-adapter-v1 -f {}", mf_path.display()), "the printed ollama create line");
     let mf = std::fs::read_to_string(&mf_path).unwrap();
     assert_eq!(mf, golden(golden_name, model, &lora, &mf), "Modelfile differs from tests/data/ollama/{golden_name}");
     let g = GgufFile::open(model).unwrap();
@@ -180,13 +187,65 @@ fn smollm2_modelfile_matches_golden_and_go_renders_the_chat_template() {
     );
 }
 
+/// `--merge` (or what the architecture / `--ollama-version` needs): `Modelfile.merged` FROM the
+/// merged GGUF, no ADAPTER, same TEMPLATE (Go-checked); the merged model keeps the chat template.
+/// Returns the stdout lines.
+fn check_merged(model: &Path, golden_name: &str, extra: &[&str], want_adapter_modelfile: bool) -> Vec<String> {
+    let dir = tmpdir(&format!("ollama-merged-{golden_name}"));
+    let lora = adapter_for(model, &dir, "my-Adapter v1.gguf");
+    let out_dir = dir.join("out");
+    let out = run_export_with(&out_dir, model, &lora, None, extra);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "export --ollama {extra:?} failed:\n{stderr}");
+    let merged = out_dir.join("my-adapter-v1.gguf");
+    let mf_path = out_dir.join("Modelfile.merged");
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.last().unwrap(), &format!("ollama create my-adapter-v1 -f {}", mf_path.display()), "{lines:?}");
+    assert_eq!(out_dir.join("Modelfile").exists(), want_adapter_modelfile, "{stderr}");
+    assert_eq!(lines.len(), 1 + want_adapter_modelfile as usize, "{lines:?}");
+    let mf = std::fs::read_to_string(&mf_path).unwrap();
+    assert!(!mf.contains("ADAPTER"), "{mf}");
+    assert_eq!(
+        mf,
+        golden_with(golden_name, &[("{MERGED}", &merged)], &mf),
+        "Modelfile.merged differs from tests/data/ollama/{golden_name}"
+    );
+    let (g, gm) = (GgufFile::open(model).unwrap(), GgufFile::open(&merged).unwrap());
+    assert_eq!(gm.get_str("tokenizer.chat_template"), g.get_str("tokenizer.chat_template"), "the merged model keeps the template");
+    assert_eq!(gm.tensors.len(), g.tensors.len());
+    let t = ChatTemplate::from_gguf_file(&gm).unwrap();
+    let bos_id = gm.get_u64("tokenizer.ggml.bos_token_id").unwrap() as usize;
+    let bos = gm.get("tokenizer.ggml.tokens").unwrap().as_array().unwrap()[bos_id].as_str().unwrap().to_string();
+    let add_bos = gm.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+    let family = detect(&t, add_bos.then_some(bos.as_str()), &merged, "test").unwrap();
+    check_against_go(&mf, &t, None, add_bos.then_some(bos.as_str()), &family);
+    lines
+}
+
+#[test]
+fn smollm2_merged_modelfile_for_every_ollama_version() {
+    // --merge: both Modelfiles.
+    check_merged(&smollm(), "smollm2-merged.Modelfile", &["--merge"], true);
+    // Ollama ≥ 0.34.1 rejects ADAPTER: the merged one only.
+    check_merged(&smollm(), "smollm2-merged.Modelfile", &["--ollama-version", "0.34.1"], false);
+    // A version before 0.34.1 on an architecture its llama.cpp runner serves: ADAPTER only.
+    let dir = tmpdir("ollama-old-version");
+    let lora = adapter_for(&smollm(), &dir, "a.gguf");
+    let out = run_export_with(&dir.join("o"), &smollm(), &lora, None, &["--ollama-version", "0.20.0"]);
+    assert!(out.status.success() && dir.join("o/Modelfile").exists() && !dir.join("o/Modelfile.merged").exists());
+    let out = run_export_with(&dir.join("o2"), &smollm(), &lora, None, &["--ollama-version", "zero"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--ollama-version \"zero\""), "{e}");
+    assert!(!dir.join("o2").exists());
+}
+
 #[test]
 fn gemma3_modelfile_matches_golden_and_go_renders_the_chat_template() {
-    let dir = tmpdir("ollama-gemma-warn");
-    let lora = adapter_for(&gemma(), &dir, "g.gguf");
-    let out = run_export(&dir.join("o"), &gemma(), &lora, None);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.contains("loras are not yet implemented"), "{stderr}");
+    // gemma3: its ADAPTER Modelfile only works with Ollama 0.30.0–0.34.0, so the merged one is
+    // written too without being asked; with a pre-0.30 version only the merged one.
+    let lines = check_merged(&gemma(), "gemma3-merged.Modelfile", &[], true);
+    assert!(lines[0].ends_with("/Modelfile"), "{lines:?}");
+    check_merged(&gemma(), "gemma3-merged.Modelfile", &["--ollama-version", "0.29.0"], false);
     check_real_model(&gemma(), "gemma3.Modelfile", None, Family::Gemma);
     check_real_model(&gemma(), "gemma3-system.Modelfile", Some("Reply in French."), Family::Gemma);
 }
@@ -206,7 +265,7 @@ fn check_fixture(jinja: &str, bos: &str, add_bos: bool, golden_name: &str, syste
     let family = detect(&t, add_bos.then_some(bos), &path, "fixture").unwrap();
     assert_eq!(family, want);
     let base = smollm();
-    let mf = modelfile(&ModelfileSpec { base: &base, adapter: &lora, family: &family, system }).unwrap();
+    let mf = modelfile(&ModelfileSpec { base: &base, adapter: Some(&lora), family: &family, system }).unwrap();
     assert_eq!(mf, golden(golden_name, &base, &lora, &mf), "Modelfile differs from tests/data/ollama/{golden_name}");
     check_against_go(&mf, &t, system, add_bos.then_some(bos), &family);
 }

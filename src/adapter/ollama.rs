@@ -26,20 +26,24 @@
 //! `add_bos_token`), so the templates do not write it. Go templates have no trim function:
 //! contents are inserted verbatim, where the Llama 3 and Gemma Jinja templates trim them.
 //!
-//! **Which adapters Ollama applies.** Ollama's Modelfile documentation
-//! (<https://github.com/ollama/ollama/blob/main/docs/modelfile.md#adapter>) says: "The `ADAPTER`
-//! instruction specifies a fine tuned LoRA adapter that should apply to the base model. The value
-//! of the adapter should be an absolute path or a path relative to the Modelfile. The base model
-//! should be specified with a `FROM` instruction. If the base model is not the same as the base
-//! model that the adapter was tuned from the behaviour will be erratic." and lists "Currently
-//! supported Safetensor adapters: Llama (including Llama 2, Llama 3, and Llama 3.1); Mistral
-//! (including Mistral 1, Mistral 2, and Mixtral); Gemma (including Gemma 1 and Gemma 2)", next to
-//! "GGUF adapter: `ADAPTER ./ollama-lora.gguf`" with no architecture list. GGUF adapters are
-//! applied by Ollama's llama.cpp runner; architectures that Ollama runs on its own engine
-//! (`OllamaEngineRequired` in Ollama's `fs/ggml/ggml.go`: gemma3, gemma3n, qwen3, mistral3,
-//! llama4, … — read from Ollama's source, not its documentation) fail when the model is loaded
-//! with "loras are not yet implemented" (`runner/ollamarunner`), although `ollama create`
-//! accepts them. [`ollama_engine_arch`] lists those this engine can train.
+//! **Which Modelfile works with which Ollama.** Ollama's Modelfile documentation
+//! (<https://github.com/ollama/ollama/blob/main/docs/modelfile.md#adapter>) describes `ADAPTER`
+//! ("a fine tuned LoRA adapter that should apply to the base model … If the base model is not the
+//! same as the base model that the adapter was tuned from the behaviour will be erratic") and
+//! takes GGUF adapters (`ADAPTER ./ollama-lora.gguf`). Three periods (see [`plan`]):
+//!
+//! * before v0.30.0, architectures Ollama ran on its own engine (`OllamaEngineRequired` in
+//!   Ollama's `fs/ggml/ggml.go`: gemma3, gemma3n, qwen3, mistral3, llama4, … — read from
+//!   Ollama's source) failed to load with an adapter ("loras are not yet implemented"); the
+//!   others ran in its llama.cpp runner, which applies it;
+//! * since v0.30.0 (ollama PR #16031) every GGUF model runs in upstream llama-server, which
+//!   applies GGUF adapters for every architecture;
+//! * since v0.34.1 (ollama PR #14969; reported in generative-computing/mellea #1651) `ollama
+//!   create` rejects any Modelfile with `ADAPTER` (models created earlier still run).
+//!
+//! A Modelfile whose `FROM` is the merged GGUF (the adapter folded in, `merge --type auto`)
+//! works with every version; the `ADAPTER` one is smaller (the base file is shared).
+//! [`ollama_engine_arch`] lists the affected architectures this engine can train.
 
 use std::path::{Path, PathBuf};
 
@@ -193,9 +197,9 @@ impl Family {
     }
 }
 
-/// Architectures this engine can train that Ollama runs on its own engine, which does not
-/// apply LoRA adapters (see the module documentation); `ollama create` accepts the Modelfile but
-/// loading the model fails.
+/// Architectures this engine can train that Ollama before v0.30.0 ran on its own engine, which
+/// did not apply LoRA adapters (see the module documentation): `ollama create` accepted the
+/// Modelfile but loading the model failed.
 pub fn ollama_engine_arch(arch: &str) -> bool {
     matches!(arch, "gemma3" | "gemma3n" | "qwen3" | "qwen3moe" | "mistral3" | "llama4" | "olmo3")
 }
@@ -293,27 +297,118 @@ fn path_arg(what: &str, p: &Path) -> Result<String, OllamaError> {
     Ok(if s.contains(' ') || s.contains('\t') { format!("\"{s}\"") } else { s })
 }
 
+/// An Ollama version, `MAJOR.MINOR.PATCH`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OllamaVersion(pub u32, pub u32, pub u32);
+
+impl OllamaVersion {
+    /// Since this version every GGUF model runs in upstream llama-server (ollama PR #16031).
+    pub const LLAMA_SERVER: OllamaVersion = OllamaVersion(0, 30, 0);
+    /// Since this version `ollama create` rejects `ADAPTER` (ollama PR #14969).
+    pub const NO_ADAPTER: OllamaVersion = OllamaVersion(0, 34, 1);
+
+    /// Parse `0.34.1`, `v0.30` (a missing part is 0).
+    pub fn parse(s: &str) -> Result<Self, OllamaError> {
+        let bad = || OllamaError::Invalid(format!("--ollama-version {s:?}: expected a version like 0.34.1"));
+        let t = s.trim().trim_start_matches('v');
+        let parts: Vec<&str> = t.split('.').collect();
+        if parts.is_empty() || parts.len() > 3 {
+            return Err(bad());
+        }
+        let mut v = [0u32; 3];
+        for (i, p) in parts.iter().enumerate() {
+            v[i] = p.parse().map_err(|_| bad())?;
+        }
+        Ok(OllamaVersion(v[0], v[1], v[2]))
+    }
+}
+
+impl std::fmt::Display for OllamaVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// Which Modelfiles to write, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Write `Modelfile` with `FROM` the base and `ADAPTER` the adapter.
+    pub adapter: bool,
+    /// Merge the adapter and write `Modelfile.merged` with `FROM` the merged GGUF.
+    pub merged: bool,
+    /// Why the merged one is written, or why the adapter one is not (empty when neither applies).
+    pub why: String,
+}
+
+/// The Modelfiles for a base of architecture `arch`, for Ollama `version` (unknown: `None`),
+/// with `--merge` given or not:
+///
+/// * a known version ≥ 0.34.1: the merged one only (`ADAPTER` is refused);
+/// * a known version < 0.30.0 and an architecture of [`ollama_engine_arch`]: the merged one only
+///   (the adapter would not load);
+/// * any other known version: the `ADAPTER` one, and the merged one with `--merge`;
+/// * no version: the `ADAPTER` one (Ollama < 0.34.1), and the merged one with `--merge` or when
+///   the architecture is one of [`ollama_engine_arch`] (its `ADAPTER` Modelfile only works on
+///   0.30.0 ≤ version < 0.34.1).
+pub fn plan(arch: &str, version: Option<OllamaVersion>, merge: bool) -> Plan {
+    let engine = ollama_engine_arch(arch);
+    match version {
+        Some(v) if v >= OllamaVersion::NO_ADAPTER => Plan {
+            adapter: false,
+            merged: true,
+            why: format!("Ollama {v} rejects ADAPTER in `ollama create` (since 0.34.1, ollama PR #14969)"),
+        },
+        Some(v) if v < OllamaVersion::LLAMA_SERVER && engine => Plan {
+            adapter: false,
+            merged: true,
+            why: format!("Ollama {v} runs '{arch}' on its own engine, which does not apply adapters (fixed in 0.30.0, ollama PR #16031)"),
+        },
+        Some(_) => Plan { adapter: true, merged: merge, why: if merge { "--merge".into() } else { String::new() } },
+        None if merge => Plan { adapter: true, merged: true, why: "--merge".into() },
+        None if engine => Plan {
+            adapter: true,
+            merged: true,
+            why: format!(
+                "for '{arch}' the ADAPTER Modelfile works only with Ollama 0.30.0 to 0.34.0 (older versions do not apply \
+                 adapters to it, newer ones reject ADAPTER)"
+            ),
+        },
+        None => Plan { adapter: true, merged: false, why: String::new() },
+    }
+}
+
 /// What goes into a Modelfile.
 #[derive(Clone, Debug)]
 pub struct ModelfileSpec<'a> {
-    /// The base GGUF.
+    /// The model of `FROM`: the base GGUF (with an adapter) or the merged GGUF.
     pub base: &'a Path,
-    /// The GGUF LoRA adapter.
-    pub adapter: &'a Path,
+    /// The GGUF LoRA adapter (`ADAPTER`); `None` for a merged model.
+    pub adapter: Option<&'a Path>,
     /// The prompt format.
     pub family: &'a Family,
     /// The `SYSTEM` prompt, if any.
     pub system: Option<&'a str>,
 }
 
-/// The Modelfile text: a comment, `FROM`, `ADAPTER` (absolute paths), `TEMPLATE """…"""`,
-/// `PARAMETER stop` per end-of-turn string and `SYSTEM """…"""` when given.
+/// The Modelfile text: a comment, `FROM`, `ADAPTER` when given (absolute paths), `TEMPLATE
+/// """…"""`, `PARAMETER stop` per end-of-turn string and `SYSTEM """…"""` when given.
 pub fn modelfile(spec: &ModelfileSpec) -> Result<String, OllamaError> {
     let template = spec.family.go_template();
     check_text("the template", &template)?;
-    let mut s = format!("# Written by `finetune export --ollama`; prompt format: {}.\n", spec.family.name());
-    s += &format!("FROM {}\n", path_arg("base model", spec.base)?);
-    s += &format!("ADAPTER {}\n", path_arg("adapter", spec.adapter)?);
+    let mut s = match spec.adapter {
+        Some(_) => format!(
+            "# Written by `finetune export --ollama` for Ollama < 0.34.1 (FROM + ADAPTER); prompt format: {}.\n",
+            spec.family.name()
+        ),
+        None => format!(
+            "# Written by `finetune export --ollama` for any Ollama version (FROM the merged model); prompt format: {}.\n",
+            spec.family.name()
+        ),
+    };
+    s += &format!("FROM {}\n", path_arg(if spec.adapter.is_some() { "base model" } else { "merged model" }, spec.base)?);
+    if let Some(a) = spec.adapter {
+        s += &format!("ADAPTER {}\n", path_arg("adapter", a)?);
+    }
     s += &format!("TEMPLATE \"\"\"{template}\"\"\"\n");
     for stop in spec.family.stops() {
         s += &format!("PARAMETER stop \"{stop}\"\n");
@@ -325,11 +420,9 @@ pub fn modelfile(spec: &ModelfileSpec) -> Result<String, OllamaError> {
     Ok(s)
 }
 
-/// The result of [`export`].
+/// A base and adapter checked for export: the prompt format and the architecture.
 #[derive(Clone, Debug)]
-pub struct Exported {
-    /// The written `DIR/Modelfile`.
-    pub modelfile: PathBuf,
+pub struct Prepared {
     /// The recognised prompt format.
     pub family: Family,
     /// The base's `general.architecture`.
@@ -362,9 +455,9 @@ fn check_adapter(base: &GgufFile, adapter: &Path) -> Result<(), OllamaError> {
     Ok(())
 }
 
-/// Write `dir/Modelfile` for `base` + `adapter` (creating `dir`), the template translated from
-/// the base's chat template (or the built-in one for its architecture when it has none).
-pub fn export(dir: &Path, base: &Path, adapter: &Path, system: Option<&str>) -> Result<Exported, OllamaError> {
+/// Check `adapter` against `base` and recognise the prompt format from the base's chat template
+/// (or the built-in one for its architecture when it has none).
+pub fn prepare(base: &Path, adapter: &Path) -> Result<Prepared, OllamaError> {
     let g = GgufFile::open(base)?;
     check_adapter(&g, adapter)?;
     let t = ChatTemplate::from_gguf_file(&g).map_err(|e| OllamaError::Chat { file: base.into(), source: e })?;
@@ -375,14 +468,18 @@ pub fn export(dir: &Path, base: &Path, adapter: &Path, system: Option<&str>) -> 
     let tok = Tokenizer::from_gguf(&g).map_err(|e| OllamaError::Invalid(format!("{}: {e}", base.display())))?;
     let added_bos = tok.bos().filter(|_| tok.add_bos()).map(|id| tok.token_text(id));
     let family = detect(&t, added_bos, base, &origin)?;
-    let text = modelfile(&ModelfileSpec { base, adapter, family: &family, system })?;
+    Ok(Prepared { family, architecture: g.architecture().unwrap_or("").to_string() })
+}
+
+/// Write `text` to `dir/name` atomically (creating `dir`).
+pub fn write_modelfile(dir: &Path, name: &str, text: &str) -> Result<PathBuf, OllamaError> {
     std::fs::create_dir_all(dir).map_err(|e| OllamaError::Io { file: dir.into(), source: e })?;
-    let path = dir.join("Modelfile");
+    let path = dir.join(name);
     crate::util::outpath::write_atomic(&path, text.as_bytes()).map_err(|e| match e {
         crate::error::Error::Io { source, .. } => OllamaError::Io { file: path.clone(), source },
         other => OllamaError::Invalid(other.to_string()),
     })?;
-    Ok(Exported { modelfile: path, family, architecture: g.architecture().unwrap_or("").to_string() })
+    Ok(path)
 }
 
 /// A model name for `ollama create` from a file stem: lowercase ASCII letters, digits, `-`,
@@ -397,5 +494,40 @@ pub fn model_name(stem: &str) -> String {
         "finetuned".into()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert_eq!(OllamaVersion::parse("0.34.1").unwrap(), OllamaVersion::NO_ADAPTER);
+        assert_eq!(OllamaVersion::parse("v0.30").unwrap(), OllamaVersion::LLAMA_SERVER);
+        assert!(OllamaVersion::parse("0.34.0").unwrap() < OllamaVersion::NO_ADAPTER);
+        assert!(OllamaVersion::parse("1.0.0").unwrap() > OllamaVersion::NO_ADAPTER);
+        for bad in ["", "x", "0.1.2.3", "0..1"] {
+            assert!(OllamaVersion::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn which_modelfiles_for_which_version() {
+        let v = |s| Some(OllamaVersion::parse(s).unwrap());
+        let p = |arch, ver, merge| {
+            let p = plan(arch, ver, merge);
+            (p.adapter, p.merged)
+        };
+        assert_eq!(p("llama", None, false), (true, false));
+        assert_eq!(p("llama", None, true), (true, true));
+        assert_eq!(p("gemma3", None, false), (true, true));
+        assert_eq!(p("llama", v("0.34.1"), false), (false, true));
+        assert_eq!(p("llama", v("0.34.0"), false), (true, false));
+        assert_eq!(p("gemma3", v("0.29.9"), false), (false, true));
+        assert_eq!(p("llama", v("0.29.9"), false), (true, false));
+        assert_eq!(p("gemma3", v("0.30.0"), false), (true, false));
+        assert_eq!(p("qwen3", v("0.31.2"), true), (true, true));
+        assert!(plan("llama", v("0.40.0"), false).why.contains("PR #14969"));
     }
 }

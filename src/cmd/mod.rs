@@ -9,6 +9,7 @@ pub mod generate;
 pub mod inspect;
 pub mod merge;
 pub mod perplexity;
+pub mod serve;
 pub mod tokenize;
 pub mod train;
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the reference implementations (oracles) into a venv kept outside the clone:
 #   gguf (ggml's own numpy decoders/encoders), numpy, llama-cpp-python (real llama.cpp, built from source);
-#   v2 adds PyTorch (CPU) + transformers + peft for the LoRA training reference (tests/peft.rs).
+#   v2 adds PyTorch (CPU) + transformers + peft for the LoRA training reference (tests/peft.rs);
+#   then the openai client for the server test (tests/serve.rs).
 # Prints nothing on success but the venv's python path on stdout. Idempotent: reuses the venv when complete.
 set -euo pipefail
 root="${FINETUNE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/finetune}"
@@ -32,6 +33,13 @@ if [ ! -f "$venv/.oracle-v2" ]; then
   "$venv/bin/python" -c "import torch, transformers, peft; assert not torch.cuda.is_available(); \
 torch.ones(2, requires_grad=True).sum().backward()" >&2
   touch "$venv/.oracle-v2"
+fi
+if [ ! -f "$venv/.oracle-openai" ]; then
+  # The official OpenAI Python client drives `finetune serve` in tests/serve.rs.
+  echo "oracle: adding the openai client to $venv" >&2
+  "$venv/bin/python" -m pip install --quiet "openai==3.63.0" >&2
+  "$venv/bin/python" -c "import openai" >&2
+  touch "$venv/.oracle-openai"
 fi
 if ! command -v go >/dev/null 2>&1; then
   # Go's standard text/template renders Ollama Modelfile templates in tests/ollama.rs.

@@ -19,9 +19,18 @@ pub struct ExportArgs {
     /// Write a PEFT adapter directory (adapter_model.safetensors + adapter_config.json).
     #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
     pub peft: Option<PathBuf>,
-    /// Write an Ollama Modelfile into DIR (FROM the base, ADAPTER the adapter, TEMPLATE, stops).
+    /// Write Ollama Modelfiles into DIR: `Modelfile` (FROM the base + ADAPTER; Ollama < 0.34.1) and,
+    /// with --merge, for architectures older Ollama ran without adapters (gemma3, qwen3, …) or as
+    /// --ollama-version asks, `Modelfile.merged` FROM the merged model DIR/<name>.gguf (any version).
     #[arg(long, value_name = "DIR", requires_all = ["model", "lora"])]
     pub ollama: Option<PathBuf>,
+    /// With --ollama: also merge the adapter and write `Modelfile.merged` (works with every Ollama).
+    #[arg(long, requires = "ollama")]
+    pub merge: bool,
+    /// With --ollama: the Ollama version to write for (e.g. 0.34.1; from 0.34.1 on only the merged
+    /// Modelfile, since `ollama create` rejects ADAPTER).
+    #[arg(long, value_name = "X.Y.Z", requires = "ollama")]
+    pub ollama_version: Option<String>,
     /// Merge the adapter into the model (`merge --type auto`) and write it in LM Studio's layout:
     /// DIR/<publisher>/<name>/<name>.gguf, DIR defaulting to ~/.lmstudio/models.
     #[arg(long, value_name = "DIR", num_args = 0..=1, requires_all = ["model", "lora"])]
