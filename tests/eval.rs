@@ -496,3 +496,39 @@ fn bundled_conversion_pairs_parse_and_agree() {
         assert!(train.iter().all(|r| !held.contains(&r["prompt"].as_str().unwrap())), "{task}: a held-out prompt is in the training file");
     }
 }
+
+/// The bundled Japanese style and Arabic examples load as eval items, every Japanese answer
+/// passes the documented `ends-with` metric, and under `--normalize arabic` the Arabic choice
+/// references reduce to the four labels of each task.
+#[test]
+fn bundled_style_and_arabic_sets_load() {
+    use finetune::eval::metric::{score, Metric, Score};
+    use finetune::eval::{load_items, Metrics};
+    use finetune::normalize::Normalize;
+    use finetune::train::data::Format;
+    let none = Normalize::default();
+    let ends = Metric::parse("ends-with:でござる|でござるよ|でござるな", &none).unwrap();
+    let mut n = 0;
+    for f in ["gozaru_ja.json", "gozaru_ja_eval.json"] {
+        let items = load_items(&common::root().join("examples").join(f), Format::Auto, &none, None).unwrap();
+        for it in &items {
+            assert_eq!(score(&ends, &it.reference, "", None, &[]), Score::Pass(true), "{f}:{}", it.line);
+        }
+        n += items.len();
+    }
+    assert!(n >= 300, "{n} Japanese records");
+    let arabic = Normalize::parse("arabic").unwrap();
+    for (task, labels) in [("topic", "رياضة,سياسة,اقتصاد,صحة"), ("dialect", "فصحى,مصري,شامي,خليجي")] {
+        let path = common::root().join(format!("examples/arabic_test_{task}.jsonl"));
+        let items = load_items(&path, Format::Auto, &arabic, None).unwrap();
+        let m = Metrics::prepare(&["choice".to_string()], Some(labels), &arabic, &items, &path).unwrap();
+        assert_eq!(m.labels.len(), 4);
+        let auto = Metrics::prepare(&["choice".to_string()], None, &arabic, &items, &path).unwrap();
+        assert_eq!(auto.labels.len(), 4, "{task}: {:?}", auto.labels);
+    }
+    let path = common::root().join("examples/arabic_test_capital.jsonl");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(raw.chars().any(|c| ('\u{064B}'..='\u{0652}').contains(&c)), "the test set carries tashkeel");
+    let items = load_items(&path, Format::Auto, &arabic, None).unwrap();
+    assert!(items.iter().all(|it| !it.reference.chars().any(|c| ('\u{064B}'..='\u{0652}').contains(&c))));
+}
