@@ -302,7 +302,7 @@ enum DataCommand {
     /// the response share of the tokens (with the model's tokenizer and chat template, as training).
     #[command(after_help = "Examples:\n  \
         finetune data stats --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --seq-len 64\n  \
-        finetune data stats --model models/gemma-3-270m-q4_k_m.gguf --data held.jsonl --normalize arabic --json")]
+        finetune data stats --model models/gemma-3-270m-q4_k_m.gguf --data examples/arabic_train.jsonl --normalize arabic --json")]
     Stats(cmd::data::StatsArgs),
 }
 
@@ -332,17 +332,20 @@ Metrics (--metric, repeatable; texts after ':' are normalised like the data):
                       (no generation): training's loss path, so it equals training's val loss for the
                       same records, --seq-len and adapter
 
+--normalize (as at training) applies to prompts, references and the generated outputs.
 --compare evaluates the base, each adapter alone and (with several) the stack, side by side.
 --out writes one JSON line per record and configuration: prompt, messages, reference, output,
 output_tokens, scores. The table ends with the generation speed (tokens/s, after each prompt).
 
 Examples:
   finetune eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --compare \\
-      --data held.jsonl --metric 'ends-with:, says the samurai.' --metric nll -n 64
-  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --lora conv.gguf --data conv_test.jsonl \\
-      --metric json --out results.jsonl --json
-  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --lora ar.gguf --data ar_test.jsonl \\
-      --normalize arabic+yaa --metric choice --choices رياضة,سياسة,اقتصاد";
+      --data examples/style_degozaru_eval.jsonl --metric 'ends-with:, says the samurai.' --metric nll -n 64
+  finetune eval --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/convert_test_json_to_yaml.jsonl \\
+      --metric yaml -n 160 --out results.jsonl --json
+  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --data examples/gozaru_ja_eval.json \\
+      --metric 'ends-with:でござる|でござるよ|でござるな' -n 48
+  finetune eval --model models/gemma-3-270m-q4_k_m.gguf --normalize arabic --data examples/arabic_test_topic.jsonl \\
+      --metric choice --choices رياضة,سياسة,اقتصاد,صحة -n 8";
 
 fn run(cli: Cli) -> Result<()> {
     let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

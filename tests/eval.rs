@@ -439,7 +439,7 @@ fn bad_input_names_the_record() {
         assert!(!ok && err.contains(&format!("{}:{want}", f.display())), "{tag}: {err}");
     };
     bad("text", &[json!({"text": "x"})], "1: a raw {\"text\"} record has no reference answer");
-    bad("user-last", &[json!({"prompt": "a", "response": "b"}), json!({"prompt": "c", "response": "  "})], "2: the reference answer");
+    bad("empty", &[json!({"prompt": "a", "response": "b"}), json!({"prompt": "c", "response": "  "})], "2: the reference answer");
     bad(
         "chat",
         &[json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]})],
@@ -457,4 +457,78 @@ fn help_has_examples() {
     assert!(ok && out.contains("finetune eval --model models/") && out.contains("ends-with") && out.contains("1 = 1.0 = 1e0"), "{out}");
     let (ok, out, _) = run(&["data", "stats", "--help"]);
     assert!(ok && out.contains("finetune data stats --model models/"), "{out}");
+}
+
+/// The bundled conversion example (examples/make_convert.py): every reference parses under its
+/// metric, and where source and answer hold the same values (JSON ↔ YAML, TOML → JSON) the two
+/// documents — written by the generator's own emitters — are equal under the metric's rules.
+#[test]
+fn bundled_conversion_pairs_parse_and_agree() {
+    use finetune::eval::{load_items, Metrics, Structured};
+    use finetune::normalize::Normalize;
+    use finetune::train::data::Format;
+    let tasks = [
+        ("json_to_yaml", Structured::Json, Structured::Yaml),
+        ("yaml_to_json", Structured::Yaml, Structured::Json),
+        ("toml_to_json", Structured::Toml, Structured::Json),
+        ("csv_to_json", Structured::Csv, Structured::Json),
+        ("json_to_xml", Structured::Json, Structured::Xml),
+    ];
+    let train = read_jsonl(&common::root().join("examples/convert_train.jsonl"));
+    assert_eq!(train.len(), 320);
+    for (task, from, to) in tasks {
+        let path = common::root().join(format!("examples/convert_test_{task}.jsonl"));
+        let items = load_items(&path, Format::Auto, &Normalize::default(), None).unwrap();
+        assert_eq!(items.len(), 16);
+        // Every reference parses (prepare fails naming the record otherwise).
+        Metrics::prepare(&[to.to_string()], None, &Normalize::default(), &items, &path).unwrap();
+        let records: Vec<Value> = read_jsonl(&path).into_iter().chain(train.iter().filter(|r| r["task"] == task).cloned()).collect();
+        assert_eq!(records.len(), 80, "{task}");
+        let held: Vec<&str> = records[..16].iter().map(|r| r["prompt"].as_str().unwrap()).collect();
+        for r in &records {
+            let (_, src) = r["prompt"].as_str().unwrap().split_once("\n\n").unwrap();
+            let a = from.parse(src).unwrap_or_else(|e| panic!("{task} source: {e}\n{src}"));
+            let b = to.parse(r["response"].as_str().unwrap()).unwrap_or_else(|e| panic!("{task} answer: {e}\n{r}"));
+            if !matches!(task, "csv_to_json" | "json_to_xml") {
+                assert_eq!(a, b, "{task}: {r}");
+            }
+        }
+        assert!(train.iter().all(|r| !held.contains(&r["prompt"].as_str().unwrap())), "{task}: a held-out prompt is in the training file");
+    }
+}
+
+/// The bundled Japanese style and Arabic examples load as eval items, every Japanese answer
+/// passes the documented `ends-with` metric, and under `--normalize arabic` the Arabic choice
+/// references reduce to the four labels of each task.
+#[test]
+fn bundled_style_and_arabic_sets_load() {
+    use finetune::eval::metric::{score, Metric, Score};
+    use finetune::eval::{load_items, Metrics};
+    use finetune::normalize::Normalize;
+    use finetune::train::data::Format;
+    let none = Normalize::default();
+    let ends = Metric::parse("ends-with:でござる|でござるよ|でござるな", &none).unwrap();
+    let mut n = 0;
+    for f in ["gozaru_ja.json", "gozaru_ja_eval.json"] {
+        let items = load_items(&common::root().join("examples").join(f), Format::Auto, &none, None).unwrap();
+        for it in &items {
+            assert_eq!(score(&ends, &it.reference, "", None, &[]), Score::Pass(true), "{f}:{}", it.line);
+        }
+        n += items.len();
+    }
+    assert!(n >= 300, "{n} Japanese records");
+    let arabic = Normalize::parse("arabic").unwrap();
+    for (task, labels) in [("topic", "رياضة,سياسة,اقتصاد,صحة"), ("dialect", "فصحى,مصري,شامي,خليجي")] {
+        let path = common::root().join(format!("examples/arabic_test_{task}.jsonl"));
+        let items = load_items(&path, Format::Auto, &arabic, None).unwrap();
+        let m = Metrics::prepare(&["choice".to_string()], Some(labels), &arabic, &items, &path).unwrap();
+        assert_eq!(m.labels.len(), 4);
+        let auto = Metrics::prepare(&["choice".to_string()], None, &arabic, &items, &path).unwrap();
+        assert_eq!(auto.labels.len(), 4, "{task}: {:?}", auto.labels);
+    }
+    let path = common::root().join("examples/arabic_test_capital.jsonl");
+    let raw = std::fs::read_to_string(&path).unwrap();
+    assert!(raw.chars().any(|c| ('\u{064B}'..='\u{0652}').contains(&c)), "the test set carries tashkeel");
+    let items = load_items(&path, Format::Auto, &arabic, None).unwrap();
+    assert!(items.iter().all(|it| !it.reference.chars().any(|c| ('\u{064B}'..='\u{0652}').contains(&c))));
 }

@@ -215,20 +215,29 @@ fn table(a: &EvalArgs, items: &[Item], metrics: &Metrics, results: &[ConfigResul
         rows.push(("generation tok/s".into(), results.iter().map(|r| format!("{:.1}", r.gen_tok_per_s())).collect()));
     }
     let head: Vec<String> = results.iter().map(|r| r.name.clone()).collect();
-    let w0 = rows.iter().map(|r| r.0.chars().count()).chain([6]).max().unwrap_or(6);
-    let widths: Vec<usize> = (0..head.len())
-        .map(|j| rows.iter().map(|r| r.1[j].chars().count()).chain([head[j].chars().count(), 8]).max().unwrap_or(8))
-        .collect();
+    // Display widths (CJK characters take two columns).
+    let width = |t: &str| unicode_width::UnicodeWidthStr::width(t);
+    let pad = |t: &str, w: usize, right: bool| {
+        let fill = " ".repeat(w.saturating_sub(width(t)));
+        if right {
+            format!("{fill}{t}")
+        } else {
+            format!("{t}{fill}")
+        }
+    };
+    let w0 = rows.iter().map(|r| width(&r.0)).chain([6]).max().unwrap_or(6);
+    let widths: Vec<usize> =
+        (0..head.len()).map(|j| rows.iter().map(|r| width(&r.1[j])).chain([width(&head[j]), 8]).max().unwrap_or(8)).collect();
     let mut s = format!("{} records of {}, {mode}, at most {} tokens\n", items.len(), a.data.display(), a.max_tokens);
-    s += &format!("{:<w0$}", "metric");
+    s += &pad("metric", w0, false);
     for (h, w) in head.iter().zip(&widths) {
-        s += &format!("  {h:>w$}");
+        s += &format!("  {}", pad(h, *w, true));
     }
     s += "\n";
     for (name, cells) in rows {
-        s += &format!("{name:<w0$}");
+        s += &pad(&name, w0, false);
         for (c, w) in cells.iter().zip(&widths) {
-            s += &format!("  {c:>w$}");
+            s += &format!("  {}", pad(c, *w, true));
         }
         s += "\n";
     }
