@@ -19,7 +19,11 @@ use finetune::{Error, Result};
     after_help = "Training (the top-level command):\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
-        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'"
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'\n\n\
+        Outputs: no command writes over one of its inputs (symlinks and hard links included); an existing output is\n\
+        replaced only with --force (--resume continues its --log and checkpoints and replaces the stopped run's partial\n\
+        adapter). Ctrl-C, SIGTERM or SIGHUP: the step finishes, a checkpoint and a partial adapter are written, exit\n\
+        130/143/129 (a second signal quits at once); continue with --resume OUT.gguf.ckpt."
 )]
 struct Cli {
     /// Worker threads (default: all cores).

@@ -2,7 +2,8 @@
 //! an output that is an input is refused (symlinks and hard links included) and the input keeps
 //! its sha256; an existing output needs --force; output problems and an adapter type that does
 //! not fit the rank are found before training; a full disk (`ulimit -f`) leaves no temp file;
-//! SIGKILL at random times then --resume ends on the uninterrupted run's bytes; SIGTERM, SIGINT
+//! SIGKILL at seeded random times (each start killed after two steps of its own plus 0–500 ms)
+//! then --resume ends on the uninterrupted run's bytes; SIGTERM, SIGINT
 //! and SIGHUP write a checkpoint and a partial adapter and exit 143/130/129; a damaged newest
 //! checkpoint is skipped for the previous one; old checkpoints are pruned.
 mod common;
@@ -292,20 +293,44 @@ fn delays(seed: u64, n: usize, lo_ms: u64, hi_ms: u64) -> Vec<Duration> {
 fn sigkill_at_random_times_then_resume_ends_on_the_same_bytes() {
     let dir = tmpdir("safety-kill");
     let (m, d) = inputs(&dir);
-    let steps = ["--steps", "10", "--save-every", "2"];
+    let steps = ["--steps", "30", "--save-every", "2"];
     let reference = dir.join("ref.gguf");
     let o = train(&m, &d, &reference, &steps);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let out = dir.join("k.gguf");
     let ck = dir.join("k.gguf.ckpt");
-    let has_checkpoint = || std::fs::read_dir(&ck).is_ok_and(|r| r.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".gguf")));
-    let (mut kills, mut temps_seen) = (0, 0);
-    for wait in delays(16, 20, 150, 1500) {
-        let resume = has_checkpoint();
+    let log = dir.join("k.jsonl");
+    let newest = || {
+        std::fs::read_dir(&ck).map_or(0, |r| {
+            r.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_prefix("checkpoint-")?.strip_suffix(".gguf")?.parse::<usize>().ok()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+    };
+    let logged = || std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    let (mut kills, mut temps_seen, mut resumes) = (0, 0, 0);
+    // Each start runs until it has logged two steps of its own, then is killed after a random
+    // 0–500 ms: during the checkpoint write that follows the second step or inside the next step.
+    for wait in delays(16, 20, 0, 500) {
+        let from = newest();
+        // The log as the resumed run will keep it (steps up to its checkpoint), so that waiting
+        // for a line past `from` waits for a step of this start.
+        let kept: String = std::fs::read_to_string(&log).unwrap_or_default().lines().take(from).map(|l| format!("{l}\n")).collect();
+        if from == 0 {
+            let _ = std::fs::remove_file(&log);
+        } else {
+            std::fs::write(&log, kept).unwrap();
+        }
         let mut a = steps.to_vec();
-        if resume {
+        a.extend(["--log", s(&log)]);
+        if from > 0 {
             a.extend(["--resume", s(&ck)]);
+            resumes += 1;
         }
         // A dead process's temp file is removed at start-up, a live one's is not.
         let dead = {
@@ -319,6 +344,12 @@ fn sigkill_at_random_times_then_resume_ends_on_the_same_bytes() {
         std::fs::write(&stale, b"stale").unwrap();
         std::fs::write(&live, b"live").unwrap();
         let mut child = spawn_train(&m, &d, &out, &a);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // Two steps of its own: the second one is followed by a checkpoint save.
+        while logged() < from + 2 && child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no step after {from} in 120 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(wait);
         if child.try_wait().unwrap().is_some() {
             let o = child.wait_with_output().unwrap();
@@ -330,41 +361,39 @@ fn sigkill_at_random_times_then_resume_ends_on_the_same_bytes() {
         child.wait().unwrap();
         kills += 1;
         assert!(live.exists(), "the temp file of a running process was removed");
+        assert!(!stale.exists(), "the stale temp file of a dead process was kept");
         std::fs::remove_file(&live).unwrap();
-        if wait > Duration::from_millis(1000) {
-            // Long enough for the start-up (it loads only a few MB before cleaning).
-            assert!(!stale.exists(), "the stale temp file of a dead process was kept");
-        }
-        let _ = std::fs::remove_file(&stale);
         temps_seen += temp_files(&dir).len();
         if out.exists() {
             break; // the run had finished when it was killed
         }
     }
-    eprintln!("{kills} kills, {temps_seen} temp files left by them");
+    eprintln!(
+        "{kills} kills ({resumes} starts resumed a checkpoint, the last from step {}), {temps_seen} temp files left by them",
+        newest()
+    );
     if !out.exists() {
         let mut a = steps.to_vec();
-        if has_checkpoint() {
-            a.extend(["--resume", s(&ck)]);
-        }
+        a.extend(["--log", s(&log), "--resume", s(&ck)]);
         let o = train(&m, &d, &out, &a);
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert!(temp_files(&dir).is_empty(), "left after the last start: {:?}", temp_files(&dir));
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&reference).unwrap(), "killed and resumed adapter differs");
+    assert_eq!(logged(), 30, "the metrics log holds each step once");
     let kept = std::fs::read_dir(&ck).unwrap().count();
     assert!((1..=3).contains(&kept), "{kept} checkpoints kept, --keep-checkpoints defaults to 3");
-    assert!(kills >= 10, "only {kills} kills landed");
+    assert!(kills >= 8 && resumes >= 5, "only {kills} kills landed, {resumes} resumed");
 }
 
-/// Start a 12-step run, wait until step `after` is logged (plus `extra`), send `sig`.
-fn signal_run(dir: &Path, m: &Path, d: &Path, name: &str, sig: &str, after: usize, extra: Duration, twice: bool) -> (Output, PathBuf) {
+/// Start a 12-step run, wait until step 1 is logged (plus `extra`), send `sig` (twice: again 30 ms later).
+fn signal_run(dir: &Path, m: &Path, d: &Path, name: &str, sig: &str, extra: Duration, twice: bool) -> (Output, PathBuf) {
     let out = dir.join(format!("{name}.gguf"));
     let log = dir.join(format!("{name}.jsonl"));
     let mut child = spawn_train(m, d, &out, &["--steps", "12", "--log", s(&log)]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < after {
-        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "{name}: no step {after}");
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 1 {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "{name}: no step 1");
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(extra);
@@ -386,7 +415,7 @@ fn stop_signals_write_a_checkpoint_and_a_partial_adapter() {
     assert!(o.status.success(), "{}", stderr(&o));
     let waits = delays(143, 3, 0, 400);
     for (i, (sig, name, code)) in [("-TERM", "SIGTERM", 143), ("-INT", "SIGINT", 130), ("-HUP", "SIGHUP", 129)].into_iter().enumerate() {
-        let (o, out) = signal_run(&dir, &m, &d, &name.to_lowercase(), sig, 1, waits[i], false);
+        let (o, out) = signal_run(&dir, &m, &d, &name.to_lowercase(), sig, waits[i], false);
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(code), "{name}:\n{e}");
         assert!(e.contains(&format!("interrupted by {name}")) && e.contains("PARTIAL") && e.contains("--resume"), "{e}");
@@ -407,7 +436,7 @@ fn stop_signals_write_a_checkpoint_and_a_partial_adapter() {
         }
     }
     // A second signal quits at once: no adapter.
-    let (o, out) = signal_run(&dir, &m, &d, "twice", "-INT", 1, Duration::ZERO, true);
+    let (o, out) = signal_run(&dir, &m, &d, "twice", "-INT", Duration::ZERO, true);
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(!out.exists(), "the second SIGINT did not quit at once:\n{}", stderr(&o));
 }

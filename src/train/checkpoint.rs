@@ -173,9 +173,12 @@ fn no_checkpoint(dir: &Path) -> Error {
     Error::usage(format!("--resume {}: no checkpoint-*.gguf in it", dir.display()))
 }
 
+/// Newer checkpoints that did not load, and why.
+pub type Skipped = Vec<(PathBuf, Error)>;
+
 /// Load `dir` when it is a file; otherwise the newest checkpoint in it that loads and
 /// validates, with the newer ones that did not and why (the caller warns about them).
-pub fn load_newest(dir: &Path) -> Result<(PathBuf, Checkpoint, Vec<(PathBuf, Error)>)> {
+pub fn load_newest(dir: &Path) -> Result<(PathBuf, Checkpoint, Skipped)> {
     if dir.is_file() {
         return Ok((dir.to_path_buf(), load(dir)?, Vec::new()));
     }
