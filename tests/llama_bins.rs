@@ -137,7 +137,9 @@ fn llama_completion(lora_args: &[String]) -> String {
 fn llama_completion_with_our_adapters_equals_generate() {
     let f = fixture();
     let (a, b) = (&f.a, &f.b);
-    let cases: Vec<(&str, Vec<String>, Vec<(&Path, f32)>)> = vec![
+    /// (name, llama-completion's adapter arguments, ours as PATH:SCALE)
+    type Case<'a> = (&'a str, Vec<String>, Vec<(&'a Path, f32)>);
+    let cases: Vec<Case> = vec![
         ("base", vec![], vec![]),
         ("--lora A", vec!["--lora".into(), s(a).into()], vec![(a, 1.0)]),
         ("--lora-scaled A:0.5", vec!["--lora-scaled".into(), format!("{}:0.5", a.display())], vec![(a, 0.5)]),
