@@ -45,6 +45,18 @@ pub fn oracle(args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("oracle {:?} printed non-JSON ({e}):\n{}", args, String::from_utf8_lossy(&out.stdout)))
 }
 
+/// The llama-cpp-python release whose vendored llama.cpp `tests/oracle/setup.sh` builds the
+/// command-line tools from (the same llama.cpp as the Python oracle's).
+pub const LLAMA_CPP_PYTHON: &str = "0.3.36";
+
+/// A llama.cpp command-line tool (`llama-completion`, `llama-server`, `llama-export-lora`, …) as
+/// built by `tests/oracle/setup.sh`; missing → a failure naming the command that builds it.
+pub fn llama_tool(name: &str) -> PathBuf {
+    let p = cache_dir().join(format!("llama.cpp-{LLAMA_CPP_PYTHON}/bin")).join(name);
+    assert!(p.is_file(), "ORACLE MISSING: {} not built. Run `bash tests/oracle/setup.sh` (the README's test command does).", p.display());
+    p
+}
+
 pub fn model(name: &str) -> PathBuf {
     let p = root().join("models").join(name);
     assert!(p.exists(), "MODEL MISSING: {} — run `bash models/fetch.sh`", p.display());

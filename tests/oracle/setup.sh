@@ -41,6 +41,35 @@ if [ ! -f "$venv/.oracle-openai" ]; then
   "$venv/bin/python" -c "import openai" >&2
   touch "$venv/.oracle-openai"
 fi
+# llama.cpp's own command-line tools, from the llama.cpp source that the llama-cpp-python sdist
+# above vendors (same version, same numerics): llama-completion (raw-prompt generation; llama-cli
+# is chat-only since late 2025), llama-cli, llama-server and llama-export-lora, for tests/llama_bins.rs.
+# CPU only (CMAKE_ARGS as for the venv's build), static, no network at build time (no prebuilt
+# web UI, no HTTPS). ~12 min of CPU on 2 cores.
+llama_version="0.3.36"
+llama_dir="$root/llama.cpp-$llama_version"
+if [ ! -f "$llama_dir/.built-v1" ]; then
+  echo "oracle: building llama.cpp tools from llama-cpp-python $llama_version's sdist into $llama_dir/bin" >&2
+  "$venv/bin/python" -m pip install --quiet --only-binary :all: "cmake==4.4.5" >&2
+  work="$(mktemp -d "$root/llama.cpp-build.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  "$venv/bin/python" -m pip download --quiet --no-deps --no-binary llama-cpp-python \
+    "llama-cpp-python==$llama_version" -d "$work" >&2
+  tar -xzf "$work/llama_cpp_python-$llama_version.tar.gz" -C "$work"
+  src="$work/llama_cpp_python-$llama_version/vendor/llama.cpp"
+  "$venv/bin/cmake" -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    ${CMAKE_ARGS:--DGGML_NATIVE=ON} -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
+  nice "$venv/bin/cmake" --build "$work/build" --config Release -j "$(nproc)" \
+    --target llama-completion llama-cli llama-server llama-export-lora >&2
+  mkdir -p "$llama_dir/bin"
+  for t in llama-completion llama-cli llama-server llama-export-lora; do
+    install -m 755 "$work/build/bin/$t" "$llama_dir/bin/$t"
+  done
+  "$llama_dir/bin/llama-completion" --version >&2
+  rm -rf "$work"
+  touch "$llama_dir/.built-v1"
+fi
 if ! command -v go >/dev/null 2>&1; then
   # Go's standard text/template renders Ollama Modelfile templates in tests/ollama.rs.
   echo "oracle: installing golang-go (Debian package) for the Ollama template oracle" >&2
