@@ -293,7 +293,7 @@ fn delays(seed: u64, n: usize, lo_ms: u64, hi_ms: u64) -> Vec<Duration> {
 fn sigkill_at_random_times_then_resume_ends_on_the_same_bytes() {
     let dir = tmpdir("safety-kill");
     let (m, d) = inputs(&dir);
-    let steps = ["--steps", "30", "--save-every", "2"];
+    let steps = ["--steps", "80", "--save-every", "2"];
     let reference = dir.join("ref.gguf");
     let o = train(&m, &d, &reference, &steps);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -380,10 +380,10 @@ fn sigkill_at_random_times_then_resume_ends_on_the_same_bytes() {
     }
     assert!(temp_files(&dir).is_empty(), "left after the last start: {:?}", temp_files(&dir));
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&reference).unwrap(), "killed and resumed adapter differs");
-    assert_eq!(logged(), 30, "the metrics log holds each step once");
+    assert_eq!(logged(), 80, "the metrics log holds each step once");
     let kept = std::fs::read_dir(&ck).unwrap().count();
     assert!((1..=3).contains(&kept), "{kept} checkpoints kept, --keep-checkpoints defaults to 3");
-    assert!(kills >= 8 && resumes >= 5, "only {kills} kills landed, {resumes} resumed");
+    assert!(kills >= 20 && resumes >= 19, "only {kills} kills landed, {resumes} resumed (the issue asks for 20)");
 }
 
 /// Start a 12-step run, wait until step 1 is logged (plus `extra`), send `sig` (twice: again 30 ms later).
