@@ -25,10 +25,12 @@ pub(crate) const TEMPLATE_NAME: &str = "chat_template";
 const RECURSION_LIMIT: usize = 200;
 /// Most bytes one render may output, and most bytes `{{ … }}` expressions may print (64 MiB).
 pub(crate) const MAX_PRINTED_BYTES: usize = 64 << 20;
-/// Instruction budget of one render (minijinja fuel: one per instruction, plus a share per byte
-/// of data produced). Qwen3's template over a 2 000-message conversation uses about 150 000; a
-/// template looping without end runs out after roughly 1-2 s.
-pub(crate) const FUEL: u64 = 50_000_000;
+/// Work budget of one render, in minijinja fuel: one per instruction, and one per 64 bytes of
+/// data produced or processed (strings and lists built by `~`, `+`, filters, output). 4 000 000
+/// fuel is 4 M instructions or 244 MiB of data, whichever comes first: a template that doubles
+/// a string in a loop stops before it holds ~250 MB, one looping without end after ~0.15 s.
+/// Qwen3's template over a 2 000-message conversation uses about 150 000.
+pub(crate) const FUEL: u64 = 4_000_000;
 
 /// Marks an error raised by the template's own `raise_exception(msg)`.
 #[derive(Debug)]
@@ -40,6 +42,17 @@ impl std::fmt::Display for Raised {
     }
 }
 impl std::error::Error for Raised {}
+
+/// Marks an error raised because a render hit the output cap.
+#[derive(Debug)]
+pub(crate) struct LimitHit;
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("template output cap reached")
+    }
+}
+impl std::error::Error for LimitHit {}
 
 /// Bytes printed so far by one render (kept in the render's [`State`]).
 struct Printed(usize);
@@ -302,7 +315,8 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
         let printed = state.get_or_insert_extension(Printed(0));
         printed.0 += s.len();
         if printed.0 > MAX_PRINTED_BYTES {
-            return Err(Error::new(ErrorKind::InvalidOperation, format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20)));
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20))
+                .with_source(LimitHit));
         }
         out.write_str(&s).map_err(|_| Error::from(ErrorKind::WriteFailure))
     });

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use finetune::adapter::{write_adapter, BaseInfo};
-use finetune::chat::ChatTemplate;
+use finetune::chat::{ChatError, ChatTemplate};
 use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::checkpoint;
-use finetune::train::data::{DataOptions, Dataset, Format};
+use finetune::train::data::{DataOptions, Dataset, Format, Problem};
 use finetune::train::optim::{AdamWConfig, Schedule};
-use finetune::train::plan::{human, parse_bytes, plan};
+use finetune::train::plan::{parse_bytes, plan};
 use finetune::train::plot::write_svg;
 use finetune::train::trainer::{default_out, train, TrainOptions, INTERRUPTED};
 use finetune::{Error, Result};
@@ -155,12 +155,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
         return Err(Error::usage("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)"));
     };
-    if !(0.0..1.0).contains(&a.dropout) {
-        return Err(Error::usage(format!("--dropout {} is outside [0, 1)", a.dropout)));
-    }
-    if a.rank == 0 {
-        return Err(Error::usage("--rank must be at least 1"));
-    }
+    super::checks::train_numbers(&a)?;
     let adapter_type = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
         .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
@@ -171,14 +166,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
     let model = Model::load(&g)?;
+    // The model's template when it does not compile: reported if a record needs it.
+    let mut broken_template = None;
     let tmpl = match &a.chat_template {
         Some(p) => {
-            let src = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            let src = super::read_text(p)?;
             let bos = tok.bos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             let eos = tok.eos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| Error::format(p, e))?)
         }
-        None => ChatTemplate::from_gguf_file(g.main()).ok(),
+        None => match ChatTemplate::from_gguf_file(g.main()) {
+            Ok(t) => Some(t),
+            Err(ChatError::NoTemplate { .. }) => None,
+            Err(e) => {
+                broken_template = Some(e);
+                None
+            }
+        },
     };
     let dopts = DataOptions {
         format: parse_format(&a.format)?,
@@ -189,8 +193,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         val_split: a.val_split,
         seed: a.seed,
         system_prompt: a.system.clone(),
+        max_file_bytes: super::max_input(),
     };
-    let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts)?;
+    super::memory::check_before_load(&model, &targets, a.rank, a.seq_len, &[Some(&data_path), a.val_data.as_deref()], max_ram)?;
+    let data = match Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts) {
+        Err(e) if e.problem() == Some(&Problem::NoTemplate) && broken_template.is_some() => {
+            let t = broken_template.take().expect("checked");
+            return Err(Error::format(
+                &model_path,
+                format!("the model's chat template (tokenizer.chat_template) cannot be used: {t}; pass --chat-template FILE, or train on {{\"text\"}} records"),
+            ));
+        }
+        r => r?,
+    };
     let say = |s: String| {
         if !a.quiet {
             eprintln!("{s}");
@@ -209,15 +224,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     say(format!("memory plan: peak ≈ {p}"));
-    if let Some(limit) = max_ram {
-        if p.total() > limit {
-            return Err(Error::usage(format!(
-                "the planned peak memory {} exceeds --max-ram {}: lower --seq-len or --rank, use fewer --targets, or a smaller model",
-                human(p.total()),
-                human(limit)
-            )));
-        }
-    }
+    super::memory::check_plan(p.total(), max_ram)?;
     let out = a.out.clone().unwrap_or_else(|| default_out(&model_path, &data_path));
     let checkpoint_dir = a.checkpoint_dir.clone().unwrap_or_else(|| {
         let mut s = out.as_os_str().to_owned();
@@ -245,6 +252,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_dir: checkpoint_dir.clone(),
         log: a.log.clone(),
         progress: !a.quiet,
+        max_rss: max_ram,
     };
     let resume = match &a.resume {
         Some(dir) => {

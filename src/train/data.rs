@@ -42,12 +42,14 @@ mod tokenize;
 use std::fmt;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 pub use crate::util::rng::SplitMix64;
 pub use batch::{arrange, Sequence};
 pub use error::{DataError, Problem};
-pub use record::{detect, parse_record, read_records, shape_of, Content, Format, Record, RecordSet};
+pub use record::{detect, parse_record, read_records, read_records_max, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};
 
 use crate::chat::ChatTemplate;
@@ -74,6 +76,9 @@ pub struct DataOptions {
     pub seed: u64,
     /// Replace every conversation's leading system messages by this one (no effect on raw text).
     pub system_prompt: Option<String>,
+    /// Largest data file read (bytes); larger files and non-regular files (directories, FIFOs,
+    /// devices) are refused before reading.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DataOptions {
@@ -87,6 +92,7 @@ impl Default for DataOptions {
             val_split: 0.0,
             seed: 42,
             system_prompt: None,
+            max_file_bytes: crate::util::input::DEFAULT_MAX_INPUT_BYTES,
         }
     }
 }
@@ -164,24 +170,45 @@ struct FileSamples {
 }
 
 fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &DataOptions) -> Result<FileSamples, DataError> {
-    let set = read_records(path, opts.format, opts.skip_bad_lines)?;
+    let set = read_records_max(path, opts.format, opts.skip_bad_lines, opts.max_file_bytes)?;
     let sopts =
         SampleOptions { seq_len: opts.seq_len, train_on_prompt: opts.train_on_prompt, system_prompt: opts.system_prompt.as_deref() };
-    let built: Vec<Result<(Sample, bool), Problem>> = set.records.par_iter().map(|r| build_sample(&r.content, tok, tmpl, sopts)).collect();
+    // The first error that ends the load (any error without `skip_bad_lines`, else one that
+    // [`Problem::stops_run`]) stops the records not yet started: a template that fails on every
+    // record costs one render per thread, not one per record.
+    let stop = AtomicBool::new(false);
+    let built: Vec<Option<Result<(Sample, bool), Problem>>> = set
+        .records
+        .par_iter()
+        .map(|r| {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let b = build_sample(&r.content, tok, tmpl, sopts);
+            if matches!(&b, Err(p) if !opts.skip_bad_lines || p.stops_run()) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some(b)
+        })
+        .collect();
     let mut out = FileSamples { format: set.format, records: set.records.len(), samples: Vec::new(), truncated: 0, skipped: set.skipped };
+    if stop.load(Ordering::Relaxed) {
+        // The first (in file order) of the records that stopped the load.
+        let first = set.records.iter().zip(&built).find_map(|(r, b)| match b {
+            Some(Err(p)) if !opts.skip_bad_lines || p.stops_run() => Some(DataError::at(path, r.line, r.element, p.clone())),
+            _ => None,
+        });
+        if let Some(e) = first {
+            return Err(e);
+        }
+    }
     for (r, b) in set.records.iter().zip(built) {
-        match b {
+        match b.expect("every record is built unless the load stopped") {
             Ok((s, truncated)) => {
                 out.truncated += usize::from(truncated);
                 out.samples.push(s);
             }
-            Err(problem) => {
-                let e = DataError::at(path, r.line, r.element, problem);
-                if !opts.skip_bad_lines {
-                    return Err(e);
-                }
-                out.skipped.push(e);
-            }
+            Err(problem) => out.skipped.push(DataError::at(path, r.line, r.element, problem)),
         }
     }
     // Keep skipped errors in file order (parse failures and sample failures were collected apart).

@@ -99,9 +99,15 @@ pub struct RecordSet {
 /// format is the first record's shape; every other record must have it too. With
 /// `skip_bad_lines` bad records are collected in [`RecordSet::skipped`] instead of failing.
 pub fn read_records(path: &Path, format: Format, skip_bad_lines: bool) -> Result<RecordSet, DataError> {
+    read_records_max(path, format, skip_bad_lines, crate::util::input::DEFAULT_MAX_INPUT_BYTES)
+}
+
+/// [`read_records`] of a file of at most `max_bytes` (a larger file, a directory, a FIFO or a
+/// device is refused before anything is read).
+pub fn read_records_max(path: &Path, format: Format, skip_bad_lines: bool, max_bytes: u64) -> Result<RecordSet, DataError> {
     let mut set = RecordSet { format, records: Vec::new(), skipped: Vec::new() };
     let mut detected_at = None;
-    for raw in read_values(path)? {
+    for raw in read_values(path, max_bytes)? {
         let parsed = raw.value.and_then(|v| {
             if set.format == Format::Auto {
                 set.format = detect(&v)?;
@@ -250,7 +256,10 @@ fn parse_chat(obj: &Map<String, Value>) -> Result<Content, Problem> {
         };
         let role = field("role")?;
         if !ROLES.contains(&role) {
-            return Err(Problem::BadMessages(format!("messages[{i}] has role \"{role}\" (accepted roles: system, user, assistant)")));
+            return Err(Problem::BadMessages(format!(
+                "messages[{i}] has role \"{}\" (accepted roles: system, user, assistant)",
+                crate::util::text::shown(role)
+            )));
         }
         out.push(Message::new(role, field("content")?));
     }
