@@ -137,7 +137,7 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
             message: format!(
                 "template ran too long or built too much data (budget of {} instructions / {} MiB of values exhausted)",
                 env::FUEL,
-                env::FUEL * 64 >> 20
+                (env::FUEL * 64) >> 20
             ),
             line,
             limit: true,

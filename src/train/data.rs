@@ -49,7 +49,7 @@ use rayon::prelude::*;
 pub use crate::util::rng::SplitMix64;
 pub use batch::{arrange, Sequence};
 pub use error::{DataError, Problem};
-pub use record::{detect, parse_record, read_records, read_records_max, shape_of, Content, Format, Record, RecordSet};
+pub use record::{detect, parse_record, read_records, read_records_max, records_from_bytes, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};
 
 use crate::chat::ChatTemplate;
