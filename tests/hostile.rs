@@ -553,3 +553,16 @@ fn file_strings_in_messages_are_escaped_and_capped() {
     assert_error(&r, &["unknown record format", "\\x1b[2Jk"], "escape key");
     assert!(!r.stderr.chars().any(|c| c.is_control() && c != '\n'), "{:?}", r.stderr);
 }
+
+/// Inputs the fuzz targets (`bash tests/fuzz.sh`) found crashing, kept as regression tests.
+#[test]
+fn fuzz_regressions() {
+    // template: `{%}` in a template that mentions "generation" panicked in the rewrite of
+    // `{% generation %}` tags (a reversed string range).
+    let dir = tmpdir("hostile-fuzz");
+    let tmpl = dir.join("t.jinja");
+    std::fs::write(&tmpl, "{{%}{% if add_generation_prompt %}ndif %}").unwrap();
+    let m = common::smollm();
+    let r = run(&["generate", "--model", s(&m), "--chat", "--chat-template", s(&tmpl), "--prompt", "hi", "-n", "1"]);
+    assert_error(&r, &[s(&tmpl), "chat template syntax error"], "{%}");
+}

@@ -251,7 +251,12 @@ pub(crate) fn rewrite_generation_tags(src: &str) -> Cow<'_, str> {
     while let Some(i) = rest.find("{%") {
         out.push_str(&rest[..i]);
         let tag = &rest[i..];
-        let Some(end) = tag.find("%}") else { break };
+        // The closing `%}` after the opening `{%` (in `{%}` the `%` is shared, which is no tag).
+        let Some(end) = tag[2..].find("%}").map(|e| e + 2) else {
+            out.push_str(tag);
+            rest = "";
+            break;
+        };
         let inner = &tag[2..end];
         let (lead, body) = split_marker(inner, true);
         let (body, trail) = split_marker(body, false);
@@ -343,5 +348,19 @@ impl std::io::Write for CappedOutput {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_generation_tags;
+
+    #[test]
+    fn generation_rewrite_survives_odd_tags() {
+        // Found by the `template` fuzz target: `{%}` made the tag's inside a reversed range.
+        assert_eq!(rewrite_generation_tags("{{%}{% if add_generation_prompt %}x"), "{{%}{% if add_generation_prompt %}x");
+        // An unclosed tag is kept once (it used to be copied twice), for the parser to report.
+        assert_eq!(rewrite_generation_tags("a{% generation"), "a{% generation");
+        assert_eq!(rewrite_generation_tags("{%- generation -%}x{% endgeneration %}"), "{%- if true -%}x{% endif %}");
     }
 }
