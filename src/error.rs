@@ -54,7 +54,7 @@ pub enum Error {
     },
     /// A tensor cannot be used or produced (`{name}: {problem}`; the file is the command's
     /// model or output).
-    #[error("{name}: {problem}")]
+    #[error("{}: {problem}", crate::util::text::shown(name))]
     Tensor {
         /// The tensor.
         name: String,

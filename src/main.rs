@@ -42,6 +42,10 @@ struct Cli {
     /// even with it.
     #[arg(long, global = true)]
     force: bool,
+    /// Largest input file read whole (--data, --val-data, --file, --chat-template), e.g. 2G;
+    /// larger files, directories, FIFOs and devices are refused before reading.
+    #[arg(long, global = true, default_value = "1G")]
+    max_data_size: String,
     #[command(flatten)]
     train: cmd::train::TrainArgs,
     #[command(subcommand)]
@@ -352,10 +356,8 @@ Examples:
       --metric choice --choices رياضة,سياسة,اقتصاد,صحة -n 8";
 
 fn run(cli: Cli) -> Result<()> {
-    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(Error::usage("--threads must be at least 1"));
-    }
+    let threads = cmd::checks::threads(cli.threads)?;
+    cmd::set_max_input(finetune::train::plan::parse_bytes(&cli.max_data_size)?);
     if let Some(n) = &cli.numerics {
         let n = finetune::model::Numerics::from_name(n).ok_or_else(|| Error::usage(format!("--numerics {n}: use ggml or f32")))?;
         cmd::set_numerics(n);
@@ -421,7 +423,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", finetune::util::text::printable_message(&e.to_string()));
             ExitCode::FAILURE
         }
     }

@@ -69,6 +69,9 @@ pub fn read_file(path: &Path) -> Result<AdapterFile, AdapterError> {
     check_header(&f, path)?;
     let architecture = f.architecture().ok_or_else(|| bad("no general.architecture".into()))?.to_string();
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
+    if !alpha.is_finite() {
+        return Err(bad(format!("adapter.lora.alpha is {alpha}; it must be a finite number")));
+    }
     let halves = read_halves(&f, path, None)?;
     let n_layer = halves.keys().map(|(il, _)| il + 1).max().unwrap_or(0);
     let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); n_layer];

@@ -180,6 +180,12 @@ pub(crate) fn read_halves(f: &GgufFile, path: &Path, n_layer: Option<usize>) -> 
         }
         let mut data = vec![0f32; info.n_elements() as usize];
         quant::decode(info.ty, f.view(info).data, &mut data).map_err(|e| bad(format!("tensor '{}': {e}", info.name)))?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor '{}' holds a non-finite value ({}) at element {i}; the adapter is corrupt (a diverged training run?)",
+                info.name, data[i]
+            )));
+        }
         let slot = &mut halves.entry((il, t)).or_default()[usize::from(!is_a)];
         if slot.is_some() {
             return Err(bad(format!("tensor '{}' appears twice", info.name)));
@@ -199,6 +205,9 @@ pub fn read_adapter(path: &Path, model: &Model) -> Result<LoraSet, AdapterError>
     let bad = |p: String| AdapterError::Invalid { file: path.into(), problem: p };
     check_header(&f, path)?;
     let alpha = f.get("adapter.lora.alpha").and_then(Value::as_f32).unwrap_or(0.0);
+    if !alpha.is_finite() {
+        return Err(bad(format!("adapter.lora.alpha is {alpha}; it must be a finite number")));
+    }
     let arch = f.architecture().unwrap_or("");
     let want = model.cfg.arch.name();
     if arch != want {

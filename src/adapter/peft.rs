@@ -139,7 +139,14 @@ pub fn read_safetensors(path: &Path) -> Result<SafeTensors> {
         if !v.dtype.is_float() {
             return Err(at(path, format!("tensor '{}': dtype {} is not supported ({FLOAT_TYPES})", v.name, v.dtype)));
         }
-        out.tensors.push(StTensor { name: v.name.to_string(), dtype: v.dtype, shape: v.shape.to_vec(), data: v.to_f32()? });
+        let data = v.to_f32()?;
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(at(
+                path,
+                format!("tensor '{}' holds a non-finite value ({}) at element {i}", crate::util::text::shown(v.name), data[i]),
+            ));
+        }
+        out.tensors.push(StTensor { name: v.name.to_string(), dtype: v.dtype, shape: v.shape.to_vec(), data });
     }
     Ok(out)
 }
@@ -357,7 +364,11 @@ fn parse_config(path: &Path) -> Result<PeftConfig> {
         Some(b) => return Err(at(path, format!("bias = {b}: trained biases cannot be stored in a GGUF LoRA adapter (only \"none\")"))),
     }
     let r = cfg.get("r").and_then(Json::as_u64).filter(|&r| r > 0).ok_or_else(|| at(path, "'r' is missing or not a positive integer"))?;
-    let lora_alpha = cfg.get("lora_alpha").and_then(Json::as_f64).ok_or_else(|| at(path, "'lora_alpha' is missing or not a number"))?;
+    let lora_alpha = cfg
+        .get("lora_alpha")
+        .and_then(Json::as_f64)
+        .filter(|a| a.is_finite())
+        .ok_or_else(|| at(path, "'lora_alpha' is missing or not a finite number"))?;
     let rslora = match cfg.get("use_rslora") {
         None | Some(Json::Null) => false,
         Some(v) => v.as_bool().ok_or_else(|| at(path, "use_rslora is not a boolean"))?,
@@ -478,10 +489,13 @@ pub fn import(dir: &Path, model: &Model, base: BaseInfo) -> Result<Imported> {
     if halves.is_empty() {
         return Err(at(&wpath, "the file has no LoRA tensors"));
     }
-    let meta_alpha = match st.metadata.get(META_ALPHA) {
-        Some(s) => Some(s.parse::<f32>().map_err(|_| at(&wpath, format!("__metadata__ {META_ALPHA} = '{s}' is not a number")))?),
-        None => None,
-    };
+    let meta_alpha =
+        match st.metadata.get(META_ALPHA) {
+            Some(s) => Some(s.parse::<f32>().ok().filter(|a| a.is_finite()).ok_or_else(|| {
+                at(&wpath, format!("__metadata__ {META_ALPHA} = '{}' is not a finite number", crate::util::text::shown(s)))
+            })?),
+            None => None,
+        };
     let default_alpha = if cfg.rslora { cfg.lora_alpha * (cfg.r as f64).sqrt() } else { cfg.lora_alpha };
     let alpha = meta_alpha.unwrap_or(default_alpha as f32);
     let mut layers: Vec<Vec<(Target, LoraPair)>> = vec![Vec::new(); model.cfg.n_layer];

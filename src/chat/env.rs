@@ -25,10 +25,12 @@ pub(crate) const TEMPLATE_NAME: &str = "chat_template";
 const RECURSION_LIMIT: usize = 200;
 /// Most bytes one render may output, and most bytes `{{ … }}` expressions may print (64 MiB).
 pub(crate) const MAX_PRINTED_BYTES: usize = 64 << 20;
-/// Instruction budget of one render (minijinja fuel: one per instruction, plus a share per byte
-/// of data produced). Qwen3's template over a 2 000-message conversation uses about 150 000; a
-/// template looping without end runs out after roughly 1-2 s.
-pub(crate) const FUEL: u64 = 50_000_000;
+/// Work budget of one render, in minijinja fuel: one per instruction, and one per 64 bytes of
+/// data produced or processed (strings and lists built by `~`, `+`, filters, output). 4 000 000
+/// fuel is 4 M instructions or 244 MiB of data, whichever comes first: a template that doubles
+/// a string in a loop stops before it holds ~250 MB, one looping without end after ~0.15 s.
+/// Qwen3's template over a 2 000-message conversation uses about 150 000.
+pub(crate) const FUEL: u64 = 4_000_000;
 
 /// Marks an error raised by the template's own `raise_exception(msg)`.
 #[derive(Debug)]
@@ -40,6 +42,17 @@ impl std::fmt::Display for Raised {
     }
 }
 impl std::error::Error for Raised {}
+
+/// Marks an error raised because a render hit the output cap.
+#[derive(Debug)]
+pub(crate) struct LimitHit;
+
+impl std::fmt::Display for LimitHit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("template output cap reached")
+    }
+}
+impl std::error::Error for LimitHit {}
 
 /// Bytes printed so far by one render (kept in the render's [`State`]).
 struct Printed(usize);
@@ -238,7 +251,12 @@ pub(crate) fn rewrite_generation_tags(src: &str) -> Cow<'_, str> {
     while let Some(i) = rest.find("{%") {
         out.push_str(&rest[..i]);
         let tag = &rest[i..];
-        let Some(end) = tag.find("%}") else { break };
+        // The closing `%}` after the opening `{%` (in `{%}` the `%` is shared, which is no tag).
+        let Some(end) = tag[2..].find("%}").map(|e| e + 2) else {
+            out.push_str(tag);
+            rest = "";
+            break;
+        };
         let inner = &tag[2..end];
         let (lead, body) = split_marker(inner, true);
         let (body, trail) = split_marker(body, false);
@@ -302,7 +320,8 @@ pub(crate) fn build(source: String) -> Result<Environment<'static>, Error> {
         let printed = state.get_or_insert_extension(Printed(0));
         printed.0 += s.len();
         if printed.0 > MAX_PRINTED_BYTES {
-            return Err(Error::new(ErrorKind::InvalidOperation, format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20)));
+            return Err(Error::new(ErrorKind::InvalidOperation, format!("template output exceeds {} MiB", MAX_PRINTED_BYTES >> 20))
+                .with_source(LimitHit));
         }
         out.write_str(&s).map_err(|_| Error::from(ErrorKind::WriteFailure))
     });
@@ -329,5 +348,19 @@ impl std::io::Write for CappedOutput {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_generation_tags;
+
+    #[test]
+    fn generation_rewrite_survives_odd_tags() {
+        // Found by the `template` fuzz target: `{%}` made the tag's inside a reversed range.
+        assert_eq!(rewrite_generation_tags("{{%}{% if add_generation_prompt %}x"), "{{%}{% if add_generation_prompt %}x");
+        // An unclosed tag is kept once (it used to be copied twice), for the parser to report.
+        assert_eq!(rewrite_generation_tags("a{% generation"), "a{% generation");
+        assert_eq!(rewrite_generation_tags("{%- generation -%}x{% endgeneration %}"), "{%- if true -%}x{% endif %}");
     }
 }

@@ -34,6 +34,7 @@ use minijinja::{Environment, ErrorKind};
 
 use crate::gguf::{GgufFile, GgufHeader, Value as GgufValue};
 use crate::tokenizer::Tokenizer;
+use crate::util::text::shown_max;
 use pyfmt::{from_json, PyDict};
 
 /// One message of a conversation.
@@ -56,7 +57,7 @@ impl Message {
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
     /// The template does not parse.
-    #[error("chat template syntax error{}: {message}", at_line(.line))]
+    #[error("chat template syntax error{}: {}", at_line(.line), shown_max(message, 2000))]
     Syntax {
         /// What the parser reported.
         message: String,
@@ -64,15 +65,18 @@ pub enum ChatError {
         line: Option<usize>,
     },
     /// Rendering failed (undefined attribute, bad operand, output cap, …).
-    #[error("chat template render error{}: {message}", at_line(.line))]
+    #[error("chat template render error{}: {}", at_line(.line), shown_max(message, 2000))]
     Render {
         /// What went wrong.
         message: String,
         /// 1-based line in the template source, when known.
         line: Option<usize>,
+        /// The render hit a resource limit (output cap, instruction budget): the template, not
+        /// the conversation, is at fault, and training stops at once on it.
+        limit: bool,
     },
     /// The template called `raise_exception(message)` (e.g. roles that do not alternate).
-    #[error("chat template raised an exception{}: {message}", at_line(.line))]
+    #[error("chat template raised an exception{}: {}", at_line(.line), shown_max(message, 2000))]
     Raised {
         /// The template's message.
         message: String,
@@ -99,6 +103,19 @@ pub enum ChatError {
     },
 }
 
+impl ChatError {
+    /// Whether the template itself is at fault whatever the conversation: a syntax error, no
+    /// template, or a resource limit (output cap, instruction budget) hit while rendering.
+    /// Training stops on such an error at once, even with `--skip-bad-lines`.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            ChatError::Render { limit, .. } => *limit,
+            ChatError::Raised { .. } => false,
+            _ => true,
+        }
+    }
+}
+
 fn at_line(line: &Option<usize>) -> String {
     line.map(|l| format!(" at line {l}")).unwrap_or_default()
 }
@@ -110,10 +127,21 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
         if let Some(r) = s.downcast_ref::<env::Raised>() {
             return ChatError::Raised { message: r.0.clone(), line };
         }
+        if s.downcast_ref::<env::LimitHit>().is_some() {
+            return ChatError::Render { message: e.detail().unwrap_or("template output too large").to_string(), line, limit: true };
+        }
         src = s.source();
     }
     if e.kind() == ErrorKind::OutOfFuel {
-        return ChatError::Render { message: format!("template ran too long (instruction budget of {} exhausted)", env::FUEL), line };
+        return ChatError::Render {
+            message: format!(
+                "template ran too long or built too much data (budget of {} instructions / {} MiB of values exhausted)",
+                env::FUEL,
+                (env::FUEL * 64) >> 20
+            ),
+            line,
+            limit: true,
+        };
     }
     let message = match e.detail() {
         Some(d) => format!("{}: {d}", e.kind()),
@@ -122,7 +150,7 @@ fn convert_error(e: minijinja::Error, compiling: bool) -> ChatError {
     if compiling || e.kind() == ErrorKind::SyntaxError {
         ChatError::Syntax { message, line }
     } else {
-        ChatError::Render { message, line }
+        ChatError::Render { message, line, limit: false }
     }
 }
 
@@ -249,12 +277,17 @@ impl ChatTemplate {
                 return Err(ChatError::Render {
                     message: format!("template output exceeds {} MiB", env::MAX_PRINTED_BYTES >> 20),
                     line: e.line().filter(|&l| l > 0),
+                    limit: true,
                 })
             }
             Err(e) => return Err(convert_error(e, false)),
         }
         // minijinja writes only `str`s, so the bytes are UTF-8; checked rather than assumed.
-        String::from_utf8(out.bytes).map_err(|e| ChatError::Render { message: format!("template output is not UTF-8: {e}"), line: None })
+        String::from_utf8(out.bytes).map_err(|e| ChatError::Render {
+            message: format!("template output is not UTF-8: {e}"),
+            line: None,
+            limit: false,
+        })
     }
 
     /// The template's Jinja source, as given (before any internal rewriting).

@@ -2,11 +2,13 @@
 
 pub mod bench;
 pub mod chat;
+pub mod checks;
 pub mod data;
 pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod memory;
 pub mod merge;
 pub mod perplexity;
 pub mod serve;
@@ -34,7 +36,7 @@ pub fn tokenizer(g: &GgufModel) -> Result<Tokenizer> {
 pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String> {
     match (text, file) {
         (Some(t), None) => Ok(t),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io(f, e)),
+        (None, Some(f)) => read_text(f),
         _ => Err(Error::usage("give exactly one of --text / --prompt or --file")),
     }
 }
@@ -44,7 +46,7 @@ pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String> {
 pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate> {
     match file {
         Some(f) => {
-            let src = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            let src = read_text(f)?;
             let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
             ChatTemplate::from_source(&src, text(tok.bos()), text(tok.eos())).map_err(|e| Error::format(f, e))
         }
@@ -83,6 +85,23 @@ pub fn model_inputs<'a>(flag: &'a str, model: &'a Path) -> Vec<(&'a str, std::pa
     v
 }
 
+static MAX_INPUT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Set the `--max-data-size` limit (before any input is read).
+pub fn set_max_input(bytes: u64) {
+    let _ = MAX_INPUT.set(bytes);
+}
+
+/// The most bytes one input file (data, `--file`, template) may have.
+pub fn max_input() -> u64 {
+    MAX_INPUT.get().copied().unwrap_or(finetune::util::input::DEFAULT_MAX_INPUT_BYTES)
+}
+
+/// An input text file: a regular file of at most [`max_input`] bytes, UTF-8.
+pub fn read_text(f: &Path) -> Result<String> {
+    finetune::util::input::read_input_string(f, max_input()).map_err(|e| Error::io(f, e))
+}
+
 static NUMERICS: std::sync::OnceLock<finetune::model::Numerics> = std::sync::OnceLock::new();
 
 /// Set the inference numerics chosen with `--numerics` (before any model is loaded).
@@ -101,10 +120,9 @@ pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::mo
     let mut m = finetune::model::Model::load(g)?;
     m.numerics = numerics();
     for spec in loras {
-        let (path, scale) = lora_spec(spec);
-        let set = finetune::adapter::read_adapter(path, &m)?;
+        let (path, scale) = checks::lora_spec(spec)?;
+        let set = finetune::adapter::read_adapter(Path::new(path), &m)?;
         m.adapters.push((set, scale));
     }
     Ok(m)
 }
-

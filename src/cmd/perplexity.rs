@@ -3,14 +3,14 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use finetune::{Error, Result};
+use finetune::Result;
 
 /// Compute and print `PPL = <value>` (llama.cpp's method).
 pub fn run(model: PathBuf, file: PathBuf, ctx: usize, lora: Vec<String>) -> Result<()> {
     let g = super::open(&model)?;
     let tok = super::tokenizer(&g)?;
     let m = super::load_model(&g, &lora)?;
-    let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+    let text = super::read_text(&file)?;
     let ids = tok.encode(&text, true, false);
     let bos = if tok.add_bos() { tok.bos() } else { None };
     eprintln!("{}: {} tokens, {} chunks of {ctx}", file.display(), ids.len(), ids.len() / ctx.max(1));

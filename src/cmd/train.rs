@@ -4,15 +4,15 @@ use std::path::{Path, PathBuf};
 
 use finetune::adapter::gguf_lora::write_adapter_with;
 use finetune::adapter::BaseInfo;
-use finetune::chat::ChatTemplate;
+use finetune::chat::{ChatError, ChatTemplate};
 use finetune::gguf::{GgufFile, Value};
 use finetune::lora::Target;
 use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::checkpoint;
-use finetune::train::data::{DataOptions, Dataset, Format};
+use finetune::train::data::{DataOptions, Dataset, Format, Problem};
 use finetune::train::optim::{AdamWConfig, Schedule};
-use finetune::train::plan::{human, parse_bytes, plan};
+use finetune::train::plan::{parse_bytes, plan};
 use finetune::train::plot::write_svg;
 use finetune::train::trainer::{default_out, train, TrainOptions};
 use finetune::util::{outpath, signals};
@@ -166,12 +166,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let (Some(model_path), Some(data_path)) = (a.model.clone(), a.data.clone()) else {
         return Err(Error::usage("training needs --model M.gguf and --data D.jsonl (or a subcommand; see --help)"));
     };
-    if !(0.0..1.0).contains(&a.dropout) {
-        return Err(Error::usage(format!("--dropout {} is outside [0, 1)", a.dropout)));
-    }
-    if a.rank == 0 {
-        return Err(Error::usage("--rank must be at least 1"));
-    }
+    super::checks::train_numbers(&a)?;
     let adapter_type = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
         .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
@@ -220,14 +215,23 @@ pub fn run(a: TrainArgs) -> Result<()> {
             )));
         }
     }
+    // The model's template when it does not compile: reported if a record needs it.
+    let mut broken_template = None;
     let tmpl = match &a.chat_template {
         Some(p) => {
-            let src = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            let src = super::read_text(p)?;
             let bos = tok.bos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             let eos = tok.eos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| Error::format(p, e))?)
         }
-        None => ChatTemplate::from_gguf_file(g.main()).ok(),
+        None => match ChatTemplate::from_gguf_file(g.main()) {
+            Ok(t) => Some(t),
+            Err(ChatError::NoTemplate { .. }) => None,
+            Err(e) => {
+                broken_template = Some(e);
+                None
+            }
+        },
     };
     let dopts = DataOptions {
         format: parse_format(&a.format)?,
@@ -239,8 +243,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
         seed: a.seed,
         system_prompt: a.system.clone(),
         normalize: finetune::normalize::Normalize::parse(a.normalize.as_deref().unwrap_or("none"))?,
+        max_file_bytes: super::max_input(),
     };
-    let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts)?;
+    super::memory::check_before_load(&model, &targets, a.rank, a.seq_len, &[Some(&data_path), a.val_data.as_deref()], max_ram)?;
+    let data = match Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts) {
+        Err(e) if e.problem() == Some(&Problem::NoTemplate) && broken_template.is_some() => {
+            let t = broken_template.take().expect("checked");
+            return Err(Error::format(
+                &model_path,
+                format!("the model's chat template (tokenizer.chat_template) cannot be used: {t}; pass --chat-template FILE, or train on {{\"text\"}} records"),
+            ));
+        }
+        r => r?,
+    };
     let say = |s: String| {
         if !a.quiet {
             eprintln!("{s}");
@@ -259,15 +274,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
     }
     say(format!("memory plan: peak ≈ {p}"));
-    if let Some(limit) = max_ram {
-        if p.total() > limit {
-            return Err(Error::usage(format!(
-                "the planned peak memory {} exceeds --max-ram {}: lower --seq-len or --rank, use fewer --targets, or a smaller model",
-                human(p.total()),
-                human(limit)
-            )));
-        }
-    }
+    super::memory::check_plan(p.total(), max_ram)?;
     let opts = TrainOptions {
         rank: a.rank,
         alpha: a.alpha,
@@ -290,6 +297,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         checkpoint_dir: checkpoint_dir.clone(),
         log: a.log.clone(),
         progress: !a.quiet,
+        max_rss: max_ram,
     };
     let resume = resume.map(|(path, ck)| {
         say(format!("resuming from {}", path.display()));

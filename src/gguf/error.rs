@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::quant::GgmlType;
+use crate::util::text::{shown, shown_max};
 
 /// An error reading or writing a GGUF file.
 #[derive(Debug, thiserror::Error)]
@@ -29,49 +30,49 @@ pub enum ErrorKind {
     BigEndian(u32),
     #[error("unsupported GGUF version {0} (supported: 2 and 3)")]
     UnsupportedVersion(u32),
-    #[error("file truncated while reading {what}: needs {need} bytes, {have} left")]
+    #[error("file truncated while reading {}: needs {need} bytes, {have} left", shown(what))]
     Truncated { what: String, need: u64, have: u64 },
-    #[error("{what} count {count} cannot fit in the {remaining} bytes left in the file (truncated or corrupt)")]
+    #[error("{} count {count} cannot fit in the {remaining} bytes left in the file (truncated or corrupt)", shown(what))]
     CountTooLarge { what: String, count: u64, remaining: u64 },
-    #[error("unknown metadata value type {id} for key '{key}'")]
+    #[error("unknown metadata value type {id} for key '{}'", shown(key))]
     UnknownValueType { key: String, id: u32 },
-    #[error("metadata key '{key}': arrays of arrays are not supported")]
+    #[error("metadata key '{}': arrays of arrays are not supported", shown(key))]
     NestedArray { key: String },
-    #[error("{what} is not valid UTF-8")]
+    #[error("{} is not valid UTF-8", shown(what))]
     InvalidUtf8 { what: String },
     #[error("metadata key #{index} is empty")]
     EmptyKey { index: u64 },
-    #[error("duplicate metadata key '{0}'")]
+    #[error("duplicate metadata key '{}'", shown(.0))]
     DuplicateKey(String),
-    #[error("general.alignment must be a u32 power of two, got {0}")]
+    #[error("general.alignment must be a u32 power of two, got {}", shown(.0))]
     BadAlignment(String),
-    #[error("tensor name '{0}' is longer than 63 bytes")]
+    #[error("tensor name '{}' is longer than 63 bytes", shown(.0))]
     NameTooLong(String),
     #[error("tensor name is empty (tensor #{0})")]
     EmptyTensorName(u64),
-    #[error("duplicate tensor name '{0}'")]
+    #[error("duplicate tensor name '{}'", shown(.0))]
     DuplicateTensor(String),
-    #[error("tensor '{name}' has {n_dims} dimensions (must be 1 to 4)")]
+    #[error("tensor '{}' has {n_dims} dimensions (must be 1 to 4)", shown(name))]
     TooManyDims { name: String, n_dims: u32 },
-    #[error("tensor '{name}' has type id {id}, {}", if *removed { "a type removed from ggml" } else { "which is not a known ggml type" })]
+    #[error("tensor '{}' has type id {id}, {}", shown(name), if *removed { "a type removed from ggml" } else { "which is not a known ggml type" })]
     UnknownTensorType { name: String, id: u32, removed: bool },
-    #[error("tensor '{name}': ne0 = {ne0} is not a multiple of the {ty} block size {block}")]
+    #[error("tensor '{}': ne0 = {ne0} is not a multiple of the {ty} block size {block}", shown(name))]
     NotBlockMultiple { name: String, ty: GgmlType, ne0: u64, block: usize },
-    #[error("tensor '{name}': its size overflows ({dims:?})")]
+    #[error("tensor '{}': its size overflows ({dims:?})", shown(name))]
     SizeOverflow { name: String, dims: Vec<u64> },
-    #[error("tensor '{name}': data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error("tensor '{}': data offset {offset} is not a multiple of the alignment {alignment}", shown(name))]
     Misaligned { name: String, offset: u64, alignment: u64 },
-    #[error("tensor '{name}': data [{start}, {end}) runs past the end of the file ({file_len} bytes)")]
+    #[error("tensor '{}': data [{start}, {end}) runs past the end of the file ({file_len} bytes)", shown(name))]
     DataPastEof { name: String, start: u64, end: u64, file_len: u64 },
-    #[error("tensor '{name}' overlaps tensor '{other}' in the data section")]
+    #[error("tensor '{}' overlaps tensor '{}' in the data section", shown(name), shown(other))]
     Overlap { name: String, other: String },
-    #[error("split file: {0}")]
+    #[error("split file: {}", shown_max(.0, 2000))]
     Split(String),
     #[error("writer: {0}")]
     Write(String),
-    #[error("metadata key '{key}': {problem}")]
+    #[error("metadata key '{}': {}", shown(key), shown_max(problem, 2000))]
     Metadata { key: String, problem: String },
-    #[error("no tensor named '{0}'")]
+    #[error("no tensor named '{}'", shown(.0))]
     NoSuchTensor(String),
 }
 

@@ -30,6 +30,8 @@ impl Arch {
     }
 }
 
+use crate::util::text::{shown, shown_max};
+
 /// Supported `general.architecture` values.
 pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
@@ -37,7 +39,7 @@ pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The architecture string is not one this engine runs.
-    #[error("{file}: architecture '{arch}' is not supported (supported: {})", SUPPORTED.join(", "))]
+    #[error("{file}: architecture '{}' is not supported (supported: {})", shown(arch), SUPPORTED.join(", "))]
     UnsupportedArch {
         /// File name.
         file: String,
@@ -45,7 +47,7 @@ pub enum ModelError {
         arch: String,
     },
     /// A required key is missing or has the wrong type.
-    #[error("{file}: metadata key '{key}' is {problem}")]
+    #[error("{file}: metadata key '{}' is {}", shown(key), shown_max(problem, 2000))]
     Key {
         /// File name.
         file: String,
@@ -55,7 +57,7 @@ pub enum ModelError {
         problem: String,
     },
     /// A required tensor is missing or has the wrong shape or type.
-    #[error("{file}: tensor '{name}': {problem}")]
+    #[error("{file}: tensor '{}': {}", shown(name), shown_max(problem, 2000))]
     Tensor {
         /// File name.
         file: String,

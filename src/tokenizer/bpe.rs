@@ -5,6 +5,13 @@
 //! adjacent pair with the lowest merge rank (ties: leftmost) is merged until no pair has a rank.
 //! A finished symbol that is not a token falls back to its single-byte tokens (those missing are
 //! dropped, as in llama.cpp).
+//!
+//! Long pieces: a pre-token longer than [`MAX_PIECE_BYTES`] (64 KiB; only a run of hostile or
+//! unusual input, e.g. one 200 MB "word", produces one) is encoded as consecutive chunks of at
+//! most that many bytes, cut at character boundaries, each merged on its own. Memory and time of
+//! a piece stay bounded (the merge loop needs ~40 bytes per character); ids differ from
+//! llama.cpp's only at the chunk boundaries of such pieces, and are identical for every piece
+//! up to 64 KiB — all of normal text.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -18,6 +25,29 @@ use crate::gguf::GgufHeader;
 
 const KEY_MERGES: &str = "tokenizer.ggml.merges";
 const NONE: u32 = u32::MAX;
+/// Longest pre-token merged as one word; longer ones are merged in chunks of this many bytes.
+pub(crate) const MAX_PIECE_BYTES: usize = 1 << 16;
+
+/// `piece` cut into consecutive chunks of at most `max` bytes at character boundaries.
+pub(crate) fn piece_chunks(piece: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = piece;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        if end == 0 {
+            // max is smaller than the first character: take that character whole.
+            end = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// GPT-2's reversible byte ↔ printable-character table.
 #[derive(Debug)]
@@ -108,9 +138,11 @@ impl Bpe {
         let mut word = String::new();
         let mut scratch = Scratch::default();
         for piece in pieces {
-            word.clear();
-            word.extend(piece.bytes().map(|b| self.bytes.char_of(b)));
-            self.encode_word(vocab, &word, &mut scratch, out);
+            for chunk in piece_chunks(piece, MAX_PIECE_BYTES) {
+                word.clear();
+                word.extend(chunk.bytes().map(|b| self.bytes.char_of(b)));
+                self.encode_word(vocab, &word, &mut scratch, out);
+            }
         }
     }
 
@@ -205,7 +237,20 @@ struct Scratch {
 
 #[cfg(test)]
 mod tests {
-    use super::ByteMap;
+    use super::{piece_chunks, ByteMap};
+
+    #[test]
+    fn chunks_cut_at_char_boundaries() {
+        let s = "aé€😀b";
+        let c: Vec<&str> = piece_chunks(s, 3).collect();
+        assert_eq!(c, ["aé", "€", "😀", "b"]);
+        assert_eq!(c.concat(), s);
+        let c: Vec<&str> = piece_chunks("abcdefg", 3).collect();
+        assert_eq!(c, ["abc", "def", "g"]);
+        assert_eq!(piece_chunks("", 3).count(), 0);
+        let c: Vec<&str> = piece_chunks("abc", 64).collect();
+        assert_eq!(c, ["abc"]);
+    }
 
     #[test]
     fn byte_map_is_gpt2s() {

@@ -40,7 +40,7 @@ pub enum TokenizerError {
     #[error("missing GGUF metadata key `{0}` (the file has no usable tokenizer)")]
     MissingKey(String),
     /// A metadata key has the wrong value type.
-    #[error("GGUF metadata key `{key}` must be {expected}, found {found}")]
+    #[error("GGUF metadata key `{key}` must be {expected}, found {}", crate::util::text::shown(found))]
     BadType {
         /// The key.
         key: String,
@@ -50,10 +50,10 @@ pub enum TokenizerError {
         found: String,
     },
     /// `tokenizer.ggml.model` names an algorithm we do not implement.
-    #[error("unsupported tokenizer model `{0}` in `tokenizer.ggml.model` (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece)")]
+    #[error("unsupported tokenizer model `{}` in `tokenizer.ggml.model` (supported: \"gpt2\" byte-level BPE, \"llama\" SentencePiece)", crate::util::text::shown(.0))]
     UnknownModel(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer we do not know.
-    #[error("unknown pre-tokenizer `{name}` in `tokenizer.ggml.pre`; supported: {supported}")]
+    #[error("unknown pre-tokenizer `{}` in `tokenizer.ggml.pre`; supported: {supported}", crate::util::text::shown(name))]
     UnknownPre {
         /// The name found.
         name: String,

@@ -42,12 +42,14 @@ mod tokenize;
 use std::fmt;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 pub use crate::util::rng::SplitMix64;
 pub use batch::{arrange, Sequence};
 pub use error::{DataError, Problem};
-pub use record::{detect, parse_record, read_records, shape_of, Content, Format, Record, RecordSet};
+pub use record::{detect, parse_record, read_records, read_records_max, records_from_bytes, shape_of, Content, Format, Record, RecordSet};
 pub use tokenize::{build_sample, mask_chat, mask_text, to_sample, Masked, Sample, SampleOptions};
 
 use crate::chat::ChatTemplate;
@@ -77,6 +79,9 @@ pub struct DataOptions {
     /// Text normalisation applied to every message and raw text before tokenizing
     /// (`--normalize`; the same steps `finetune eval` applies).
     pub normalize: crate::normalize::Normalize,
+    /// Largest data file read (bytes); larger files and non-regular files (directories, FIFOs,
+    /// devices) are refused before reading.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DataOptions {
@@ -91,6 +96,7 @@ impl Default for DataOptions {
             seed: 42,
             system_prompt: None,
             normalize: crate::normalize::Normalize::default(),
+            max_file_bytes: crate::util::input::DEFAULT_MAX_INPUT_BYTES,
         }
     }
 }
@@ -168,7 +174,7 @@ struct FileSamples {
 }
 
 fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &DataOptions) -> Result<FileSamples, DataError> {
-    let mut set = read_records(path, opts.format, opts.skip_bad_lines)?;
+    let mut set = read_records_max(path, opts.format, opts.skip_bad_lines, opts.max_file_bytes)?;
     if !opts.normalize.is_none() {
         for r in &mut set.records {
             r.content = normalize_content(&r.content, &opts.normalize);
@@ -176,21 +182,42 @@ fn load_file(path: &Path, tok: &Tokenizer, tmpl: Option<&ChatTemplate>, opts: &D
     }
     let system = opts.system_prompt.as_deref().map(|s| opts.normalize.apply(s));
     let sopts = SampleOptions { seq_len: opts.seq_len, train_on_prompt: opts.train_on_prompt, system_prompt: system.as_deref() };
-    let built: Vec<Result<(Sample, bool), Problem>> = set.records.par_iter().map(|r| build_sample(&r.content, tok, tmpl, sopts)).collect();
+    // The first error that ends the load (any error without `skip_bad_lines`, else one that
+    // [`Problem::stops_run`]) stops the records not yet started: a template that fails on every
+    // record costs one render per thread, not one per record.
+    let stop = AtomicBool::new(false);
+    let built: Vec<Option<Result<(Sample, bool), Problem>>> = set
+        .records
+        .par_iter()
+        .map(|r| {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let b = build_sample(&r.content, tok, tmpl, sopts);
+            if matches!(&b, Err(p) if !opts.skip_bad_lines || p.stops_run()) {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some(b)
+        })
+        .collect();
     let mut out = FileSamples { format: set.format, records: set.records.len(), samples: Vec::new(), truncated: 0, skipped: set.skipped };
+    if stop.load(Ordering::Relaxed) {
+        // The first (in file order) of the records that stopped the load.
+        let first = set.records.iter().zip(&built).find_map(|(r, b)| match b {
+            Some(Err(p)) if !opts.skip_bad_lines || p.stops_run() => Some(DataError::at(path, r.line, r.element, p.clone())),
+            _ => None,
+        });
+        if let Some(e) = first {
+            return Err(e);
+        }
+    }
     for (r, b) in set.records.iter().zip(built) {
-        match b {
+        match b.expect("every record is built unless the load stopped") {
             Ok((s, truncated)) => {
                 out.truncated += usize::from(truncated);
                 out.samples.push(s);
             }
-            Err(problem) => {
-                let e = DataError::at(path, r.line, r.element, problem);
-                if !opts.skip_bad_lines {
-                    return Err(e);
-                }
-                out.skipped.push(e);
-            }
+            Err(problem) => out.skipped.push(DataError::at(path, r.line, r.element, problem)),
         }
     }
     // Keep skipped errors in file order (parse failures and sample failures were collected apart).

@@ -65,6 +65,9 @@ pub struct TrainOptions {
     pub log: Option<PathBuf>,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Stop (after saving a checkpoint) with an error when the resident memory exceeds this
+    /// many bytes (`--max-ram`), checked after every step.
+    pub max_rss: Option<u64>,
 }
 
 /// What a run returns.
@@ -331,8 +334,10 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
             }
         }
         history.push(m);
+        let over_ram = opts.max_rss.and_then(|limit| crate::util::proc::rss_bytes().filter(|&rss| rss > limit).map(|rss| (rss, limit)));
         // A stop signal during the last step changes nothing: the run is complete.
-        let stop = INTERRUPTED.load(Ordering::SeqCst) && done < total;
+        let stop = (INTERRUPTED.load(Ordering::SeqCst) && done < total) || over_ram.is_some();
+        let mut saved = None;
         if (opts.save_every > 0 && done % opts.save_every == 0) || stop {
             let ck = Checkpoint {
                 lora: lora.clone(),
@@ -349,6 +354,19 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
                 (None, true) => eprintln!("checkpoint: {}", path.display()),
                 (None, false) => {}
             }
+            saved = Some(path);
+        }
+        if let Some((rss, limit)) = over_ram {
+            if let Some(b) = &bar {
+                b.finish_and_clear();
+            }
+            return Err(Error::Train(format!(
+                "resident memory {} exceeds --max-ram {} after step {done}: stopped; checkpoint {} (resume with --resume {} and a higher --max-ram, or lower --seq-len / --keep-activations)",
+                crate::train::plan::human(rss),
+                crate::train::plan::human(limit),
+                saved.as_ref().map_or_else(|| "?".into(), |p| p.display().to_string()),
+                opts.checkpoint_dir.display()
+            )));
         }
         if stop {
             interrupted = true;

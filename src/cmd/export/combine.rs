@@ -12,6 +12,9 @@ pub fn run(a: &ExportArgs) -> Result<()> {
     let ty = GgmlType::from_name(&a.adapter_type.to_ascii_uppercase())
         .filter(|t| finetune::adapter::gguf_lora::STORAGE_TYPES.contains(t))
         .ok_or_else(|| Error::usage(format!("--adapter-type {} is not one of F32, F16, BF16, Q8_0", a.adapter_type)))?;
+    for spec in &a.merge_adapters {
+        crate::cmd::checks::lora_spec(spec)?;
+    }
     let inputs: Vec<Input> = a.merge_adapters.iter().map(|s| Input::parse(s)).collect();
     let mut given: Vec<(&str, &std::path::Path)> = inputs.iter().map(|i| ("--merge-adapters", i.path.as_path())).collect();
     if let Some(m) = a.model.as_deref() {

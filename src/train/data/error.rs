@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::Format;
+use crate::util::text::{shown, shown_max};
 
 /// What is wrong with one record (or with the file at one place).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub enum Problem {
     NoTemplate,
     /// The chat template failed on this conversation.
     Template(String),
+    /// The chat template itself is unusable (a resource limit hit while rendering): the run
+    /// stops at once, even when bad records are skipped.
+    TemplateFatal(String),
     /// Rendering a longer prefix of the conversation does not extend the shorter one, so the
     /// assistant tokens cannot be located.
     NotPrefixStable {
@@ -78,6 +82,15 @@ pub enum Problem {
     Eval(String),
 }
 
+impl Problem {
+    /// Whether this problem stops loading at once, even with `skip_bad_lines`: it is not the
+    /// record's fault (no template, a template that hits its resource limits) and would repeat
+    /// on every record.
+    pub fn stops_run(&self) -> bool {
+        matches!(self, Problem::NoTemplate | Problem::TemplateFatal(_))
+    }
+}
+
 /// The accepted record shapes, for error messages.
 pub(crate) const ACCEPTED_SHAPES: &str = "{\"prompt\",\"response\"} or {\"prompt\",\"completion\"} (prompt/response); \
 {\"instruction\",\"input\"?,\"output\"} (alpaca); {\"instruction\",\"context\"?,\"response\"} (dolly); \
@@ -94,7 +107,7 @@ impl fmt::Display for Problem {
             }
             Problem::NotString { field, found } => write!(f, "field {field} must be a string, found {found}"),
             Problem::UnknownFormat { keys } => {
-                let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+                let keys: Vec<String> = keys.iter().take(20).map(|k| format!("\"{}\"", shown(k))).collect();
                 write!(
                     f,
                     "unknown record format (keys: {}); accepted shapes: {ACCEPTED_SHAPES}",
@@ -108,13 +121,16 @@ impl fmt::Display for Problem {
                     None => write!(f, " (given explicitly)"),
                 }
             }
-            Problem::BadMessages(m) => write!(f, "bad \"messages\": {m}"),
+            Problem::BadMessages(m) => write!(f, "bad \"messages\": {}", shown_max(m, 1000)),
             Problem::NoAssistant => write!(f, "chat has no \"assistant\" message, so there is nothing to train on"),
             Problem::NoTemplate => write!(
                 f,
                 "this record must be rendered with a chat template but the model has none (give one, or use {{\"text\"}} records)"
             ),
-            Problem::Template(m) => write!(f, "{m}"),
+            Problem::Template(m) => write!(f, "{}", shown_max(m, 2000)),
+            Problem::TemplateFatal(m) => {
+                write!(f, "{} (the template is at fault, not the record: training stops here)", shown_max(m, 2000))
+            }
             Problem::NotPrefixStable { detail } => write!(
                 f,
                 "the chat template is not prefix-stable ({detail}), so the assistant tokens cannot be masked; \

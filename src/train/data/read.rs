@@ -19,9 +19,16 @@ pub(crate) struct RawValue {
 
 /// Read `path` into values. Only whole-file problems (unreadable, malformed array, no values)
 /// are errors here; a bad value is returned as such so that it can be skipped.
-pub(crate) fn read_values(path: &Path) -> Result<Vec<RawValue>, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io { file: path.to_path_buf(), source })?;
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
+/// The file must be a regular file of at most `max_bytes` (checked before reading; see
+/// [`crate::util::input`]).
+pub(crate) fn read_values(path: &Path, max_bytes: u64) -> Result<Vec<RawValue>, DataError> {
+    let bytes = crate::util::input::read_input(path, max_bytes).map_err(|source| DataError::Io { file: path.to_path_buf(), source })?;
+    values_from_bytes(path, &bytes)
+}
+
+/// [`read_values`] of bytes already read (`path` names them in errors).
+pub(crate) fn values_from_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<RawValue>, DataError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
     let first = bytes.iter().position(|b| !b.is_ascii_whitespace());
     let values = match first {
         Some(i) if bytes[i] == b'[' => {

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use super::error::{DataError, Problem};
-use super::read::read_values;
+use super::read::{read_values, values_from_bytes};
 use crate::chat::Message;
 
 /// The shape of the records in a data file.
@@ -99,9 +99,26 @@ pub struct RecordSet {
 /// format is the first record's shape; every other record must have it too. With
 /// `skip_bad_lines` bad records are collected in [`RecordSet::skipped`] instead of failing.
 pub fn read_records(path: &Path, format: Format, skip_bad_lines: bool) -> Result<RecordSet, DataError> {
+    read_records_max(path, format, skip_bad_lines, crate::util::input::DEFAULT_MAX_INPUT_BYTES)
+}
+
+/// [`read_records`] of a file of at most `max_bytes` (a larger file, a directory, a FIFO or a
+/// device is refused before anything is read).
+pub fn read_records_max(path: &Path, format: Format, skip_bad_lines: bool, max_bytes: u64) -> Result<RecordSet, DataError> {
+    let values = read_values(path, max_bytes)?;
+    records_of(path, values, format, skip_bad_lines)
+}
+
+/// The records of a data file's bytes already in memory (`path` names them in errors); as
+/// [`read_records`] otherwise. The fuzz target `data` drives it.
+pub fn records_from_bytes(path: &Path, bytes: &[u8], format: Format, skip_bad_lines: bool) -> Result<RecordSet, DataError> {
+    records_of(path, values_from_bytes(path, bytes)?, format, skip_bad_lines)
+}
+
+fn records_of(path: &Path, values: Vec<super::read::RawValue>, format: Format, skip_bad_lines: bool) -> Result<RecordSet, DataError> {
     let mut set = RecordSet { format, records: Vec::new(), skipped: Vec::new() };
     let mut detected_at = None;
-    for raw in read_values(path)? {
+    for raw in values {
         let parsed = raw.value.and_then(|v| {
             if set.format == Format::Auto {
                 set.format = detect(&v)?;
@@ -250,7 +267,10 @@ fn parse_chat(obj: &Map<String, Value>) -> Result<Content, Problem> {
         };
         let role = field("role")?;
         if !ROLES.contains(&role) {
-            return Err(Problem::BadMessages(format!("messages[{i}] has role \"{role}\" (accepted roles: system, user, assistant)")));
+            return Err(Problem::BadMessages(format!(
+                "messages[{i}] has role \"{}\" (accepted roles: system, user, assistant)",
+                crate::util::text::shown(role)
+            )));
         }
         out.push(Message::new(role, field("content")?));
     }

@@ -71,7 +71,15 @@ fn with_system(msgs: &[Message], system: Option<&str>) -> Vec<Message> {
 /// adds one, unless the template already starts with it. With `train_on_prompt` every token is
 /// trained on.
 pub fn mask_chat(msgs: &[Message], tok: &Tokenizer, tmpl: &ChatTemplate, train_on_prompt: bool) -> Result<Masked, Problem> {
-    let render = |n: usize, gen: bool| tmpl.render(&msgs[..n], gen).map_err(|e| Problem::Template(e.to_string()));
+    let render = |n: usize, gen: bool| {
+        tmpl.render(&msgs[..n], gen).map_err(|e| {
+            if e.is_fatal() {
+                Problem::TemplateFatal(e.to_string())
+            } else {
+                Problem::Template(e.to_string())
+            }
+        })
+    };
     // (rendering, what it covers, is the added text an assistant message?)
     let mut cuts: Vec<(String, String, bool)> = Vec::with_capacity(2 * msgs.len() + 1);
     for (i, m) in msgs.iter().enumerate() {
