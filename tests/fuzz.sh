@@ -47,11 +47,13 @@ for i, path in enumerate(sys.argv[2:]):
 PY
 cp tests/data/ollama/*.jinja "$corpus/template/"
 
+# The fuzz build is cached outside the clone (like the oracles): only this crate is rebuilt.
+fuzz_target="${FUZZ_TARGET_DIR:-$HOME/.cache/finetune/fuzz-target}"
 for t in gguf safetensors data template; do
   echo "fuzz: $t for ${SECS}s ($(ls "$corpus/$t" | wc -l) seeds)"
   log="$seeds/$t.log"
   st=0
-  cargo +nightly fuzz run -O "$t" "$corpus/$t" -- \
+  cargo +nightly fuzz run -O --target-dir "$fuzz_target" "$t" "$corpus/$t" -- \
     -max_total_time="$SECS" -max_len=1048576 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || st=$?
   grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|SUMMARY|INFO: seed corpus)' "$log" || true
   if [ "$st" -ne 0 ]; then
