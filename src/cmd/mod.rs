@@ -107,4 +107,3 @@ pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::mo
     }
     Ok(m)
 }
-
