@@ -280,7 +280,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         val_split: a.val_split,
         seed: a.seed,
         system_prompt: a.system.clone(),
-        normalize: norm.clone(),
+        normalize: norm,
     };
     let data = Dataset::load(&data_path, a.val_data.as_deref(), &tok, tmpl.as_ref(), &dopts)?;
     let say = |s: String| {
@@ -346,7 +346,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let eopts = EvalOptions {
                 max_tokens: a.eval_max_tokens,
                 sampler: SamplerConfig { temp: 0.0, top_k: 40, top_p: 0.95, seed: 0 },
-                normalize: norm.clone(),
+                normalize: norm,
                 seq_len: a.seq_len,
                 progress: false,
             };

@@ -67,6 +67,11 @@ pub struct TrainOptions {
     pub progress: bool,
 }
 
+/// Scores a LoRA: one value per task metric.
+pub type EvalFn<'h> = Box<dyn FnMut(&LoraSet) -> Result<Vec<f64>> + 'h>;
+/// Gets the LoRA, step and value of a new best evaluation.
+pub type OnBestFn<'h> = Box<dyn FnMut(&LoraSet, u64, f64) -> Result<()> + 'h>;
+
 /// A task metric evaluated during training (`--eval-data`, `--eval-metric`): at the validation
 /// steps (`eval_every`, and the last step) `eval` scores the LoRA being trained; the first value
 /// is the metric that decides the best step. A strictly better value is an improvement (ties
@@ -78,9 +83,9 @@ pub struct TaskEval<'h> {
     /// Whether lower values of the first metric are better (`nll`).
     pub lower_is_better: bool,
     /// Scores the LoRA: one value per metric.
-    pub eval: Box<dyn FnMut(&LoraSet) -> Result<Vec<f64>> + 'h>,
+    pub eval: EvalFn<'h>,
     /// Called with the LoRA, step and value of every new best.
-    pub on_best: Box<dyn FnMut(&LoraSet, u64, f64) -> Result<()> + 'h>,
+    pub on_best: OnBestFn<'h>,
     /// Stop after this many evaluations without improvement (0 = never).
     pub early_stop: u64,
 }
