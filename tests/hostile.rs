@@ -489,12 +489,12 @@ fn trainer_stops_with_a_checkpoint_when_its_memory_exceeds_max_ram() {
         // Far below what this process already holds: the check after step 1 must trip.
         max_rss: Some(1 << 20),
     };
-    let e = train(&m, &data, &opts, None).unwrap_err().to_string();
+    let e = train(&m, &data, &opts, None, None).unwrap_err().to_string();
     assert!(e.contains("exceeds --max-ram") && e.contains("after step 1") && e.contains("--resume"), "{e}");
     let saved: Vec<_> = std::fs::read_dir(&ckdir).unwrap().collect();
     assert_eq!(saved.len(), 1, "one checkpoint expected in {}", ckdir.display());
     // With a limit it does not reach, the same run finishes.
-    let ok = train(&m, &data, &TrainOptions { max_rss: Some(1 << 40), checkpoint_dir: dir.join("ck2"), ..opts }, None).unwrap();
+    let ok = train(&m, &data, &TrainOptions { max_rss: Some(1 << 40), checkpoint_dir: dir.join("ck2"), ..opts }, None, None).unwrap();
     assert_eq!(ok.history.len(), 4);
 }
 

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use finetune::adapter::gguf_lora::write_adapter_with;
 use finetune::adapter::BaseInfo;
 use finetune::chat::{ChatError, ChatTemplate};
+use finetune::eval::{load_items, run_config, EvalOptions, Item, Metric, Metrics, Summary};
+use finetune::generate::SamplerConfig;
 use finetune::gguf::{GgufFile, Value};
 use finetune::lora::Target;
 use finetune::model::Model;
@@ -14,7 +16,7 @@ use finetune::train::data::{DataOptions, Dataset, Format, Problem};
 use finetune::train::optim::{AdamWConfig, Schedule};
 use finetune::train::plan::{parse_bytes, plan};
 use finetune::train::plot::write_svg;
-use finetune::train::trainer::{default_out, train, TrainOptions};
+use finetune::train::trainer::{default_out, train, TaskEval, TrainOptions};
 use finetune::util::{outpath, signals};
 use finetune::{Error, Result};
 
@@ -114,6 +116,30 @@ pub struct TrainArgs {
     /// Evaluate the validation loss every N steps (0 = at the end only).
     #[arg(long, default_value_t = 0)]
     pub eval_every: u64,
+    /// Held-out records for a task metric during training (as `finetune eval --data`): scored
+    /// with the LoRA being trained, greedy, every --eval-every steps and at the end.
+    #[arg(long, value_name = "held.jsonl")]
+    pub eval_data: Option<PathBuf>,
+    /// Task metric on --eval-data (repeatable; as `finetune eval --metric`); the first one
+    /// decides --keep-best and --early-stop.
+    #[arg(long, value_name = "METRIC")]
+    pub eval_metric: Vec<String>,
+    /// Score only the first K records of --eval-data.
+    #[arg(long, value_name = "K")]
+    pub eval_limit: Option<usize>,
+    /// Tokens to generate at most per --eval-data record.
+    #[arg(long, default_value_t = 256)]
+    pub eval_max_tokens: usize,
+    /// Labels for --eval-metric choice, comma-separated (default: the distinct references).
+    #[arg(long, value_name = "a,b,c")]
+    pub eval_choices: Option<String>,
+    /// Keep the adapter of the best evaluation of the first --eval-metric in --out (written
+    /// when it improves; ties keep the earlier step; the end of the run does not replace it).
+    #[arg(long)]
+    pub keep_best: bool,
+    /// Stop after N evaluations in a row without improvement of the first --eval-metric.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub early_stop: u64,
     /// Seed of LoRA init and data order (same seed + data + threads ⇒ same adapter bytes).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -202,6 +228,22 @@ pub fn run(a: TrainArgs) -> Result<()> {
         }
         None => None,
     };
+    let norm = finetune::normalize::Normalize::parse(a.normalize.as_deref().unwrap_or("none"))?;
+    let task = task_items(&a, &norm)?;
+    if let (true, Some((_, ck))) = (a.keep_best, &resume) {
+        // The best adapter so far is not in the checkpoint: it is the stopped run's --out.
+        if let Some((step, _)) = ck.best.best {
+            let at_out = GgufFile::open(&out).ok().and_then(|f| f.get_u64("finetune.training.best_step"));
+            if at_out != Some(step) {
+                return Err(Error::usage(format!(
+                    "--keep-best --resume: the checkpoint's best evaluation is step {step}, but --out {} does not hold that adapter \
+                     ({}); resume with the --out of the stopped run",
+                    out.display(),
+                    at_out.map_or("no --keep-best adapter there".to_string(), |s| format!("it holds step {s}"))
+                )));
+            }
+        }
+    }
     check_outputs(&a, &model_path, &data_path, &out, &svg, &checkpoint_dir)?;
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
@@ -242,7 +284,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         val_split: a.val_split,
         seed: a.seed,
         system_prompt: a.system.clone(),
-        normalize: finetune::normalize::Normalize::parse(a.normalize.as_deref().unwrap_or("none"))?,
+        normalize: norm,
         max_file_bytes: super::max_input(),
     };
     super::memory::check_before_load(&model, &targets, a.rank, a.seq_len, &[Some(&data_path), a.val_data.as_deref()], max_ram)?;
@@ -303,8 +345,54 @@ pub fn run(a: TrainArgs) -> Result<()> {
         say(format!("resuming from {}", path.display()));
         ck
     });
-    let result = train(&model, &data, &opts, resume)?;
+    let base_info = BaseInfo::from_gguf(g.main());
+    let metric_name = a.eval_metric.first().cloned().unwrap_or_default();
+    let mut hook = match task {
+        Some((items, metrics)) => {
+            let eval_tmpl = super::chat_template(&g, &tok, a.chat_template.as_deref())?;
+            let mut em = super::load_model(&g, &[])?;
+            let eopts = EvalOptions {
+                max_tokens: a.eval_max_tokens,
+                sampler: SamplerConfig { temp: 0.0, top_k: 40, top_p: 0.95, seed: 0 },
+                normalize: norm,
+                seq_len: a.seq_len,
+                progress: false,
+            };
+            let eval_path = a.eval_data.clone().unwrap_or_default();
+            let lower_is_better = matches!(metrics.list.first(), Some((_, Metric::Nll)));
+            let (tok, out, base_info, metric_name) = (&tok, out.clone(), &base_info, metric_name.clone());
+            let keep_best = a.keep_best;
+            Some(TaskEval {
+                names: metrics.list.iter().map(|(n, _)| n.clone()).collect(),
+                lower_is_better,
+                eval: Box::new(move |lora| {
+                    em.adapters = vec![(lora.clone(), 1.0)];
+                    let r = run_config("train", &em, tok, &eval_tmpl, &items, &metrics, &eopts, &eval_path)?;
+                    em.adapters.clear();
+                    Ok((0..metrics.list.len()).map(|k| r.summary(k).map_or(f64::NAN, |s| summary_value(&s))).collect())
+                }),
+                on_best: Box::new(move |lora, step, value| {
+                    if !keep_best {
+                        return Ok(());
+                    }
+                    let extra = vec![
+                        ("finetune.training.best_step".to_string(), Value::U64(step)),
+                        ("finetune.training.best_metric".to_string(), Value::String(metric_name.clone())),
+                        ("finetune.training.best_value".to_string(), Value::F64(value)),
+                    ];
+                    Ok(write_adapter_with(&out, base_info, lora, adapter_type, extra)?)
+                }),
+                early_stop: a.early_stop,
+            })
+        }
+        None => None,
+    };
+    let result = train(&model, &data, &opts, resume, hook.as_mut())?;
+    drop(hook);
     let done = result.history.last().map_or(0, |h| h.step);
+    // With --keep-best, --out holds the best evaluation's adapter once there is one: neither the
+    // end of the run nor a stop signal replaces it.
+    let kept = if a.keep_best { result.best.best } else { None };
     let extra = if result.interrupted {
         vec![
             ("finetune.training.partial".to_string(), Value::Bool(true)),
@@ -314,16 +402,36 @@ pub fn run(a: TrainArgs) -> Result<()> {
     } else {
         Vec::new()
     };
-    write_adapter_with(&out, &BaseInfo::from_gguf(g.main()), &result.lora, adapter_type, extra)?;
-    write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()))?;
+    if kept.is_none() {
+        write_adapter_with(&out, &base_info, &result.lora, adapter_type, extra)?;
+    }
+    let metric = (!metric_name.is_empty()).then_some(metric_name.as_str());
+    write_svg(&svg, &result.history, &format!("{} on {}", out.display(), data_path.display()), metric)?;
+    if result.early_stopped {
+        let (s, v) = result.best.best.unwrap_or((0, f64::NAN));
+        say(format!(
+            "early stop after step {done} of {}: {} evaluations without improvement of {metric_name} (best {} at step {s})",
+            result.total_steps,
+            result.best.no_improve,
+            fmt_value(&metric_name, v)
+        ));
+    }
+    if let Some((s, v)) = kept {
+        let last = result.history.iter().rev().find_map(|h| h.task.map(|t| (h.step, t)));
+        let last = last.map(|(ls, lv)| format!("; the last evaluation, step {ls}: {}", fmt_value(&metric_name, lv))).unwrap_or_default();
+        say(format!("kept the adapter of step {s} ({metric_name} {}){last}", fmt_value(&metric_name, v)));
+    }
     if result.interrupted {
         let sig = signals::stop_signal().unwrap_or(signals::STOP_SIGNALS[0]);
         eprintln!(
-            "interrupted by {} after step {done} of {}: the adapter {} is PARTIAL (finetune.training.partial = true); \
+            "interrupted by {} after step {done} of {}: {}; \
              a checkpoint is in {}; continue with the same options and --resume {}",
             signals::name(sig),
             result.total_steps,
-            out.display(),
+            match kept {
+                Some((s, _)) => format!("the adapter {} is the best so far (step {s}, --keep-best)", out.display()),
+                None => format!("the adapter {} is PARTIAL (finetune.training.partial = true)", out.display()),
+            },
             checkpoint_dir.display(),
             checkpoint_dir.display()
         );
@@ -334,10 +442,58 @@ pub fn run(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Whether `path` is an adapter we wrote for a run stopped by a signal (replaced by the resumed
-/// run without --force).
+/// Whether `path` is an adapter we wrote for a run stopped by a signal, or a --keep-best
+/// adapter of the run (replaced by the resumed run without --force).
 fn is_partial_adapter(path: &Path) -> bool {
-    GgufFile::open(path).ok().and_then(|f| f.get("finetune.training.partial").and_then(Value::as_bool)).unwrap_or(false)
+    GgufFile::open(path)
+        .ok()
+        .map(|f| {
+            f.get("finetune.training.partial").and_then(Value::as_bool).unwrap_or(false) || f.get("finetune.training.best_step").is_some()
+        })
+        .unwrap_or(false)
+}
+
+/// A metric value as the progress line shows it.
+fn fmt_value(spec: &str, v: f64) -> String {
+    if spec == "nll" {
+        format!("{v:.4}")
+    } else {
+        format!("{:.1}%", 100.0 * v)
+    }
+}
+
+/// The value of a summary that --keep-best compares: pass rate, structured accuracy, mean NLL.
+fn summary_value(s: &Summary) -> f64 {
+    match *s {
+        Summary::Rate { pass, n } => pass as f64 / n.max(1) as f64,
+        Summary::Structured { correct, n, .. } => correct as f64 / n.max(1) as f64,
+        Summary::Nll { sum, tokens } => sum / tokens.max(1) as f64,
+    }
+}
+
+/// The --eval-data records and metrics, checked before anything else loads (errors name the
+/// file and line, as `finetune eval`'s); None without --eval-data.
+fn task_items(a: &TrainArgs, norm: &finetune::normalize::Normalize) -> Result<Option<(Vec<Item>, Metrics)>> {
+    let Some(path) = &a.eval_data else {
+        for (on, flag) in [(!a.eval_metric.is_empty(), "--eval-metric"), (a.keep_best, "--keep-best"), (a.early_stop > 0, "--early-stop")] {
+            if on {
+                return Err(Error::usage(format!("{flag} needs --eval-data FILE (held-out records for the task metric)")));
+            }
+        }
+        return Ok(None);
+    };
+    if a.eval_metric.is_empty() {
+        return Err(Error::usage(format!("--eval-data needs at least one --eval-metric ({})", finetune::eval::metric::METRICS)));
+    }
+    if a.eval_max_tokens == 0 {
+        return Err(Error::usage("--eval-max-tokens must be at least 1"));
+    }
+    let mut items = load_items(path, parse_format(&a.format)?, norm, a.system.as_deref())?;
+    if let Some(k) = a.eval_limit {
+        items.truncate(k.max(1));
+    }
+    let metrics = Metrics::prepare(&a.eval_metric, a.eval_choices.as_deref(), norm, &items, path)?;
+    Ok(Some((items, metrics)))
 }
 
 /// The output-path policy for a training run ([`outpath`]): no output is an input or another
@@ -348,7 +504,7 @@ fn check_outputs(a: &TrainArgs, model: &Path, data: &Path, out: &Path, svg: &Pat
     let resuming = a.resume.is_some();
     let mut owned = super::model_inputs("--model", model);
     owned.push(("--data", data.to_path_buf()));
-    for (flag, p) in [("--val-data", &a.val_data), ("--chat-template", &a.chat_template)] {
+    for (flag, p) in [("--val-data", &a.val_data), ("--chat-template", &a.chat_template), ("--eval-data", &a.eval_data)] {
         if let Some(p) = p {
             owned.push((flag, p.clone()));
         }

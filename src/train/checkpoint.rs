@@ -46,6 +46,19 @@ pub struct StepMetrics {
     pub tok_per_s: f64,
     /// Resident memory in bytes, when known.
     pub rss: Option<u64>,
+    /// The first task metric (`--eval-metric`), when evaluated at this step: a rate or accuracy
+    /// in [0, 1], or the mean NLL for `nll`.
+    pub task: Option<f64>,
+}
+
+/// The best task-metric evaluation so far and the evaluations since without improvement
+/// (`--keep-best`, `--early-stop`; kept across `--resume`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BestSoFar {
+    /// Step and value of the best evaluation.
+    pub best: Option<(u64, f64)>,
+    /// Evaluations after it that did not improve on it.
+    pub no_improve: u64,
 }
 
 /// Everything needed to continue a run.
@@ -63,6 +76,8 @@ pub struct Checkpoint {
     pub history: Vec<StepMetrics>,
     /// Options that must match on resume (rank, alpha, targets, lr, seed, data, …).
     pub fingerprint: String,
+    /// Task-metric best so far and the no-improvement count.
+    pub best: BestSoFar,
 }
 
 /// FNV-1a over 8-byte words (then the tail bytes): cheap, and any changed byte changes it.
@@ -123,6 +138,12 @@ pub fn save(dir: &Path, ck: &Checkpoint, model: &Model) -> Result<PathBuf> {
     w.set("finetune.metrics.lr", arr_f64(h.iter().map(|m| m.lr as f64)));
     w.set("finetune.metrics.grad_norm", arr_f64(h.iter().map(|m| m.grad_norm)));
     w.set("finetune.metrics.tok_per_s", arr_f64(h.iter().map(|m| m.tok_per_s)));
+    w.set("finetune.metrics.task", arr_f64(h.iter().map(|m| m.task.unwrap_or(f64::NAN))));
+    if let Some((step, value)) = ck.best.best {
+        w.set("finetune.checkpoint.best_step", Value::U64(step));
+        w.set("finetune.checkpoint.best_value", Value::F64(value));
+    }
+    w.set("finetune.checkpoint.no_improve", Value::U64(ck.best.no_improve));
     let mut tensors: Vec<(String, Vec<u64>, &[f32])> = Vec::new();
     for (prefix, set) in [("", &ck.lora), ("adam_m.", &ck.adam.m), ("adam_v.", &ck.adam.v)] {
         for (il, layer) in set.layers.iter().enumerate() {
@@ -311,7 +332,9 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     };
     let (steps, loss, val, lr, gn, tps) = (arr("step"), arr("loss"), arr("val_loss"), arr("lr"), arr("grad_norm"), arr("tok_per_s"));
     let n = steps.len();
-    if [loss.len(), val.len(), lr.len(), gn.len(), tps.len()].iter().any(|&l| l != n) {
+    // Checkpoints of runs without a task metric have no task array.
+    let task = Some(arr("task")).filter(|t| !t.is_empty()).unwrap_or_else(|| vec![f64::NAN; n]);
+    if [loss.len(), val.len(), lr.len(), gn.len(), tps.len(), task.len()].iter().any(|&l| l != n) {
         return Err(bad("metrics arrays differ in length"));
     }
     let history = (0..n)
@@ -323,8 +346,18 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             grad_norm: gn[i],
             tok_per_s: tps[i],
             rss: None,
+            task: (!task[i].is_nan()).then_some(task[i]),
         })
         .collect();
+    let best_value = match f.get("finetune.checkpoint.best_value") {
+        Some(Value::F64(x)) => Some(*x),
+        Some(v) => v.as_f32().map(f64::from),
+        None => None,
+    };
+    let best = BestSoFar {
+        best: f.get_u64("finetune.checkpoint.best_step").zip(best_value),
+        no_improve: f.get_u64("finetune.checkpoint.no_improve").unwrap_or(0),
+    };
     let adam = AdamW { cfg: AdamWConfig { beta1, beta2, eps, weight_decay }, m, v, step };
-    Ok(Checkpoint { lora, adam, pos, total_steps, history, fingerprint })
+    Ok(Checkpoint { lora, adam, pos, total_steps, history, fingerprint, best })
 }

@@ -23,8 +23,16 @@ fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 
 /// Render the SVG text for `history` (empty history gives an empty plot with a note).
 pub fn svg(history: &[StepMetrics], title: &str) -> String {
+    svg_with_metric(history, title, None)
+}
+
+/// [`svg`] plus, when `metric` names the task metric of `StepMetrics::task`, its curve on a
+/// second y axis at the right: 0–100% for rates and accuracies, the value range for `nll`.
+pub fn svg_with_metric(history: &[StepMetrics], title: &str, metric: Option<&str>) -> String {
+    let task: Vec<(f64, f64)> = history.iter().filter_map(|m| m.task.filter(|v| v.is_finite()).map(|v| (m.step as f64, v))).collect();
+    let metric = metric.filter(|_| !task.is_empty());
     let (w, h) = (800.0, 450.0);
-    let (ml, mr, mt, mb) = (70.0, 20.0, 40.0, 50.0);
+    let (ml, mr, mt, mb) = (70.0, if metric.is_some() { 70.0 } else { 20.0 }, 40.0, 50.0);
     let (pw, ph) = (w - ml - mr, h - mt - mb);
     let mut s = String::new();
     let _ = writeln!(
@@ -93,18 +101,49 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
             let _ = writeln!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#e6550d"/>"##, sx(x), sy(y));
         }
     }
-    let lx = ml + pw - 190.0;
-    let _ = writeln!(
-        s,
-        r##"<rect x="{lx}" y="{}" width="180" height="{}" fill="white" stroke="#aaa"/>"##,
-        mt + 8.0,
-        if val.is_empty() { 44 } else { 62 }
-    );
-    let items: &[(&str, &str)] = if val.is_empty() {
-        &[("#9ecae1", "train loss"), ("#08519c", "train loss (EMA 0.9)")]
-    } else {
-        &[("#9ecae1", "train loss"), ("#08519c", "train loss (EMA 0.9)"), ("#e6550d", "validation loss")]
-    };
+    let mut items: Vec<(&str, String)> = vec![("#9ecae1", "train loss".into()), ("#08519c", "train loss (EMA 0.9)".into())];
+    if !val.is_empty() {
+        items.push(("#e6550d", "validation loss".into()));
+    }
+    if let Some(name) = metric {
+        // Second axis: percent for rates, the value range for nll.
+        let nll = name == "nll";
+        let (t0, t1) = if nll {
+            let (a, b) = task.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let pad = ((b - a) * 0.05).max(1e-3);
+            ((a - pad).max(0.0), b + pad)
+        } else {
+            (0.0, 1.0)
+        };
+        let ty = |v: f64| mt + (1.0 - (v - t0) / (t1 - t0)) * ph;
+        let xr = ml + pw;
+        for t in nice_ticks(t0, t1, 5) {
+            let label = if nll { format!("{t:.3}") } else { format!("{:.0}%", 100.0 * t) };
+            let _ = writeln!(
+                s,
+                r##"<line x1="{xr}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#31a354"/><text x="{:.1}" y="{:.1}" fill="#31a354">{label}</text>"##,
+                xr + 5.0,
+                xr + 8.0,
+                ty(t) + 4.0,
+                y = ty(t)
+            );
+        }
+        let esc = name.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let yc = mt + ph / 2.0;
+        let _ = writeln!(
+            s,
+            r##"<text x="{x:.1}" y="{yc}" text-anchor="middle" fill="#31a354" transform="rotate(90 {x:.1} {yc})">{esc}</text>"##,
+            x = w - 14.0
+        );
+        let d: Vec<String> = task.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), ty(y))).collect();
+        let _ = writeln!(s, r##"<polyline class="task-metric" fill="none" stroke="#31a354" stroke-width="2" points="{}"/>"##, d.join(" "));
+        for &(x, y) in &task {
+            let _ = writeln!(s, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#31a354"/>"##, sx(x), ty(y));
+        }
+        items.push(("#31a354", format!("{esc} (right axis)")));
+    }
+    let lx = ml + pw - 230.0;
+    let _ = writeln!(s, r##"<rect x="{lx}" y="{}" width="220" height="{}" fill="white" stroke="#aaa"/>"##, mt + 8.0, 8 + 18 * items.len());
     for (i, (c, label)) in items.iter().enumerate() {
         let y = mt + 24.0 + 18.0 * i as f64;
         let _ = writeln!(
@@ -121,6 +160,7 @@ pub fn svg(history: &[StepMetrics], title: &str) -> String {
 }
 
 /// Write [`svg`] to `path` atomically (temp file + rename; no temp file is left on an error).
-pub fn write_svg(path: &Path, history: &[StepMetrics], title: &str) -> Result<()> {
-    crate::util::outpath::write_atomic(path, svg(history, title).as_bytes())
+/// `metric`: the name of the task metric in `StepMetrics::task`, drawn on a second y axis.
+pub fn write_svg(path: &Path, history: &[StepMetrics], title: &str, metric: Option<&str>) -> Result<()> {
+    crate::util::outpath::write_atomic(path, svg_with_metric(history, title, metric).as_bytes())
 }

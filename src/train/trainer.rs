@@ -12,7 +12,7 @@ use crate::lora::dropout::Dropout;
 use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
 use crate::model::Model;
 use crate::train::block::{SeqView, StepOptions, Trainable};
-use crate::train::checkpoint::{self, Checkpoint, DataPos, StepMetrics};
+use crate::train::checkpoint::{self, BestSoFar, Checkpoint, DataPos, StepMetrics};
 use crate::train::data::{Dataset, Sequence};
 use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig, Schedule};
 
@@ -70,6 +70,44 @@ pub struct TrainOptions {
     pub max_rss: Option<u64>,
 }
 
+/// Scores a LoRA: one value per task metric.
+pub type EvalFn<'h> = Box<dyn FnMut(&LoraSet) -> Result<Vec<f64>> + 'h>;
+/// Gets the LoRA, step and value of a new best evaluation.
+pub type OnBestFn<'h> = Box<dyn FnMut(&LoraSet, u64, f64) -> Result<()> + 'h>;
+
+/// A task metric evaluated during training (`--eval-data`, `--eval-metric`): at the validation
+/// steps (`eval_every`, and the last step) `eval` scores the LoRA being trained; the first value
+/// is the metric that decides the best step. A strictly better value is an improvement (ties
+/// keep the earlier step). `on_best` gets every new best (with `--keep-best` it writes the
+/// adapter); after `early_stop` evaluations in a row without improvement the run stops.
+pub struct TaskEval<'h> {
+    /// The metric specs, in order (the first decides).
+    pub names: Vec<String>,
+    /// Whether lower values of the first metric are better (`nll`).
+    pub lower_is_better: bool,
+    /// Scores the LoRA: one value per metric.
+    pub eval: EvalFn<'h>,
+    /// Called with the LoRA, step and value of every new best.
+    pub on_best: OnBestFn<'h>,
+    /// Stop after this many evaluations without improvement (0 = never).
+    pub early_stop: u64,
+}
+
+impl TaskEval<'_> {
+    fn improves(&self, value: f64, best: Option<(u64, f64)>) -> bool {
+        match best {
+            None => value.is_finite(),
+            Some((_, b)) => {
+                if self.lower_is_better {
+                    value < b
+                } else {
+                    value > b
+                }
+            }
+        }
+    }
+}
+
 /// What a run returns.
 #[derive(Debug)]
 pub struct TrainResult {
@@ -81,6 +119,10 @@ pub struct TrainResult {
     pub interrupted: bool,
     /// Steps of the whole run (`history.last().step` of them are done).
     pub total_steps: u64,
+    /// The best task-metric evaluation (step, value) and the no-improvement count.
+    pub best: BestSoFar,
+    /// Whether `early_stop` ended the run.
+    pub early_stopped: bool,
 }
 
 /// The stored alpha for the requested scaling: rsLoRA's α/√r is written as alpha' = α·√r so
@@ -167,7 +209,13 @@ fn fmt_secs(s: f64) -> String {
 /// Train. `resume`: a checkpoint to continue from (its options must match). Checkpoints are
 /// written to `opts.checkpoint_dir` every `save_every` steps and on a stop signal (then the
 /// run returns early with `interrupted` set); only the newest `keep_checkpoints` are kept.
-pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<Checkpoint>) -> Result<TrainResult> {
+pub fn train(
+    model: &Model,
+    data: &Dataset,
+    opts: &TrainOptions,
+    resume: Option<Checkpoint>,
+    mut task: Option<&mut TaskEval>,
+) -> Result<TrainResult> {
     if opts.grad_accum == 0 {
         return Err(Error::Usage("--grad-accum must be at least 1".into()));
     }
@@ -188,7 +236,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
         opts.grad_accum, opts.max_grad_norm, opts.seed, data.seq_len(), data.train.len(), data.stats.tokens,
         data.train.iter().map(|s| s.n_trained()).sum::<usize>()
     );
-    let (mut lora, mut adam, mut pos, mut history, start_step) = match resume {
+    let (mut lora, mut adam, mut pos, mut history, start_step, mut best) = match resume {
         Some(ck) => {
             if ck.fingerprint != fingerprint {
                 return Err(Error::Usage(format!(
@@ -203,12 +251,12 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
                 )));
             }
             let step = ck.adam.step;
-            (ck.lora, ck.adam, ck.pos, ck.history, step)
+            (ck.lora, ck.adam, ck.pos, ck.history, step, ck.best)
         }
         None => {
             let lora = init_lora(model, &opts.targets, opts.rank, alpha, opts.seed);
             let adam = AdamW::new(opts.adam, &lora);
-            (lora, adam, DataPos::default(), Vec::new(), 0)
+            (lora, adam, DataPos::default(), Vec::new(), 0, BestSoFar::default())
         }
     };
     if pos.epoch != 0 {
@@ -239,6 +287,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
     let mut status = String::from("starting");
     let mut smoothed: Option<f64> = history.last().map(|h| h.loss);
     let mut interrupted = false;
+    let mut early_stopped = false;
     for step in start_step..total {
         let t0 = Instant::now();
         // This step's sequences (a step may run over an epoch boundary).
@@ -292,17 +341,44 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
         let done = step + 1;
         // Throughput of the training step alone: validation below is not part of it.
         let secs = t0.elapsed().as_secs_f64();
-        let val_loss = if !val_seqs.is_empty() && ((opts.eval_every > 0 && done % opts.eval_every == 0) || done == total) {
-            evaluate(model, &lora, &val_seqs)?
-        } else {
-            None
+        let eval_now = (opts.eval_every > 0 && done % opts.eval_every == 0) || done == total;
+        let val_loss = if !val_seqs.is_empty() && eval_now { evaluate(model, &lora, &val_seqs)? } else { None };
+        let mut task_values: Option<Vec<f64>> = None;
+        let mut new_best = false;
+        if let (Some(t), true) = (task.as_deref_mut(), eval_now) {
+            let vals = (t.eval)(&lora).map_err(|e| Error::Train(format!("task evaluation at step {done}: {e}")))?;
+            let v = vals.first().copied().unwrap_or(f64::NAN);
+            if t.improves(v, best.best) {
+                best = BestSoFar { best: Some((done, v)), no_improve: 0 };
+                (t.on_best)(&lora, done, v)?;
+                new_best = true;
+            } else {
+                best.no_improve += 1;
+                early_stopped = t.early_stop > 0 && best.no_improve >= t.early_stop && done < total;
+            }
+            task_values = Some(vals);
+        }
+        let m = StepMetrics {
+            step: done,
+            loss,
+            val_loss,
+            lr,
+            grad_norm,
+            tok_per_s: n_tokens as f64 / secs.max(1e-9),
+            rss: rss_bytes(),
+            task: task_values.as_ref().and_then(|v| v.first().copied()),
         };
-        let m = StepMetrics { step: done, loss, val_loss, lr, grad_norm, tok_per_s: n_tokens as f64 / secs.max(1e-9), rss: rss_bytes() };
         if let Some(f) = &mut log {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "step": m.step, "loss": m.loss, "val_loss": m.val_loss, "lr": m.lr,
                 "grad_norm": m.grad_norm, "tok_per_s": m.tok_per_s, "rss": m.rss,
             });
+            if let (Some(t), Some(vals)) = (task.as_deref(), &task_values) {
+                let ev: serde_json::Map<String, serde_json::Value> =
+                    t.names.iter().zip(vals).map(|(n, v)| (n.clone(), serde_json::json!(v))).collect();
+                line["eval"] = serde_json::Value::Object(ev);
+                line["best_step"] = serde_json::json!(best.best.map(|b| b.0));
+            }
             writeln!(f, "{line}").map_err(|e| Error::Msg(format!("writing the metrics log: {e}")))?;
         }
         smoothed = Some(match smoothed {
@@ -313,7 +389,15 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
             let el = started.elapsed().as_secs_f64();
             let eta = el / (done - start_step) as f64 * (total - done) as f64;
             let epoch_f = pos.epoch as f64 + pos.index as f64 / seqs_per_epoch.max(1) as f64;
-            let val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
+            let mut val = val_loss.map(|v| format!(" | val {v:.4}")).unwrap_or_default();
+            if let (Some(t), Some(vals)) = (task.as_deref(), &task_values) {
+                for (n, v) in t.names.iter().zip(vals) {
+                    val += &if n == "nll" { format!(" | {n} {v:.4}") } else { format!(" | {n} {:.1}%", 100.0 * v) };
+                }
+                if new_best {
+                    val += " (best)";
+                }
+            }
             status = format!(
                 "epoch {epoch_f:.2} | loss {:.4} (avg {:.4}){val} | lr {lr:.2e} | {:.0} tok/s | ETA {} | RSS {} MiB",
                 loss,
@@ -326,7 +410,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
                 Some(b) => {
                     b.set_position(done);
                     b.set_message(status.clone());
-                    if val_loss.is_some() {
+                    if val_loss.is_some() || task_values.is_some() {
                         b.println(format!("step {done}/{total} | {status}"));
                     }
                 }
@@ -346,6 +430,7 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
                 total_steps: total,
                 history: history.clone(),
                 fingerprint: fingerprint.clone(),
+                best,
             };
             let path = checkpoint::save(&opts.checkpoint_dir, &ck, model)?;
             checkpoint::prune(&opts.checkpoint_dir, opts.keep_checkpoints, &path);
@@ -372,13 +457,16 @@ pub fn train(model: &Model, data: &Dataset, opts: &TrainOptions, resume: Option<
             interrupted = true;
             break;
         }
+        if early_stopped {
+            break;
+        }
     }
     if let Some(b) = bar {
         // Leave the last status as a plain line.
         b.finish_and_clear();
         eprintln!("step {}/{total} | {status}", history.last().map_or(0, |h| h.step));
     }
-    Ok(TrainResult { lora, history, interrupted, total_steps: total })
+    Ok(TrainResult { lora, history, interrupted, total_steps: total, best, early_stopped })
 }
 
 /// The terminal progress bar: steps done of the run, with the status line as its message.
