@@ -15,7 +15,6 @@ use finetune::{Error, Result};
     name = "finetune",
     version,
     about = "Train LoRA adapters directly on quantized GGUF weights",
-    args_conflicts_with_subcommands = true,
     after_help = "Training (the top-level command):\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
@@ -422,8 +421,33 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Parse the command line. The training flags belong to the top-level command only; the global
+/// flags (`--threads`, `--force`, …) go before or after a subcommand alike.
+fn parse_cli() -> Cli {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command().get_matches();
+    if let Some((name, _)) = matches.subcommand() {
+        const GLOBAL: [&str; 5] = ["threads", "numerics", "device", "force", "max_data_size"];
+        let training = matches
+            .ids()
+            .map(|id| id.as_str())
+            .find(|id| !GLOBAL.contains(id) && matches.value_source(id) == Some(ValueSource::CommandLine));
+        if let Some(id) = training {
+            let flag = id.replace('_', "-");
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("--{flag} is a training flag (the top-level command): it cannot be used with the subcommand '{name}'; put the subcommand's own flags after its name"),
+                )
+                .exit();
+        }
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    match run(parse_cli()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", finetune::util::text::printable_message(&e.to_string()));

@@ -567,3 +567,40 @@ fn fuzz_regressions() {
     let r = run(&["generate", "--model", s(&m), "--chat", "--chat-template", s(&tmpl), "--prompt", "hi", "-n", "1"]);
     assert_error(&r, &[s(&tmpl), "chat template syntax error"], "{%}");
 }
+
+#[test]
+fn garbage_flag_values_and_missing_files_are_named() {
+    let dir = tmpdir("hostile-flags");
+    let m = common::smollm();
+    let good = dir.join("tuned.gguf");
+    adapter_with(&good, 4.0, |_| {});
+    let ollama = dir.join("ollama");
+    // A version that is not one: refused before anything is written.
+    let r = run(&["export", "--ollama", s(&ollama), "--model", s(&m), "--lora", s(&good), "--ollama-version", "banana"]);
+    assert_error(&r, &["banana"], "--ollama-version banana");
+    assert!(!ollama.exists(), "--ollama-version banana created {}", ollama.display());
+    // A global size that does not parse.
+    let r = run(&["--max-data-size", "lots", "tokenize", "--model", s(&m), "--text", "hi"]);
+    assert_error(&r, &["lots"], "--max-data-size lots");
+    // Global flags go before a subcommand too; training flags do not go with one.
+    let r = run(&["--threads", "1", "--force", "tokenize", "--model", s(&m), "--text", "hi"]);
+    assert_eq!(r.code, Some(0), "global flags before a subcommand: {}", r.stderr);
+    let r = run(&["--steps", "5", "tokenize", "--model", s(&m), "--text", "hi"]);
+    assert_eq!(r.code, Some(2), "a training flag with a subcommand: {}", r.stderr);
+    assert!(r.stderr.contains("--steps is a training flag"), "{}", r.stderr);
+    // serve with an adapter file that is not there: an error naming it, before listening.
+    let missing = dir.join("nowhere.gguf");
+    let spec = format!("a={}", missing.display());
+    let r = run_limited(&["serve", "--model", s(&m), "--lora", &spec, "--port", "0"], VLIMIT_KB, 30);
+    assert_error(&r, &["nowhere.gguf"], "serve --lora missing");
+    // export --ollama --merge whose merged GGUF would be the base model itself (DIR/<adapter stem>.gguf):
+    // refused even with --force, and the base is left as it was.
+    std::fs::create_dir_all(&ollama).unwrap();
+    let base = ollama.join("tuned.gguf");
+    std::fs::copy(&m, &base).unwrap();
+    let before = std::fs::read(&base).unwrap();
+    let r = run(&["--force", "export", "--ollama", s(&ollama), "--merge", "--model", s(&base), "--lora", s(&good)]);
+    assert_error(&r, &["tuned.gguf"], "export --ollama --merge onto its base");
+    assert!(std::fs::read(&base).unwrap() == before, "the base model was changed");
+    assert!(!ollama.join("Modelfile.merged").exists());
+}
