@@ -22,6 +22,8 @@ use finetune::{Error, Result};
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --steps 30 \\\n      \
         --eval-data examples/style_degozaru_eval.jsonl --eval-limit 10 --eval-metric 'ends-with:says the samurai' \\\n      \
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
+        finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
+        --device cuda --gpu-mem 4G   # prints the GPU memory plan, then needs --features cuda and a GPU\n  \
         finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'\n\n\
         Outputs: no command writes over one of its inputs (symlinks and hard links included); an existing output is\n\
         replaced only with --force (--resume continues its --log and checkpoints and replaces the stopped run's partial\n\

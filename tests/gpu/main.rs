@@ -24,7 +24,7 @@ use finetune::model::Model;
 use finetune::ops::activation::Act;
 use finetune::ops::rope::{Rope, RopeStyle};
 use finetune::quant::{self, GgmlType};
-use finetune::train::block::{SeqView, Trainable};
+use finetune::train::block::{SeqView, StepOptions, Trainable};
 use finetune::train::optim::{clip_global_norm, AdamW};
 use finetune::weights::{QMatrix, QuantWeight};
 
@@ -537,11 +537,13 @@ fn bench_7b_streaming_at_4_gib() {
                 }
             })
         };
+        // Checkpoints only (every block recomputed in the backward), as the plan assumes.
+        let opts = StepOptions { dropout: None, keep_bytes: 0 };
         let mut grads = tr.zero_grads(&lora_d);
-        tr.forward_backward(&lora_d, Some(&mut grads), &seq, 1.0).unwrap(); // warm-up (uploads)
+        tr.forward_backward_with(&lora_d, Some(&mut grads), &seq, 1.0, opts).unwrap(); // warm-up (uploads)
         let t0 = Instant::now();
         let mut grads = tr.zero_grads(&lora_d);
-        tr.forward_backward(&lora_d, Some(&mut grads), &seq, 1.0).unwrap();
+        tr.forward_backward_with(&lora_d, Some(&mut grads), &seq, 1.0, opts).unwrap();
         tr.backend.gpu().sync().unwrap();
         let secs = t0.elapsed().as_secs_f64();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

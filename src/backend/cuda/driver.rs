@@ -63,7 +63,7 @@ fn load() -> Result<Api, String> {
                 if s.is_null() {
                     return Err(format!("the CUDA driver lacks {} (driver too old?)", stringify!($name)));
                 }
-                std::mem::transmute::<*mut c_void, _>(s)
+                fn_ptr(s)
             }};
         }
         Ok(Api {
@@ -88,6 +88,14 @@ fn load() -> Result<Api, String> {
             cuGetErrorString: sym!(cuGetErrorString),
         })
     }
+}
+
+/// A symbol address as the function pointer type `F` of its declaration.
+///
+/// SAFETY: the caller names the symbol's real signature; `F` is a function pointer (pointer-sized).
+unsafe fn fn_ptr<F: Copy>(p: *mut c_void) -> F {
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    std::mem::transmute_copy(&p)
 }
 
 fn api() -> Result<&'static Api, Error> {
