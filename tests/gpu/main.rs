@@ -1,9 +1,10 @@
 //! The CUDA backend against the CPU backend, on a GPU. Compiled only with `--features cuda`
-//! (`required-features` in Cargo.toml), so CI — which has no GPU — neither builds nor reports
-//! these as passing; `tests/gpu/run.sh` runs them on a GPU machine.
+//! (`required-features` in Cargo.toml): `cargo test` in CI (no GPU, no feature) neither runs nor
+//! reports them — CI only lints them (`clippy --features cuda`); `tests/gpu/run.sh` runs them on
+//! a GPU machine.
 //!
 //! Tolerances: block decoding is bit-exact; element-wise ops and rope (same f32 operations, no
-//! fused multiply-add) are bit-exact or within 1 ulp-scale (2e-7 relative L2) where the device
+//! fused multiply-add) are bit-exact, or within 1e-6 relative L2 where the device
 //! `expf`/`tanhf` differ from the host's; reductions and products (different summation orders)
 //! within 1e-5 relative L2; whole-model LoRA gradients within 1e-4 relative L2 (the issue's
 //! bar); logits within 1e-4.
@@ -82,12 +83,12 @@ fn cut(src: &std::path::Path, dst: &std::path::Path, layers: usize, vocab: usize
     sink.finish().unwrap();
 }
 
-/// Run on the CPU machine (tests/gpu/run.sh --prepare): cut copies of both real models, small
-/// enough to travel to the device machine, which load and keep the real tensors.
+/// Run on the CPU machine (tests/gpu/run.sh --prepare, into `FINETUNE_GPU_CUT`; else a scratch
+/// folder): cut copies of both real models, small enough to travel to the device machine, which
+/// load and keep the real tensors.
 #[test]
 fn cut_models_for_the_device() {
-    let Some(dir) = std::env::var_os("FINETUNE_GPU_CUT") else { panic!("set FINETUNE_GPU_CUT=DIR (tests/gpu/run.sh --prepare does)") };
-    let dir = std::path::PathBuf::from(dir);
+    let dir = std::env::var_os("FINETUNE_GPU_CUT").map(std::path::PathBuf::from).unwrap_or_else(|| common::tmpdir("gpu-cut"));
     std::fs::create_dir_all(&dir).unwrap();
     for (src, name) in [(common::smollm(), "smollm2-cut.gguf"), (common::gemma(), "gemma3-cut.gguf")] {
         let dst = dir.join(name);
@@ -244,13 +245,13 @@ fn norm_rope_glu_elementwise() {
         let (mut want, mut got) = (g.clone(), b.upload(&g));
         c.glu(act, &mut want, &u);
         b.glu(act, &mut got, &b.upload(&u));
-        close(&format!("glu {act:?}"), &b.download(&got), &want, 2e-7);
+        close(&format!("glu {act:?}"), &b.download(&got), &want, 1e-6);
         let (mut wg, mut wu) = (vec![0f32; 4096], vec![0f32; 4096]);
         c.glu_backward(act, &g, &u, &dh, &mut wg, &mut wu);
         let (mut gg, mut gu) = (b.zeros(4096), b.zeros(4096));
         b.glu_backward(act, &b.upload(&g), &b.upload(&u), &b.upload(&dh), &mut gg, &mut gu);
-        close(&format!("glu backward {act:?} dgate"), &b.download(&gg), &wg, 2e-7);
-        close(&format!("glu backward {act:?} dup"), &b.download(&gu), &wu, 2e-7);
+        close(&format!("glu backward {act:?} dgate"), &b.download(&gg), &wg, 1e-6);
+        close(&format!("glu backward {act:?} dup"), &b.download(&gu), &wu, 1e-6);
     }
     let (x, y) = (randn(&mut rng, 999, 5.0), randn(&mut rng, 999, 1.0));
     let mut want = x.clone();
@@ -261,7 +262,7 @@ fn norm_rope_glu_elementwise() {
     b.add(&mut got, &b.upload(&y));
     b.scale(&mut got, 0.3);
     b.softcap(&mut got, 1.5);
-    close("add/scale/softcap", &b.download(&got), &want, 2e-7);
+    close("add/scale/softcap", &b.download(&got), &want, 1e-6);
     assert_eq!(b.download(&b.mul(&b.upload(&x), &b.upload(&y))), c.mul(&x, &y));
     let bias = randn(&mut rng, 37, 1.0);
     let (mut want, mut got) = (x[..37 * 27].to_vec(), b.upload(&x[..37 * 27]));
@@ -502,6 +503,7 @@ fn forty_training_steps_lower_the_held_out_loss_as_on_the_cpu() {
 /// cuMemGetInfo every 2 ms. Needs `FINETUNE_GPU_7B` (a path for the 4.4 GiB synthetic file).
 #[test]
 fn bench_7b_streaming_at_4_gib() {
+    drop(gpu()); // fail before writing 4.7 GB when there is no GPU
     let Ok(path) = std::env::var("FINETUNE_GPU_7B") else { panic!("set FINETUNE_GPU_7B=/path/for/qwen2-7b-q4km.gguf") };
     let path = std::path::PathBuf::from(path);
     if !path.exists() {
