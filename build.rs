@@ -1,18 +1,70 @@
-//! Build script. The build is CPU-only and needs no C/C++ toolchain: no kernels are compiled
-//! yet. It only declares the `finetune_cuda` cfg and sets it when a `ggml/` directory with `.cu`
-//! sources exists and `nvcc` runs, so that GPU code arriving with the backend work can gate on it.
-use std::path::Path;
+//! Build script. Without the `cuda` feature it does nothing (no C/C++ or CUDA toolchain is
+//! needed). With it, every `ggml/*.cu` is compiled to PTX (`compute_80`, which the driver JIT-compiles
+//! for the card, Ampere and newer) by `nvcc`, and `$OUT_DIR/ptx.rs` lists them for
+//! `include_str!`. nvcc is `$FINETUNE_NVCC`, else the PyPI toolchain that `tests/cuda_ptx.sh`
+//! installs in `~/.cache/finetune/cuda-13.0`, else `nvcc` on the PATH.
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+fn nvcc() -> Option<(PathBuf, Option<PathBuf>)> {
+    let works = |p: &Path| Command::new(p).arg("--version").output().is_ok_and(|o| o.status.success());
+    if let Some(p) = std::env::var_os("FINETUNE_NVCC").map(PathBuf::from) {
+        return works(&p).then(|| (p.clone(), runtime_include(&p)));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        let p = Path::new(&home).join(".cache/finetune/cuda-13.0/nvidia/cu13/bin/nvcc");
+        if works(&p) {
+            let inc = runtime_include(&p);
+            return Some((p, inc));
+        }
+    }
+    let p = PathBuf::from("nvcc");
+    works(&p).then_some((p, None))
+}
+
+/// The PyPI wheels' headers beside their nvcc (`nvidia/cu13/include`).
+fn runtime_include(nvcc: &Path) -> Option<PathBuf> {
+    let inc = nvcc.parent()?.parent()?.join("include");
+    inc.is_dir().then_some(inc)
+}
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=ggml");
-    println!("cargo:rustc-check-cfg=cfg(finetune_cuda)");
-    let has_kernels =
-        Path::new("ggml").read_dir().map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "cu"))).unwrap_or(false);
-    let nvcc = Command::new("nvcc").arg("--version").output().is_ok_and(|o| o.status.success());
-    if has_kernels && nvcc {
-        // No code compiles CUDA sources yet; the cfg is what GPU code will gate on.
-        println!("cargo:rustc-cfg=finetune_cuda");
+    println!("cargo:rerun-if-env-changed=FINETUNE_NVCC");
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
     }
+    let Some((nvcc, include)) = nvcc() else {
+        panic!(
+            "--features cuda needs nvcc to compile ggml/*.cu to PTX: run `bash tests/cuda_ptx.sh --install` \
+             (PyPI's CUDA wheels into ~/.cache/finetune, no GPU needed) or set FINETUNE_NVCC"
+        );
+    };
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir("ggml")
+        .expect("ggml/ (the CUDA kernel sources)")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .collect();
+    files.sort();
+    let mut list = String::from("/// Every kernel file's PTX: (file stem, PTX text).\npub const PTX: &[(&str, &str)] = &[\n");
+    for cu in &files {
+        println!("cargo:rerun-if-changed={}", cu.display());
+        let stem = cu.file_stem().and_then(|s| s.to_str()).expect("kernel file name");
+        let ptx = out.join(format!("{stem}.ptx"));
+        let mut cmd = Command::new(&nvcc);
+        cmd.args(["-ptx", "-arch=compute_80", "-std=c++17", "-Iggml", "--Werror", "all-warnings", "-o"]).arg(&ptx).arg(cu);
+        if let Some(inc) = &include {
+            cmd.arg(format!("-I{}", inc.display()));
+        }
+        let o = cmd.output().unwrap_or_else(|e| panic!("running {}: {e}", nvcc.display()));
+        if !o.status.success() {
+            panic!("nvcc failed on {}:\n{}", cu.display(), String::from_utf8_lossy(&o.stderr));
+        }
+        list.push_str(&format!("    ({stem:?}, include_str!({:?})),\n", ptx.display().to_string()));
+    }
+    list.push_str("];\n");
+    std::fs::write(out.join("ptx.rs"), list).expect("writing ptx.rs");
 }

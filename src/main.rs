@@ -21,6 +21,8 @@ use finetune::{Error, Result};
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --steps 30 \\\n      \
         --eval-data examples/style_degozaru_eval.jsonl --eval-limit 10 --eval-metric 'ends-with:says the samurai' \\\n      \
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
+        finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
+        --device cuda --gpu-mem 4G   # prints the GPU memory plan, then needs --features cuda and a GPU\n  \
         finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'\n\n\
         Outputs: no command writes over one of its inputs (symlinks and hard links included); an existing output is\n\
         replaced only with --force (--resume continues its --log and checkpoints and replaces the stopped run's partial\n\
@@ -39,6 +41,11 @@ struct Cli {
     /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
     #[arg(long, global = true, value_name = "cpu|cuda[:N]")]
     device: Option<String>,
+    /// GPU memory budget with `--device cuda` (e.g. 4G; default: the card's free memory). The
+    /// GPU plan (weights resident or streamed per block, LoRA/Adam state, checkpoints) is
+    /// printed before training, and a run that cannot fit is refused.
+    #[arg(long, global = true, value_name = "BYTES")]
+    gpu_mem: Option<String>,
     /// Replace existing output files (adapter, log, model, Modelfile, PEFT files). Without it a
     /// command refuses an output that exists; an output that is one of the inputs is refused
     /// even with it.
@@ -364,15 +371,27 @@ fn run(cli: Cli) -> Result<()> {
         let n = finetune::model::Numerics::from_name(n).ok_or_else(|| Error::usage(format!("--numerics {n}: use ggml or f32")))?;
         cmd::set_numerics(n);
     }
-    if let Some(d) = &cli.device {
-        finetune::backend::cuda::Device::parse(d)?.check()?;
+    let gpu_mem = cli.gpu_mem.as_deref().map(finetune::train::plan::parse_bytes).transpose()?;
+    let device = cli.device.as_deref().map(finetune::backend::cuda::Device::parse).transpose()?.unwrap_or_default();
+    if gpu_mem.is_some() && device == finetune::backend::cuda::Device::Cpu {
+        return Err(Error::usage("--gpu-mem needs --device cuda[:N]"));
     }
+    // Training with --gpu-mem prints its GPU plan first and checks the device after it.
+    if !(cli.command.is_none() && gpu_mem.is_some()) {
+        device.check()?;
+    }
+    cmd::set_device(device, gpu_mem);
     cmd::set_force(cli.force);
     finetune::util::signals::catch_file_size_limit().map_err(|e| Error::Msg(format!("installing a signal handler: {e}")))?;
     rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().map_err(|e| Error::Msg(e.to_string()))?;
     let Some(command) = cli.command else {
         return cmd::train::run(cli.train);
     };
+    if cmd::device().0 != finetune::backend::cuda::Device::Cpu {
+        use clap::CommandFactory;
+        let name = Cli::command().get_subcommands().map(|c| c.get_name().to_string()).find(|n| std::env::args().any(|a| &a == n));
+        cmd::cpu_only(name.as_deref().unwrap_or("this command"))?;
+    }
     match command {
         Command::Inspect { model, json, tensors, tensor, out } => cmd::inspect::run(model, json, tensors, tensor, out),
         Command::Tokenize { model, text, file, json, no_special, parse_special } => {

@@ -107,6 +107,32 @@ fn wrong_adapter_and_checkpoint_files_are_clear_errors() {
             vec!["generate", "--model", s(&smol), "--prompt", "Hi", "-n", "2", "--device", "cuda"],
             vec!["--device cuda:0", "built without the CUDA backend"],
         ),
+        // The GPU memory plan is printed before the device is checked; a run that cannot fit is refused.
+        (
+            vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--device", "cuda", "--gpu-mem", "4G"],
+            vec!["gpu plan: all 30 blocks resident", "--device cuda:0", "built without the CUDA backend"],
+        ),
+        (
+            vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--device", "cuda", "--gpu-mem", "300M"],
+            vec!["--gpu-mem 300.0 MiB: the run cannot fit even with every block streamed", "raise --gpu-mem"],
+        ),
+        (
+            vec!["--model", s(&smol), "--data", s(&data), "--steps", "1", "--out", s(&out), "--gpu-mem", "4G"],
+            vec!["--gpu-mem needs --device cuda[:N]"],
+        ),
+        // Gemma-3-270M: its tied 170 MiB Q8_0 embedding/output is streamed in pieces at 800M; 700M cannot fit.
+        (
+            vec!["--model", s(&gemma), "--data", s(&data), "--steps", "1", "--out", s(&out), "--device", "cuda", "--gpu-mem", "800M"],
+            vec![
+                "gpu plan: streaming — 17 of 18 blocks resident",
+                "output projection streamed in 45 pieces",
+                "built without the CUDA backend",
+            ],
+        ),
+        (
+            vec!["--model", s(&gemma), "--data", s(&data), "--steps", "1", "--out", s(&out), "--device", "cuda", "--gpu-mem", "700M"],
+            vec!["--gpu-mem 700.0 MiB: the run cannot fit even with every block streamed"],
+        ),
         (
             vec!["perplexity", "--model", s(&smol), "--file", s(&text), "--device", "tpu"],
             vec!["--device 'tpu': expected cpu, cuda or cuda:N"],

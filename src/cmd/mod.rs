@@ -102,6 +102,29 @@ pub fn read_text(f: &Path) -> Result<String> {
     finetune::util::input::read_input_string(f, max_input()).map_err(|e| Error::io(f, e))
 }
 
+static DEVICE: std::sync::OnceLock<(finetune::backend::cuda::Device, Option<u64>)> = std::sync::OnceLock::new();
+
+/// Set the device chosen with `--device` and the `--gpu-mem` budget (checked already).
+pub fn set_device(d: finetune::backend::cuda::Device, gpu_mem: Option<u64>) {
+    let _ = DEVICE.set((d, gpu_mem));
+}
+
+/// The device and GPU memory budget of this run.
+pub fn device() -> (finetune::backend::cuda::Device, Option<u64>) {
+    DEVICE.get().copied().unwrap_or_default()
+}
+
+/// For a command that has no CUDA path yet: refuse `--device cuda` clearly.
+pub fn cpu_only(command: &str) -> Result<()> {
+    match device().0 {
+        finetune::backend::cuda::Device::Cpu => Ok(()),
+        finetune::backend::cuda::Device::Cuda(n) => Err(Error::Usage(format!(
+            "--device cuda:{n}: `{command}` runs on the CPU only in this version (the CUDA backend's kernels are \
+             checked by tests/gpu/run.sh; training and inference on it from the command line are not wired yet)"
+        ))),
+    }
+}
+
 static NUMERICS: std::sync::OnceLock<finetune::model::Numerics> = std::sync::OnceLock::new();
 
 /// Set the inference numerics chosen with `--numerics` (before any model is loaded).

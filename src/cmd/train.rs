@@ -317,6 +317,17 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     say(format!("memory plan: peak ≈ {p}"));
     super::memory::check_plan(p.total(), max_ram)?;
+    if let (finetune::backend::cuda::Device::Cuda(n), gpu_mem) = super::device() {
+        let shape = finetune::backend::cuda::plan::VramShape::of_model(&model, &targets, a.rank);
+        let budget = match gpu_mem {
+            Some(b) => b,
+            None => gpu_free(n)?,
+        };
+        let vp = finetune::backend::cuda::plan::plan_vram(&shape, a.seq_len, budget)?;
+        say(vp.to_string());
+        finetune::backend::cuda::Device::Cuda(n).check()?;
+        super::cpu_only("train")?;
+    }
     let opts = TrainOptions {
         rank: a.rank,
         alpha: a.alpha,
@@ -540,4 +551,15 @@ fn check_outputs(a: &TrainArgs, model: &Path, data: &Path, out: &Path, svg: &Pat
         }
     }
     Ok(())
+}
+
+/// Free memory of CUDA device `n` (the default `--gpu-mem`).
+#[cfg(feature = "cuda")]
+fn gpu_free(n: usize) -> Result<u64> {
+    Ok(finetune::backend::cuda::driver::Gpu::open(n)?.mem_info()?.0)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_free(n: usize) -> Result<u64> {
+    Err(Error::Usage(format!("--device cuda:{n}: pass --gpu-mem (this build has no CUDA backend to ask the card)")))
 }

@@ -235,6 +235,46 @@ impl<'a, T> Model<'a, T> {
         }
     }
 
+    /// The same model with every small buffer (norm weights, biases, applied adapters) mapped
+    /// by `f` — e.g. uploaded to a device backend with [`Backend::upload`]; the frozen weights
+    /// are shared, not copied.
+    pub fn map_buffers<U>(&self, mut f: impl FnMut(&T) -> U) -> Model<'a, U> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| Layer {
+                attn_norm: f(&l.attn_norm),
+                wq: l.wq.clone(),
+                wk: l.wk.clone(),
+                wv: l.wv.clone(),
+                wo: l.wo.clone(),
+                bq: l.bq.as_ref().map(&mut f),
+                bk: l.bk.as_ref().map(&mut f),
+                bv: l.bv.as_ref().map(&mut f),
+                q_norm: l.q_norm.as_ref().map(&mut f),
+                k_norm: l.k_norm.as_ref().map(&mut f),
+                post_attn_norm: l.post_attn_norm.as_ref().map(&mut f),
+                ffn_norm: f(&l.ffn_norm),
+                w_gate: l.w_gate.clone(),
+                w_up: l.w_up.clone(),
+                w_down: l.w_down.clone(),
+                post_ffw_norm: l.post_ffw_norm.as_ref().map(&mut f),
+            })
+            .collect();
+        let adapters = self.adapters.iter().map(|(set, s)| (set.map(&mut f), *s)).collect();
+        Model {
+            cfg: self.cfg.clone(),
+            tok_embd: self.tok_embd.clone(),
+            layers,
+            output_norm: f(&self.output_norm),
+            output: self.output.clone(),
+            rope: self.rope.clone(),
+            rope_swa: self.rope_swa.clone(),
+            adapters,
+            numerics: self.numerics,
+        }
+    }
+
     /// The rope of layer `il` (sliding-window layers have their own base).
     pub fn rope_for(&self, il: usize) -> &Rope {
         if self.cfg.is_swa(il) {

@@ -41,6 +41,12 @@ impl Rope {
         Rope { style, n_rot, inv_freq, theta_scale, freq_scale, factors: factors.map(|f| f[..n_rot / 2].to_vec()) }
     }
 
+    /// The per-pair angle rate: pair i of a row at position p turns by `p as f32 · inv_freq[i]`
+    /// (what [`Rope::apply`] computes; a GPU backend builds its cos/sin tables from it).
+    pub fn inv_freq(&self) -> &[f32] {
+        &self.inv_freq
+    }
+
     /// Rotate `n_heads` heads of width `head_dim` in `x` (one token) at position `pos`.
     pub fn apply(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize) {
         self.rotate(x, n_heads, head_dim, pos, false);
