@@ -447,11 +447,12 @@ fn parse_cli() -> Cli {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command().get_matches();
     if let Some((name, _)) = matches.subcommand() {
-        const GLOBAL: [&str; 5] = ["threads", "numerics", "device", "force", "max_data_size"];
+        let cli = Cli::command();
+        let global: Vec<&str> = cli.get_arguments().filter(|a| a.is_global_set()).map(|a| a.get_id().as_str()).collect();
         let training = matches
             .ids()
             .map(|id| id.as_str())
-            .find(|id| !GLOBAL.contains(id) && matches.value_source(id) == Some(ValueSource::CommandLine));
+            .find(|id| !global.contains(id) && matches.value_source(id) == Some(ValueSource::CommandLine));
         if let Some(id) = training {
             let flag = id.replace('_', "-");
             Cli::command()
