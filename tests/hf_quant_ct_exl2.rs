@@ -12,8 +12,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, TensorView};
 use finetune::model::ModelError;
+use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter, TensorView};
 use finetune::weights::{ctensors, exl2, QuantWeight, Weight, WeightFormat};
 use serde_json::Value as Json;
 
@@ -34,7 +34,11 @@ fn ct_root() -> PathBuf {
 fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(&b[..6], b"\x93NUMPY", "{}", path.display());
-    let (hlen, start) = if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12) };
+    let (hlen, start) = if b[6] == 1 {
+        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
+    } else {
+        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
+    };
     let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
     assert!(header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"), "{header}");
     let dims = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
@@ -69,7 +73,10 @@ fn assert_exact(w: &dyn QuantWeight, want: &[f32], what: &str) -> usize {
             let c1 = (c0 + 64).min(k);
             let mut part = vec![0f32; c1 - c0];
             w.decode_cols(r, c0, c1, &mut part);
-            assert!(part.iter().zip(&want[r * k + c0..r * k + c1]).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}: decode_cols row {r} [{c0}, {c1})");
+            assert!(
+                part.iter().zip(&want[r * k + c0..r * k + c1]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{what}: decode_cols row {r} [{c0}, {c1})"
+            );
             c0 = c1;
         }
     }
@@ -121,7 +128,8 @@ fn pack_quantized_matches_compressed_tensors_decompression_bit_for_bit() {
 /// Build the EXL2 fixture with the independent numpy script into a fresh directory.
 fn exl2_fixture() -> PathBuf {
     let dir = common::tmpdir("exl2");
-    let out = Command::new(common::python()).arg(common::root().join("tests/oracle/exl2_ref.py")).arg(&dir).output().expect("run exl2_ref.py");
+    let out =
+        Command::new(common::python()).arg(common::root().join("tests/oracle/exl2_ref.py")).arg(&dir).output().expect("run exl2_ref.py");
     assert!(out.status.success(), "exl2_ref.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
     dir
 }
@@ -139,7 +147,10 @@ fn exl2_matches_the_independent_reference_bit_for_bit() {
         let w = exl2::open(&get, prefix, &qcfg, n_in, n_out).unwrap_or_else(|e| panic!("{prefix}: {e}"));
         assert_eq!(w.format(), WeightFormat::Exl2);
         let (_, want) = read_npy(&dir.join("oracle").join(format!("{prefix}.npy")));
-        assert!(want.iter().any(|&x| x != 0.0) && want.iter().any(|x| x.abs() < 6.1e-5 && *x != 0.0), "{prefix}: the fixture should reach f16 subnormals");
+        assert!(
+            want.iter().any(|&x| x != 0.0) && want.iter().any(|x| x.abs() < 6.1e-5 && *x != 0.0),
+            "{prefix}: the fixture should reach f16 subnormals"
+        );
         values += assert_exact(w.as_ref(), &want, prefix);
     }
     eprintln!("EXL2: {} modules ({values} values) bit-exact vs tests/oracle/exl2_ref.py", manifest["quantized"].as_object().unwrap().len());
@@ -170,14 +181,7 @@ fn i32s(v: &[i32]) -> Vec<u8> {
 type Opener = for<'a> fn(&dyn Fn(&str) -> Option<TensorView<'a>>, &str, &Json, usize, usize) -> Result<Weight<'a>, ModelError>;
 
 /// `open` on the edited file must fail with a message naming the file and containing `want`.
-fn expect_err(
-    open: Opener,
-    st: &SafetensorsFile,
-    prefix: &str,
-    qcfg: &Json,
-    (n_in, n_out): (usize, usize),
-    want: &[&str],
-) {
+fn expect_err(open: Opener, st: &SafetensorsFile, prefix: &str, qcfg: &Json, (n_in, n_out): (usize, usize), want: &[&str]) {
     let get = |t: &str| st.get(t);
     let msg = match open(&get, prefix, qcfg, n_in, n_out) {
         Ok(_) => panic!("{prefix}: broken input accepted (wanted {want:?})"),
@@ -200,7 +204,13 @@ fn exl2_broken_inputs_are_clear_errors() {
     assert!(exl2::open(&get, p, &qcfg, dims.0, dims.1).is_ok());
     let qw = format!("{p}.q_weight");
     // Truncated: q_weight one qrow short.
-    let f = rebuilt(&st, &|n, d, s, b| if n == qw { Some((d, vec![s[0] - 1, s[1]], b[..b.len() - 4 * s[1]].to_vec())) } else { keep(n, d, s, b) });
+    let f = rebuilt(&st, &|n, d, s, b| {
+        if n == qw {
+            Some((d, vec![s[0] - 1, s[1]], b[..b.len() - 4 * s[1]].to_vec()))
+        } else {
+            keep(n, d, s, b)
+        }
+    });
     expect_err(exl2::open, &f, p, &qcfg, dims, &["broken/model.safetensors", "q_groups", "qrow"]);
     // Wrong dtype.
     let f = rebuilt(&st, &|n, d, s, b| {
@@ -297,7 +307,14 @@ fn pack_quantized_broken_inputs_are_clear_errors() {
             keep(n, d, s, b)
         }
     });
-    expect_err(ctensors::open, &f, p, &qcfg, dims, &["broken/model.safetensors", "q_proj.weight_packed", "shape [256, 23], expected [256, 24]"]);
+    expect_err(
+        ctensors::open,
+        &f,
+        p,
+        &qcfg,
+        dims,
+        &["broken/model.safetensors", "q_proj.weight_packed", "shape [256, 23], expected [256, 24]"],
+    );
     let f = rebuilt(&st, &|n, d, s, b| if n == wp { Some((Dtype::U32, s.to_vec(), b.to_vec())) } else { keep(n, d, s, b) });
     expect_err(ctensors::open, &f, p, &qcfg, dims, &["q_proj.weight_packed", "dtype U32, expected I32"]);
     let f = rebuilt(&st, &|n, d, s, b| if n.ends_with("q_proj.weight_zero_point") { None } else { keep(n, d, s, b) });
@@ -372,7 +389,9 @@ fn g_idx_picks_each_inputs_group() {
         let scale = st.get(&format!("{p}.weight_scale")).unwrap().to_f32().unwrap();
         let packed = st.get(&format!("{p}.weight_packed")).unwrap().data;
         let zp = st.get(&format!("{p}.weight_zero_point")).unwrap().data;
-        let nib = |bytes: &[u8], word: usize, i: usize| ((u32::from_le_bytes(bytes[4 * word..4 * word + 4].try_into().unwrap()) >> (4 * i)) & 15) as i32 - 8;
+        let nib = |bytes: &[u8], word: usize, i: usize| {
+            ((u32::from_le_bytes(bytes[4 * word..4 * word + 4].try_into().unwrap()) >> (4 * i)) & 15) as i32 - 8
+        };
         for n in [0, 17, 255] {
             for k in 0..n_in {
                 let gk = g[k] as usize;
@@ -383,4 +402,33 @@ fn g_idx_picks_each_inputs_group() {
             }
         }
     }
+}
+
+/// The GPU check (tests/gpu/exl2_check.sh runs it): every linear layer of a model converted by
+/// exllamav2 decodes to exllamav2's own `get_weight_tensor_dq()`, bit for bit. Needs the dumps
+/// (`FINETUNE_EXL2_DUMP`) and the converted directory (`FINETUNE_EXL2_DIR`).
+#[test]
+#[ignore = "needs exllamav2 dumps from a CUDA machine: bash tests/gpu/exl2_check.sh"]
+fn exl2_matches_exllamav2_dumps() {
+    let dump = PathBuf::from(std::env::var("FINETUNE_EXL2_DUMP").expect("FINETUNE_EXL2_DUMP"));
+    let dir = PathBuf::from(std::env::var("FINETUNE_EXL2_DIR").expect("FINETUNE_EXL2_DIR"));
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            files.push(SafetensorsFile::open(&p).unwrap());
+        }
+    }
+    assert!(!files.is_empty(), "no .safetensors in {}", dir.display());
+    let get = |t: &str| files.iter().find_map(|f| f.get(t));
+    let qcfg = json(&dir.join("config.json"))["quantization_config"].clone();
+    let manifest = json(&dump.join("oracle/manifest.json"));
+    let mut values = 0;
+    for (prefix, shape) in manifest["quantized"].as_object().unwrap() {
+        let (n_out, n_in) = (shape[0].as_u64().unwrap() as usize, shape[1].as_u64().unwrap() as usize);
+        let w = exl2::open(&get, prefix, &qcfg, n_in, n_out).unwrap_or_else(|e| panic!("{prefix}: {e}"));
+        let (_, want) = read_npy(&dump.join("oracle").join(format!("{prefix}.npy")));
+        values += assert_exact(w.as_ref(), &want, prefix);
+    }
+    eprintln!("EXL2: {} layers ({values} values) bit-exact vs exllamav2", manifest["quantized"].as_object().unwrap().len());
 }

@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn every_width_round_trips_including_straddling_values() {
         for bits in 1..=8u32 {
-            let vals: Vec<u32> = (0..97u32).map(|i| (i * 2654435761u32 >> 7) & ((1 << bits) - 1)).collect();
+            let vals: Vec<u32> = (0..97u32).map(|i| (i.wrapping_mul(2654435761u32) >> 7) & ((1 << bits) - 1)).collect();
             let bytes = pack(&vals, bits);
             for (i, &v) in vals.iter().enumerate() {
                 assert_eq!(value(&bytes, 0, 1, i * bits as usize, bits), v, "bits {bits} value {i}");

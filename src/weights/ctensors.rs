@@ -158,7 +158,8 @@ pub fn open<'a>(
 ) -> Result<Weight<'a>, ModelError> {
     let packed_name = format!("{prefix}.weight_packed");
     let packed = get(&packed_name);
-    let file = packed.map_or_else(|| get(&format!("{prefix}.weight")).map(|v| v.file.display().to_string()), |v| Some(v.file.display().to_string()));
+    let file = packed
+        .map_or_else(|| get(&format!("{prefix}.weight")).map(|v| v.file.display().to_string()), |v| Some(v.file.display().to_string()));
     let file = file.unwrap_or_else(|| "the checkpoint".to_string());
     let cfg_err = |problem: String| ModelError::Key { file: file.clone(), key: "quantization_config".into(), problem };
     let Some(scheme) = scheme_for(prefix, qcfg).map_err(cfg_err)? else {

@@ -125,14 +125,19 @@ pub fn open<'a>(
     let file = q_weight.map_or_else(|| "the checkpoint".to_string(), |v| v.file.display().to_string());
     let method = qcfg.get("quant_method").and_then(Json::as_str).unwrap_or("");
     if method != "exl2" {
-        return Err(ModelError::Key { file, key: "quantization_config".into(), problem: format!("quant_method is '{method}', not 'exl2'") });
+        return Err(ModelError::Key {
+            file,
+            key: "quantization_config".into(),
+            problem: format!("quant_method is '{method}', not 'exl2'"),
+        });
     }
     let err = |name: &str, problem: String| ModelError::Tensor { file: file.clone(), name: name.to_string(), problem };
     let need = |suffix: &str| {
         let name = format!("{prefix}.{suffix}");
         get(&name).ok_or_else(|| err(&name, "missing (an EXL2 module needs q_weight, q_groups, q_scale, q_scale_max, q_invperm)".into()))
     };
-    let q_weight = q_weight.ok_or_else(|| err(&qw_name, "missing (an EXL2 module needs q_weight, q_groups, q_scale, q_scale_max, q_invperm)".into()))?;
+    let q_weight = q_weight
+        .ok_or_else(|| err(&qw_name, "missing (an EXL2 module needs q_weight, q_groups, q_scale, q_scale_max, q_invperm)".into()))?;
     let (q_groups, q_scale, q_scale_max, q_invperm) = (need("q_groups")?, need("q_scale")?, need("q_scale_max")?, need("q_invperm")?);
 
     let width = n_out.div_ceil(32) * 32;
@@ -152,8 +157,10 @@ pub fn open<'a>(
 
     // Groups: (bits, first qrow); the I16 entries are read as exllamav2's uint16.
     let raw = int_values(&q_groups, &file)?;
-    let groups: Vec<(u32, usize)> =
-        raw.chunks_exact(2).map(|p| (if q_groups.dtype == Dtype::I16 { p[0] as u16 as u32 } else { p[0] as u32 }, p[1] as u16 as usize)).collect();
+    let groups: Vec<(u32, usize)> = raw
+        .chunks_exact(2)
+        .map(|p| (if q_groups.dtype == Dtype::I16 { p[0] as u16 as u32 } else { p[0] as u32 }, p[1] as u16 as usize))
+        .collect();
     // Rows of each group and the stream position of each permuted row.
     let mut rows_pos: Vec<(u32, u16, u8)> = Vec::with_capacity(n_in);
     let mut stored_bits = 0usize;
@@ -163,14 +170,20 @@ pub fn open<'a>(
             return Err(err(q_groups.name, format!("{at}: {bits} bits is not an EXL2 width (8, 6, 5, 4, 3, 2)")));
         }
         if g > 0 && groups[g - 1].0 < bits {
-            return Err(err(q_groups.name, format!("{at}: bit widths must not increase (exllamav2 decodes 8, 6, 5, 4, 3, 2 in that order)")));
+            return Err(err(
+                q_groups.name,
+                format!("{at}: bit widths must not increase (exllamav2 decodes 8, 6, 5, 4, 3, 2 in that order)"),
+            ));
         }
         if g == 0 && qrow != 0 {
             return Err(err(q_groups.name, format!("{at}: the first group must start at qrow 0")));
         }
         let next = groups.get(g + 1).map_or(qrows, |n| n.1);
         if next <= qrow || next > qrows {
-            return Err(err(q_groups.name, format!("{at}: the next group starts at qrow {next}; qrows must increase within the {qrows} of {}", q_weight.name)));
+            return Err(err(
+                q_groups.name,
+                format!("{at}: the next group starts at qrow {next}; qrows must increase within the {qrows} of {}", q_weight.name),
+            ));
         }
         let span = next - qrow;
         let rows = if g + 1 < groups.len() {
@@ -180,9 +193,18 @@ pub fn open<'a>(
             span * 32 / bits as usize
         } else {
             let rest = n_in.checked_sub(rows_pos.len()).filter(|&r| r > 0);
-            let rest = rest.ok_or_else(|| err(q_groups.name, format!("{at}: the groups before the last already hold {} rows of {n_in}", rows_pos.len())))?;
+            let rest = rest.ok_or_else(|| {
+                err(q_groups.name, format!("{at}: the groups before the last already hold {} rows of {n_in}", rows_pos.len()))
+            })?;
             if bitstream::words_for(rest, bits as usize) != span {
-                return Err(err(q_groups.name, format!("{at}: the last group's {rest} rows need {} qrows, {} has {span}", bitstream::words_for(rest, bits as usize), q_weight.name)));
+                return Err(err(
+                    q_groups.name,
+                    format!(
+                        "{at}: the last group's {rest} rows need {} qrows, {} has {span}",
+                        bitstream::words_for(rest, bits as usize),
+                        q_weight.name
+                    ),
+                ));
             }
             rest
         };
