@@ -342,6 +342,14 @@ fn pack_quantized_broken_inputs_are_clear_errors() {
     w.add(&format!("{p}.weight_g_idx"), Dtype::I32, &[256], i32s(&g)).unwrap();
     let f = SafetensorsFile::from_bytes("broken/model.safetensors", w.to_bytes()).unwrap();
     expect_err(ctensors::open, &f, p, &qcfg, dims, &["q_proj.weight_g_idx", "entry 100 is 4, outside the 4 groups"]);
+    let mut w = SafetensorsWriter::new();
+    for v in st.views() {
+        w.add(v.name, v.dtype, v.shape, v.data.to_vec()).unwrap();
+    }
+    g[100] = 0;
+    w.add(&format!("{p}.weight_g_idx"), Dtype::I32, &[256], i32s(&g)).unwrap();
+    let f = SafetensorsFile::from_bytes("broken/model.safetensors", w.to_bytes()).unwrap();
+    expect_err(ctensors::open, &f, p, &qcfg, dims, &["q_proj.weight_g_idx", "group 0 has 65 inputs, the group size is 64"]);
     // Config problems: another format, bits out of range, a dense module whose weight is missing.
     let mut c = qcfg.clone();
     c["config_groups"]["group_0"]["format"] = "float-quantized".into();

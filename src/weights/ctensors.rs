@@ -183,7 +183,6 @@ pub fn open<'a>(
     let scale = need("weight_scale")?;
     let g_idx_view = get(&format!("{prefix}.weight_g_idx"));
     let (scale_cols, group) = match scheme.strategy {
-        Strategy::Group(g) if g_idx_view.is_some() => (scale.shape.last().copied().unwrap_or(0), g),
         Strategy::Group(g) => {
             if n_in % g != 0 {
                 return Err(err(&packed_name, format!("{n_in} inputs are not a whole number of groups of {g}")));
@@ -215,14 +214,25 @@ pub fn open<'a>(
         Some(v) => {
             check(&v, &[Dtype::I32], &[n_in], &file)?;
             let vals = int_values(&v, &file)?;
-            let mut out = Vec::with_capacity(n_in);
-            for (k, &g) in vals.iter().enumerate() {
-                if g < 0 || g as usize >= scale_cols {
-                    return Err(err(v.name, format!("entry {k} is {g}, outside the {scale_cols} groups of {}", scale.name)));
+            // The reference (compressed-tensors ≤ 0.13 `_process_quantization`) sorts the
+            // inputs by g_idx and cuts them into groups of `group_size`: exact when every group
+            // has `group_size` members, which we require. A -1 anywhere means "not initialized":
+            // column order, as there.
+            if vals.contains(&-1) {
+                None
+            } else {
+                let mut count = vec![0usize; scale_cols];
+                for (k, &g) in vals.iter().enumerate() {
+                    if g < 0 || g as usize >= scale_cols {
+                        return Err(err(v.name, format!("entry {k} is {g}, outside the {scale_cols} groups of {}", scale.name)));
+                    }
+                    count[g as usize] += 1;
                 }
-                out.push(g as u32);
+                if let Some(g) = count.iter().position(|&c| c != group) {
+                    return Err(err(v.name, format!("group {g} has {} inputs, the group size is {group}", count[g])));
+                }
+                Some(vals.iter().map(|&g| g as u32).collect())
             }
-            Some(out)
         }
     };
     Ok(Arc::new(PackQuantizedMatrix {
