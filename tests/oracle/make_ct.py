@@ -13,6 +13,7 @@ A tiny random Llama (fixed seed, dims multiples of 128), quantized on CPU:
   w8_channel   QuantizationModifier W8A16 (int8, channel strategy)
   mixed        config_groups: attention int3 group 64 asymmetric, MLP int8 channel asymmetric,
                layer 1's o_proj ignored (regex), lm_head ignored
+  w4g128_asym_f16  as w4g128_asym on the float16 model (f16 scales)
   gptq_w4g64   GPTQModifier W4A16-style scheme, group 64, actorder "weight", calibrated on random
                token ids (no g_idx: llm-compressor 0.14 writes none)
 """
@@ -105,6 +106,8 @@ def recipes():
         "w8_channel": (QuantizationModifier(targets="Linear", scheme="W8A16", ignore=["lm_head"]), False),
         "mixed": (QuantizationModifier(**mixed), False),
         "gptq_w4g64": (GPTQModifier(actorder="weight", **gptq_scheme), True),
+        # the same model in float16: f16 scales (the others are bfloat16)
+        "w4g128_asym_f16": (QuantizationModifier(targets="Linear", scheme="W4A16_ASYM", ignore=["lm_head"]), False),
     }
 
 
@@ -152,7 +155,8 @@ def main():
         if not os.path.exists(os.path.join(base, "config.json")):
             tiny_llama().save_pretrained(base)
             tiny_tokenizer().save_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+        dtype = torch.float16 if name.endswith("_f16") else torch.bfloat16
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         kw = {}
         if needs_data:
             kw = dict(dataset=calib_dataset(), num_calibration_samples=16, max_seq_length=64)

@@ -96,9 +96,9 @@ assert transformers.__version__ == '5.17.0'" >&2
   touch "$ct_venv/.oracle-ct-v1"
 fi
 ct_fixtures="$root/hf-quant/ct"
-if [ ! -f "$ct_fixtures/.built-v1" ]; then
+if [ ! -f "$ct_fixtures/.built-v2" ]; then
   echo "oracle: quantizing the compressed-tensors fixtures into $ct_fixtures (~1 min)" >&2
   HF_HUB_OFFLINE=1 nice "$ct_venv/bin/python" "$(dirname "$0")/make_ct.py" "$ct_fixtures" >&2
-  touch "$ct_fixtures/.built-v1"
+  touch "$ct_fixtures/.built-v2"
 fi
 echo "$venv/bin/python"
