@@ -7,11 +7,17 @@
 //! from (a GGUF file today; a safetensors directory next), by GGUF tensor name.
 //!
 //! Implementations: [`gguf::QMatrix`] (GGUF/ggml blocks, row-major, read in place from the
-//! memory map). A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
+//! memory map), [`ctensors::PackQuantizedMatrix`] (compressed-tensors `pack-quantized`) and
+//! [`exl2::Exl2Matrix`] (EXL2), both read in place from safetensors maps. A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
 //! [`WeightSource`] that yields it; the CPU backend's float path then works on it unchanged.
 
+pub mod bitstream;
+pub mod ctensors;
+pub mod exl2;
 pub mod gguf;
 
+pub use ctensors::PackQuantizedMatrix;
+pub use exl2::Exl2Matrix;
 pub use gguf::{GgufSource, QMatrix};
 
 use crate::model::{Config, ModelError};
@@ -22,12 +28,18 @@ use crate::quant::GgmlType;
 pub enum WeightFormat {
     /// ggml blocks of this type (GGUF).
     Ggml(GgmlType),
+    /// compressed-tensors `pack-quantized` integers of this many bits.
+    PackQuantized(u8),
+    /// EXL2 mixed-bit groups (exllamav2).
+    Exl2,
 }
 
 impl std::fmt::Display for WeightFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WeightFormat::Ggml(t) => write!(f, "{t}"),
+            WeightFormat::PackQuantized(b) => write!(f, "pack-quantized int{b}"),
+            WeightFormat::Exl2 => f.write_str("EXL2"),
         }
     }
 }

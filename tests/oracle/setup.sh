@@ -76,4 +76,29 @@ if ! command -v go >/dev/null 2>&1; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y golang-go >&2
 fi
+# compressed-tensors `pack-quantized` fixtures (tests/hf_quant_ct_exl2.rs): llm-compressor pins
+# torch<=2.14 and transformers<=5.17, which the main venv must not change, so it lives in its own
+# venv ($root/venv-ct) that sees the main venv's torch through a .pth file and installs
+# llm-compressor, compressed-tensors, auto-round and transformers 5.17 with --no-deps (~60 MB).
+ct_venv="$root/venv-ct"
+if [ ! -f "$ct_venv/.oracle-ct-v1" ]; then
+  echo "oracle: creating $ct_venv (llm-compressor 0.14.0.1 + compressed-tensors 0.19.0, torch shared)" >&2
+  "$py" -m venv "$ct_venv"
+  site="$("$venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+  ct_site="$("$ct_venv/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+  echo "$site" > "$ct_site/finetune-main-venv.pth"
+  ctpip() { "$ct_venv/bin/python" -m pip install --quiet "$@" >&2; }
+  ctpip "datasets==5.2.0" "loguru==0.7.3" "pydantic>=2.0" "nvidia-ml-py==13.615.71" "pillow==13.0.0" \
+    "httpx==0.29.0" "huggingface-hub==1.33.0" "numpy<3"
+  ctpip --no-deps "llmcompressor==0.14.0.1" "compressed-tensors==0.19.0" "transformers==5.17.0" "auto-round==0.15.1"
+  "$ct_venv/bin/python" -c "import llmcompressor, compressed_tensors, torch, transformers; \
+assert transformers.__version__ == '5.17.0'" >&2
+  touch "$ct_venv/.oracle-ct-v1"
+fi
+ct_fixtures="$root/hf-quant/ct"
+if [ ! -f "$ct_fixtures/.built-v2" ]; then
+  echo "oracle: quantizing the compressed-tensors fixtures into $ct_fixtures (~1 min)" >&2
+  HF_HUB_OFFLINE=1 nice "$ct_venv/bin/python" "$(dirname "$0")/make_ct.py" "$ct_fixtures" >&2
+  touch "$ct_fixtures/.built-v2"
+fi
 echo "$venv/bin/python"
