@@ -7,12 +7,19 @@
 //! from (a GGUF file today; a safetensors directory next), by GGUF tensor name.
 //!
 //! Implementations: [`gguf::QMatrix`] (GGUF/ggml blocks, row-major, read in place from the
-//! memory map). A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
-//! [`WeightSource`] that yields it; the CPU backend's float path then works on it unchanged.
+//! memory map), [`awq::AwqMatrix`] (AWQ GEMM) and [`gptq::GptqMatrix`] (GPTQ v1/v2), both over
+//! safetensors views of a Hugging Face checkpoint (`packed.rs`: what those two share). A new
+//! format (EXL2, …) adds a file here with its type and a [`WeightSource`] that yields it; the
+//! CPU backend's float path then works on it unchanged.
 
+pub mod awq;
 pub mod gguf;
+pub mod gptq;
+pub mod packed;
 
+pub use awq::AwqMatrix;
 pub use gguf::{GgufSource, QMatrix};
+pub use gptq::GptqMatrix;
 
 use crate::model::{Config, ModelError};
 use crate::quant::GgmlType;
@@ -22,12 +29,28 @@ use crate::quant::GgmlType;
 pub enum WeightFormat {
     /// ggml blocks of this type (GGUF).
     Ggml(GgmlType),
+    /// AWQ GEMM: `bits`-bit codes with zero points, one scale per `group` inputs.
+    Awq {
+        /// Bits per code (4).
+        bits: u8,
+        /// Inputs per scale (the row length for one group).
+        group: usize,
+    },
+    /// GPTQ (v1 or v2): `bits`-bit codes with zero points, one scale per `group` inputs.
+    Gptq {
+        /// Bits per code (2, 3, 4 or 8).
+        bits: u8,
+        /// Inputs per scale (the row length for one group).
+        group: usize,
+    },
 }
 
 impl std::fmt::Display for WeightFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WeightFormat::Ggml(t) => write!(f, "{t}"),
+            WeightFormat::Awq { bits, group } => write!(f, "AWQ-GEMM {bits}-bit g{group}"),
+            WeightFormat::Gptq { bits, group } => write!(f, "GPTQ {bits}-bit g{group}"),
         }
     }
 }
