@@ -92,7 +92,7 @@ fn main() {
 /// 4096 × 4096 matrix of random codes, group 128, single thread.
 fn hf_packed(rng: &mut Rng) {
     use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter};
-    use finetune::weights::{awq, gptq, QuantWeight};
+    use finetune::weights::{awq, gptq};
     let (k, n, g) = (4096usize, 4096usize, 128usize);
     let mut bytes = |len: usize| (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect::<Vec<u8>>();
     let scales: Vec<u8> = (0..k / g * n).flat_map(|_| half::f16::from_f32(0.01).to_le_bytes()).collect();

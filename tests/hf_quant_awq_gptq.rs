@@ -1,7 +1,8 @@
 //! GPTQ and AWQ-GEMM decoding against the real quantizer: `tests/oracle/make_gptq_awq.py`
 //! quantizes a tiny random llama with GPTQModel on the CPU into GPTQ v1/v2 (2/3/4/8 bits,
 //! sym/asym, act-order, group 32/64/128/whole row) and AWQ-GEMM (zero points, groups 32/64)
-//! directories, and dumps GPTQModel's own dequantization of every quantized layer (its torch
+//! directories, and SmolLM2-135M into GPTQ (group 128 over 576 inputs: a partial last group) and
+//! AWQ, and dumps GPTQModel's own dequantization of every quantized layer (its torch
 //! kernels' forward on an identity input, in f16). Our `decode_rows` / `decode_cols` must equal
 //! it bit for bit. Then hostile variants of the same tensors: clear errors, no panics.
 //!
@@ -33,7 +34,7 @@ fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = cache_dir().join("hf-quant/gptq-awq");
-        if !dir.join(".done-v1").exists() {
+        if !dir.join(".done-v2").exists() {
             let py = cache_dir().join("venv-quant/bin/python");
             assert!(
                 cache_dir().join("venv-quant/.quant-v1").exists(),
@@ -79,6 +80,12 @@ fn open_with<'a>(
     }
 }
 
+/// A raw little-endian f16 dump, widened to f32 (exactly).
+fn read_f16(path: &Path) -> Vec<f32> {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+}
+
 fn bits_equal(a: &[f32], b: &[f32]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
 }
@@ -89,7 +96,19 @@ fn decode_equals_gptqmodel_dequantization_bit_for_bit() {
     let names: Vec<String> = dirs.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
     // The fixture set covers what the formats vary in (a missing one would make this test weaker
     // without failing it).
-    for want in ["gptq-v1-4b", "gptq-v2-4b", "gptq-v1-3b", "gptq-v2-2b", "gptq-v1-8b", "awq-gemm-4b", "-act", "-sym", "-asym"] {
+    for want in [
+        "gptq-v1-4b",
+        "gptq-v2-4b",
+        "gptq-v1-3b",
+        "gptq-v2-2b",
+        "gptq-v1-8b",
+        "awq-gemm-4b",
+        "-act",
+        "-sym",
+        "-asym",
+        "smollm2-gptq",
+        "smollm2-awq",
+    ] {
         assert!(names.iter().any(|n| n.contains(want)), "no fixture '{want}' in {names:?}");
     }
     let mut total = 0usize;
@@ -100,11 +119,13 @@ fn decode_equals_gptqmodel_dequantization_bit_for_bit() {
         let get = |n: &str| st.get(n);
         let refs: Value = serde_json::from_slice(&std::fs::read(dir.join("ref/ref.json")).unwrap()).unwrap();
         let refs = refs.as_object().unwrap();
-        assert_eq!(refs.len(), 14, "{name}: 7 projections × 2 layers dequantized by the reference");
+        let layers: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let layers = layers["num_hidden_layers"].as_u64().unwrap() as usize;
+        assert_eq!(refs.len(), 7 * layers, "{name}: 7 projections × {layers} layers dequantized by the reference");
         let mut act_order_seen = false;
         for (prefix, info) in refs {
             let (n_out, n_in) = (info["shape"][0].as_u64().unwrap() as usize, info["shape"][1].as_u64().unwrap() as usize);
-            let want = common::read_f32(&dir.join("ref").join(format!("{prefix}.f32")));
+            let want = read_f16(&dir.join("ref").join(format!("{prefix}.f16")));
             assert_eq!(want.len(), n_out * n_in);
             let w = open_with(&get, prefix, &q, n_in, n_out).unwrap_or_else(|e| panic!("{name}: {e}"));
             let bits = q["bits"].as_u64().unwrap() as u8;
@@ -301,7 +322,7 @@ fn gptq_dynamic_overrides_bits_and_group_per_module() {
     });
     let w = gptq::open(&get, Q, &q, 128, 128).unwrap();
     assert_eq!(w.format(), WeightFormat::Gptq { bits: 3, group: 32 });
-    let want = common::read_f32(&dir.join("ref").join(format!("{Q}.f32")));
+    let want = read_f16(&dir.join("ref").join(format!("{Q}.f16")));
     let mut got = vec![0f32; 128 * 128];
     w.decode_rows(0, 128, &mut got);
     assert_eq!(bits_equal(&got, &want), 0);

@@ -2,15 +2,16 @@
 
 Usage: venv-quant/bin/python make_gptq_awq.py OUT_DIR
 
-For a tiny random llama (fixed seed, SmolLM2's tokenizer, dims multiples of 128) this quantizes
+For a tiny random llama (fixed seed, SmolLM2's tokenizer, dims multiples of 128) and for
+SmolLM2-135M (as transformers reads it from the GGUF in models/) this quantizes
 with GPTQModel on the CPU into several formats (GPTQ v1/v2, sym/asym, desc_act, 2/3/4/8 bits;
 AWQ GEMM 4-bit with zero points), each into OUT_DIR/<name>/ (config.json, model.safetensors).
 Then it loads each directory back with GPTQModel's pure-torch kernels (TorchLinear for GPTQ,
 which converts v1 zeros to v2 on load; AwqTorchLinear for AWQ) in float16 and runs every
 quantized layer's forward on an identity input: that yields Wᵀ exactly (one non-zero product per
 output). The result, transposed to [out_features, in_features], is written as raw little-endian
-f32 (the f16 values widened) to OUT_DIR/<name>/ref/<module>.f32, listed in OUT_DIR/<name>/ref.json.
-OUT_DIR/.done-v1 marks a complete run. Progress goes to stderr.
+f16 to OUT_DIR/<name>/ref/<module>.f16, listed in OUT_DIR/<name>/ref/ref.json (ref/.done when
+complete). OUT_DIR/.done-v2 marks a complete run. Progress goes to stderr.
 """
 
 import json
@@ -24,9 +25,9 @@ os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 import torch  # noqa: E402
 
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "models")
-STAMP = ".done-v1"
+STAMP = ".done-v2"
 
-# name -> (method, bits, group, sym, desc_act, checkpoint format)
+# name -> (method, bits, group, sym, desc_act, checkpoint format[, source model])
 FIXTURES = {
     "gptq-v1-4b-g32-asym-act": ("gptq", 4, 32, False, True, "gptq"),
     "gptq-v2-4b-g32-asym": ("gptq", 4, 32, False, False, "gptq_v2"),
@@ -36,6 +37,9 @@ FIXTURES = {
     "gptq-v1-8b-gall-asym": ("gptq", 8, -1, False, False, "gptq"),
     "awq-gemm-4b-g32": ("awq", 4, 32, False, False, "gemm"),
     "awq-gemm-4b-g64-sym": ("awq", 4, 64, True, False, "gemm"),
+    # SmolLM2-135M (576 inputs: group 128 leaves a partial last group for GPTQ).
+    "smollm2-gptq-v1-4b-g128-asym-act": ("gptq", 4, 128, False, True, "gptq", "smollm2"),
+    "smollm2-awq-gemm-4b-g64": ("awq", 4, 64, False, False, "gemm", "smollm2"),
 }
 
 
@@ -64,6 +68,22 @@ def tiny_llama(out):
     return tok
 
 
+def smollm2(out):
+    """SmolLM2-135M-Instruct in Hugging Face form, as transformers reads it from the GGUF."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    tok = AutoTokenizer.from_pretrained(MODELS, gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(MODELS, gguf_file=gguf, dtype=torch.float16)
+    # A model read from a GGUF is marked "quantized with gguf" and refuses to save: copy its
+    # (dequantized) weights into a plain model of the same config.
+    cfg = {k: v for k, v in model.config.to_dict().items() if k != "quantization_config"}
+    plain = LlamaForCausalLM(LlamaConfig.from_dict(cfg)).to(torch.float16)
+    plain.load_state_dict(model.state_dict())
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
 def calibration(tok):
     text = [
         "The quick brown fox jumps over the lazy dog while the farmer watches from the porch.",
@@ -82,7 +102,7 @@ def quantize(src, dst, spec, calib):
     from gptqmodel import GPTQModel
     from gptqmodel.quantization import FORMAT, METHOD, QuantizeConfig
 
-    method, bits, group, sym, desc_act, fmt = spec
+    method, bits, group, sym, desc_act, fmt = spec[:6]
     if method == "gptq":
         q = QuantizeConfig(bits=bits, group_size=group, sym=sym, desc_act=desc_act,
                            format=FORMAT.GPTQ if fmt == "gptq" else FORMAT.GPTQ_V2, act_group_aware=False)
@@ -113,8 +133,8 @@ def reference(dst):
         wt = mod(eye)  # [in, out] = Wᵀ
         mod.bias = bias
         assert wt.dtype == torch.float16, (name, wt.dtype)
-        w = wt.t().contiguous().to(torch.float32).numpy()
-        w.tofile(os.path.join(refdir, name + ".f32"))
+        w = wt.t().contiguous().view(torch.int16).numpy()
+        w.tofile(os.path.join(refdir, name + ".f16"))
         listing[name] = {"kind": type(mod).__name__, "shape": list(w.shape)}
     with open(os.path.join(refdir, "ref.json"), "w") as f:
         json.dump(listing, f, indent=1)
@@ -127,16 +147,24 @@ def main():
     if os.path.exists(os.path.join(out, STAMP)):
         return
     os.makedirs(out, exist_ok=True)
-    src = os.path.join(out, "tiny-llama-f16")
-    tok = tiny_llama(src)
-    calib = calibration(tok)
+    os.chdir(out)  # GPTQModel writes its logs/ into the working directory
+    sources = {"tiny": os.path.join(out, "tiny-llama-f16"), "smollm2": os.path.join(out, "smollm2-f16")}
+    tok = None
     for name, spec in FIXTURES.items():
         dst = os.path.join(out, name)
+        if os.path.exists(os.path.join(dst, "ref", ".done")):
+            continue  # made by an earlier (interrupted) run
+        src = sources[spec[6] if len(spec) > 6 else "tiny"]
+        if tok is None:
+            tok = tiny_llama(sources["tiny"])
+        if src == sources["smollm2"] and not os.path.exists(os.path.join(src, "config.json")):
+            smollm2(src)
         shutil.rmtree(dst, ignore_errors=True)
         t = time.time()
         log(f"hf-quant: {name}: quantizing with GPTQModel ({spec})")
-        quantize(src, dst, spec, calib)
+        quantize(src, dst, spec, calibration(tok))
         reference(dst)
+        open(os.path.join(dst, "ref", ".done"), "w").close()
         log(f"hf-quant: {name}: done in {time.time() - t:.0f} s")
     with open(os.path.join(out, STAMP), "w") as f:
         f.write(json.dumps(sorted(FIXTURES)) + "\n")
