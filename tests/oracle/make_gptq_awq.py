@@ -166,6 +166,8 @@ def main():
         reference(dst)
         open(os.path.join(dst, "ref", ".done"), "w").close()
         log(f"hf-quant: {name}: done in {time.time() - t:.0f} s")
+    for src in sources.values():
+        shutil.rmtree(src, ignore_errors=True)  # the float sources are not needed any more
     with open(os.path.join(out, STAMP), "w") as f:
         f.write(json.dumps(sorted(FIXTURES)) + "\n")
 
