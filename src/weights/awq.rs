@@ -140,17 +140,21 @@ impl QuantWeight for AwqMatrix<'_> {
             let hi = (8 * wcol + 8).min(r1);
             let base = (n - r0) * k;
             for g in 0..k / self.group {
+                // The 16 possible weights of each row in this group (`(q − z)·s` rounded, the
+                // same arithmetic as per weight), then lookups.
                 let zw = word(self.qzeros, g * nw + wcol);
-                let mut zs = [(0f32, 0f32); 8];
+                let mut lut = [[0f32; 16]; 8];
                 for (i, r) in (n..hi).enumerate() {
-                    let sh = 4 * REV[r % 8];
-                    zs[i] = (((zw >> sh) & 15) as f32, self.scales.get(g, r));
+                    let z = ((zw >> (4 * REV[r % 8])) & 15) as f32;
+                    let s = self.scales.get(g, r);
+                    for (q, v) in lut[i].iter_mut().enumerate() {
+                        *v = round_to(dt, (q as f32 - z) * s);
+                    }
                 }
                 for kk in g * self.group..(g + 1) * self.group {
                     let w = word(self.qweight, kk * nw + wcol);
                     for (i, r) in (n..hi).enumerate() {
-                        let q = ((w >> (4 * REV[r % 8])) & 15) as f32;
-                        out[base + i * k + kk] = round_to(dt, (q - zs[i].0) * zs[i].1);
+                        out[base + i * k + kk] = lut[i][((w >> (4 * REV[r % 8])) & 15) as usize];
                     }
                 }
             }

@@ -184,11 +184,9 @@ impl<'a> GptqMatrix<'a> {
         self.bits
     }
 
-    /// Decode columns `c0..c1` (multiples of 32, or `c1 = n_in`) of row `n`, given the row's
-    /// per-group `(zero, scale)` in `zs`.
-    fn decode_row(&self, n: usize, c0: usize, c1: usize, zs: &[(f32, f32)], out: &mut [f32]) {
+    /// Decode columns `c0..c1` of row `n`; `val(g, q)` is the weight of code `q` in group `g`.
+    fn decode_row(&self, n: usize, c0: usize, c1: usize, val: impl Fn(usize, u32) -> f32, out: &mut [f32]) {
         let b = self.bits;
-        let dt = self.scales.dtype;
         let col = |j: usize| word(self.qweight, j * self.n_out + n);
         if b == 3 {
             // 32 codes per three words.
@@ -198,9 +196,8 @@ impl<'a> GptqMatrix<'a> {
                 let bits = col(3 * u) as u128 | (col(3 * u + 1) as u128) << 32 | (col(3 * u + 2) as u128) << 64;
                 let end = (32 * u + 32).min(c1);
                 for kk in k..end {
-                    let q = ((bits >> (3 * (kk - 32 * u))) & 7) as f32;
-                    let (z, s) = zs[self.g_idx[kk] as usize];
-                    out[kk - c0] = round_to(dt, (q - z) * s);
+                    let q = ((bits >> (3 * (kk - 32 * u))) & 7) as u32;
+                    out[kk - c0] = val(self.g_idx[kk] as usize, q);
                 }
                 k = end;
             }
@@ -213,18 +210,33 @@ impl<'a> GptqMatrix<'a> {
                 let w = col(j);
                 let end = (per * j + per).min(c1);
                 for kk in k..end {
-                    let q = ((w >> (b as usize * (kk - per * j))) & mask) as f32;
-                    let (z, s) = zs[self.g_idx[kk] as usize];
-                    out[kk - c0] = round_to(dt, (q - z) * s);
+                    let q = (w >> (b as usize * (kk - per * j))) & mask;
+                    out[kk - c0] = val(self.g_idx[kk] as usize, q);
                 }
                 k = end;
             }
         }
     }
 
-    fn row_groups(&self, n: usize, zs: &mut Vec<(f32, f32)>) {
-        zs.clear();
-        zs.extend((0..self.n_groups).map(|g| (self.zero(g, n) as f32, self.scales.get(g, n))));
+    /// Decode columns `c0..c1` (any range) of row `n`, `tab` being scratch space. At up to 4
+    /// bits every group's 2^b possible weights are computed once (`(q − z)·s` rounded, the same
+    /// arithmetic) and the codes look them up; at 8 bits each weight is computed.
+    fn decode(&self, n: usize, c0: usize, c1: usize, tab: &mut Vec<f32>, out: &mut [f32]) {
+        let dt = self.scales.dtype;
+        tab.clear();
+        if self.bits <= 4 {
+            let l = 1usize << self.bits;
+            for g in 0..self.n_groups {
+                let (z, s) = (self.zero(g, n) as f32, self.scales.get(g, n));
+                tab.extend((0..l).map(|q| round_to(dt, (q as f32 - z) * s)));
+            }
+            self.decode_row(n, c0, c1, |g, q| tab[g * l + q as usize], out);
+        } else {
+            for g in 0..self.n_groups {
+                tab.extend([self.zero(g, n) as f32, self.scales.get(g, n)]);
+            }
+            self.decode_row(n, c0, c1, |g, q| round_to(dt, (q as f32 - tab[2 * g]) * tab[2 * g + 1]), out);
+        }
     }
 }
 
@@ -242,19 +254,16 @@ impl QuantWeight for GptqMatrix<'_> {
         self.qweight.len() + self.qzeros.len() + self.scales.data.len() + 4 * self.g_idx.len()
     }
     fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        let mut zs = Vec::with_capacity(self.n_groups);
+        let mut tab = Vec::new();
         for (n, row) in (r0..r1).zip(out.chunks_exact_mut(self.n_in)) {
-            self.row_groups(n, &mut zs);
-            self.decode_row(n, 0, self.n_in, &zs, row);
+            self.decode(n, 0, self.n_in, &mut tab, row);
         }
     }
     fn col_block(&self) -> usize {
         32
     }
     fn decode_cols(&self, r: usize, c0: usize, c1: usize, out: &mut [f32]) {
-        let mut zs = Vec::with_capacity(self.n_groups);
-        self.row_groups(r, &mut zs);
-        self.decode_row(r, c0, c1, &zs, &mut out[..c1 - c0]);
+        self.decode(r, c0, c1, &mut Vec::new(), &mut out[..c1 - c0]);
     }
 }
 

@@ -204,7 +204,8 @@ mod tests {
     fn rounding_follows_the_scale_dtype() {
         let x = 1.0 + 1.0 / 4096.0;
         assert_eq!(round_to(Dtype::F16, x), 1.0);
-        assert_eq!(round_to(Dtype::BF16, 1.0 + 1.0 / 200.0), 1.0);
+        assert_eq!(round_to(Dtype::BF16, 1.0 + 1.0 / 512.0), 1.0);
+        assert_eq!(round_to(Dtype::BF16, 1.0 + 1.0 / 200.0), 1.0 + 1.0 / 128.0);
         assert_eq!(round_to(Dtype::F32, x), x);
     }
 }
