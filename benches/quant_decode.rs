@@ -85,4 +85,40 @@ fn main() {
         );
     }
     let _ = GgmlType::F32;
+    hf_packed(&mut rng);
+}
+
+/// GPTQ and AWQ-GEMM `decode_rows` in 16-row panels (as the float matmul asks for them) on a
+/// 4096 × 4096 matrix of random codes, group 128, single thread.
+fn hf_packed(rng: &mut Rng) {
+    use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter};
+    use finetune::weights::{awq, gptq};
+    let (k, n, g) = (4096usize, 4096usize, 128usize);
+    let mut bytes = |len: usize| (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect::<Vec<u8>>();
+    let scales: Vec<u8> = (0..k / g * n).flat_map(|_| half::f16::from_f32(0.01).to_le_bytes()).collect();
+    let mut w = SafetensorsWriter::new();
+    w.add("g.qweight", Dtype::I32, &[k / 8, n], bytes(k / 8 * n * 4)).unwrap();
+    w.add("g.qzeros", Dtype::I32, &[k / g, n / 8], bytes(k / g * n / 8 * 4)).unwrap();
+    w.add("g.scales", Dtype::F16, &[k / g, n], scales.clone()).unwrap();
+    w.add("a.qweight", Dtype::I32, &[k, n / 8], bytes(k * n / 8 * 4)).unwrap();
+    w.add("a.qzeros", Dtype::I32, &[k / g, n / 8], bytes(k / g * n / 8 * 4)).unwrap();
+    w.add("a.scales", Dtype::F16, &[k / g, n], scales).unwrap();
+    let st = SafetensorsFile::from_bytes("bench.safetensors", w.to_bytes()).unwrap();
+    let get = |name: &str| st.get(name);
+    let q = serde_json::json!({"bits": 4, "group_size": g, "desc_act": false, "sym": false, "version": "gemm"});
+    let mats: [(&str, finetune::weights::Weight); 2] =
+        [("GPTQ 4-bit g128", gptq::open(&get, "g", &q, k, n).unwrap()), ("AWQ-GEMM 4-bit g128", awq::open(&get, "a", &q, k, n).unwrap())];
+    println!();
+    println!("Hugging Face packed weights: decode_rows in 16-row panels, {n} × {k}, 1 thread");
+    println!("| format | Melem/s |");
+    println!("|---|---|");
+    let mut out = vec![0f32; 16 * k];
+    for (name, m) in mats {
+        let t = best_of(3, || {
+            for r in (0..n).step_by(16) {
+                m.decode_rows(r, r + 16, &mut out);
+            }
+        });
+        println!("| {name} | {:.0} |", (n * k) as f64 / t / 1e6);
+    }
 }

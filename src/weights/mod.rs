@@ -7,18 +7,26 @@
 //! from (a GGUF file today; a safetensors directory next), by GGUF tensor name.
 //!
 //! Implementations: [`gguf::QMatrix`] (GGUF/ggml blocks, row-major, read in place from the
-//! memory map), [`ctensors::PackQuantizedMatrix`] (compressed-tensors `pack-quantized`) and
-//! [`exl2::Exl2Matrix`] (EXL2), both read in place from safetensors maps. A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
-//! [`WeightSource`] that yields it; the CPU backend's float path then works on it unchanged.
+//! memory map); over safetensors views of a Hugging Face checkpoint, read in place:
+//! [`awq::AwqMatrix`] (AWQ GEMM), [`gptq::GptqMatrix`] (GPTQ v1/v2; `packed.rs`: what those two
+//! share), [`ctensors::PackQuantizedMatrix`] (compressed-tensors `pack-quantized`) and
+//! [`exl2::Exl2Matrix`] (EXL2; `bitstream.rs`: the b-bit streams). A new format adds a file here
+//! with its type and an `open` the Hugging Face source dispatches to; the CPU backend's float
+//! path then works on it unchanged.
 
+pub mod awq;
 pub mod bitstream;
 pub mod ctensors;
 pub mod exl2;
 pub mod gguf;
+pub mod gptq;
+pub mod packed;
 
+pub use awq::AwqMatrix;
 pub use ctensors::PackQuantizedMatrix;
 pub use exl2::Exl2Matrix;
 pub use gguf::{GgufSource, QMatrix};
+pub use gptq::GptqMatrix;
 
 use crate::model::{Config, ModelError};
 use crate::quant::GgmlType;
@@ -32,6 +40,20 @@ pub enum WeightFormat {
     PackQuantized(u8),
     /// EXL2 mixed-bit groups (exllamav2).
     Exl2,
+    /// AWQ GEMM: `bits`-bit codes with zero points, one scale per `group` inputs.
+    Awq {
+        /// Bits per code (4).
+        bits: u8,
+        /// Inputs per scale (the row length for one group).
+        group: usize,
+    },
+    /// GPTQ (v1 or v2): `bits`-bit codes with zero points, one scale per `group` inputs.
+    Gptq {
+        /// Bits per code (2, 3, 4 or 8).
+        bits: u8,
+        /// Inputs per scale (the row length for one group).
+        group: usize,
+    },
 }
 
 impl std::fmt::Display for WeightFormat {
@@ -40,6 +62,8 @@ impl std::fmt::Display for WeightFormat {
             WeightFormat::Ggml(t) => write!(f, "{t}"),
             WeightFormat::PackQuantized(b) => write!(f, "pack-quantized int{b}"),
             WeightFormat::Exl2 => f.write_str("EXL2"),
+            WeightFormat::Awq { bits, group } => write!(f, "AWQ-GEMM {bits}-bit g{group}"),
+            WeightFormat::Gptq { bits, group } => write!(f, "GPTQ {bits}-bit g{group}"),
         }
     }
 }

@@ -70,6 +70,23 @@ if [ ! -f "$llama_dir/.built-v1" ]; then
   rm -rf "$work"
   touch "$llama_dir/.built-v1"
 fi
+# GPTQModel (the GPTQ / AWQ quantizer and its pure-torch dequantizing kernels) for
+# tests/hf_quant_awq_gptq.rs, in a second venv: its requirements would pull CUDA torch wheels
+# and newer pins into the main venv. venv-quant reuses the main venv's torch/transformers through
+# a .pth file, and GPTQModel plus its pure-Python dependencies go in with --no-deps.
+quant="$root/venv-quant"
+if [ ! -f "$quant/.quant-v1" ]; then
+  echo "oracle: creating $quant (GPTQModel 7.7.0 on the main venv's torch)" >&2
+  "$py" -m venv "$quant"
+  main_sp="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  quant_sp="$("$quant/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$main_sp" > "$quant_sp/finetune-main-venv.pth"
+  "$quant/bin/python" -m pip install --quiet --no-deps "gptqmodel==7.7.0" "Defuser==0.0.28" "Device-SMI==0.5.7" \
+    "LogBar==0.4.15" "PyPcre==0.6.4" "TokeNicer==0.0.14" "threadpoolctl==3.8.0" "torchao==0.18.0" \
+    "protobuf==7.36.2" "pillow==13.0.0" >&2
+  GPTQMODEL_CPU_WORKERS=2 "$quant/bin/python" -c "import gptqmodel, torch; assert not torch.cuda.is_available()" >&2
+  touch "$quant/.quant-v1"
+fi
 if ! command -v go >/dev/null 2>&1; then
   # Go's standard text/template renders Ollama Modelfile templates in tests/ollama.rs.
   echo "oracle: installing golang-go (Debian package) for the Ollama template oracle" >&2
