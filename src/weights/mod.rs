@@ -7,10 +7,12 @@
 //! from (a GGUF file today; a safetensors directory next), by GGUF tensor name.
 //!
 //! Implementations: [`gguf::QMatrix`] (GGUF/ggml blocks, row-major, read in place from the
-//! memory map). A new format (AWQ, GPTQ, EXL2, …) adds a file here with its type and a
-//! [`WeightSource`] that yields it; the CPU backend's float path then works on it unchanged.
+//! memory map) with [`GgufSource`]; [`hf`]: Hugging Face directories ([`hf::HfSource`], dense
+//! F32/F16/BF16 matrices, the q/k row permutation over any weight, the quantized formats'
+//! dispatch in `hf/quant.rs`). The CPU backend's float path works on any of them unchanged.
 
 pub mod gguf;
+pub mod hf;
 
 pub use gguf::{GgufSource, QMatrix};
 
@@ -22,12 +24,15 @@ use crate::quant::GgmlType;
 pub enum WeightFormat {
     /// ggml blocks of this type (GGUF).
     Ggml(GgmlType),
+    /// Plain floats of a safetensors checkpoint (F32, F16, BF16).
+    Dense(crate::safetensors::Dtype),
 }
 
 impl std::fmt::Display for WeightFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WeightFormat::Ggml(t) => write!(f, "{t}"),
+            WeightFormat::Dense(d) => write!(f, "{d}"),
         }
     }
 }
