@@ -118,10 +118,7 @@ fn tokenizer_and_chat_template_match_transformers() {
         v
     };
     let convs = vec![conv(true), conv(false)];
-    let theirs = hf_oracle(
-        serde_json::json!({"dir": hf, "texts": TEXTS, "conversations": convs, "out": dir}),
-        &dir,
-    );
+    let theirs = hf_oracle(serde_json::json!({"dir": hf, "texts": TEXTS, "conversations": convs, "out": dir}), &dir);
     for (t, r) in TEXTS.iter().zip(theirs["tokens"].as_array().unwrap()) {
         let ids = |k: &str| r[k].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect::<Vec<_>>();
         let with = tok.encode(t, true, true);
@@ -136,10 +133,8 @@ fn tokenizer_and_chat_template_match_transformers() {
     }
     println!("tokens: {} texts identical to AutoTokenizer", TEXTS.len());
     for (c, r) in convs.iter().zip(theirs["templates"].as_array().unwrap()) {
-        let msgs: Vec<finetune::chat::Message> = c
-            .iter()
-            .map(|m| finetune::chat::Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
-            .collect();
+        let msgs: Vec<finetune::chat::Message> =
+            c.iter().map(|m| finetune::chat::Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
         for (gen, want) in [false, true].iter().zip(r.as_array().unwrap()) {
             assert_eq!(tmpl.render(&msgs, *gen).unwrap(), want.as_str().unwrap(), "add_generation_prompt={gen}");
         }
@@ -164,7 +159,11 @@ fn forward_matches_transformers_and_the_gguf_it_came_from() {
     let (max, same) = compare(&ours, &reference, v);
     let (p_ours, p_ref) = (nll(&ours, &ids, v).exp(), nll(&reference, &ids, v).exp());
     let prel = (p_ours - p_ref).abs() / p_ref;
-    println!("f32 dir vs transformers: {} tokens, max |Δ logit| {max:.2e}, same argmax {:.1}%, ppl {p_ours:.4} vs {p_ref:.4} (rel {prel:.2e})", ids.len(), same * 100.0);
+    println!(
+        "f32 dir vs transformers: {} tokens, max |Δ logit| {max:.2e}, same argmax {:.1}%, ppl {p_ours:.4} vs {p_ref:.4} (rel {prel:.2e})",
+        ids.len(),
+        same * 100.0
+    );
     assert!(max < 2e-3 && same == 1.0 && prel < 0.01, "max {max}, argmax {same}, ppl rel {prel}");
 
     // The GGUF it came from, f32 numerics: the same values (the directory holds the dequantized
@@ -288,8 +287,27 @@ fn train_on_the_directory_then_use_the_adapters_in_gguf_and_peft() {
     let (out, log) = (dir.join("a.gguf"), dir.join("a.jsonl"));
     let data = root().join("examples/style_degozaru.jsonl");
     let args = [
-        "--model", &s(&hf), "--data", &s(&data), "--out", &s(&out), "--log", &s(&log), "--quiet", "--rank", "8",
-        "--seq-len", "64", "--steps", "12", "--lr", "3e-3", "--threads", "2", "--seed", "3",
+        "--model",
+        &s(&hf),
+        "--data",
+        &s(&data),
+        "--out",
+        &s(&out),
+        "--log",
+        &s(&log),
+        "--quiet",
+        "--rank",
+        "8",
+        "--seq-len",
+        "64",
+        "--steps",
+        "12",
+        "--lr",
+        "3e-3",
+        "--threads",
+        "2",
+        "--seed",
+        "3",
     ];
     let (ok, _, err) = bin(&args);
     assert!(ok, "training on the HF dir failed:\n{err}");
@@ -367,8 +385,11 @@ fn open_err(d: &Path) -> String {
         Ok(())
     });
     let e = r.expect_err("a broken directory opened").to_string();
-    let (ok, _, err) = bin(&["inspect", d.to_str().unwrap()]);
-    assert!(!ok && !err.contains("panicked"), "inspect: {err}");
+    println!("{}: {e}", d.file_name().unwrap().to_string_lossy());
+    // Through the CLI: `inspect` loads the weights, `tokenize` the tokenizer; one fails, cleanly.
+    let (ok1, _, err1) = bin(&["inspect", d.to_str().unwrap()]);
+    let (ok2, _, err2) = bin(&["tokenize", "--model", d.to_str().unwrap(), "--text", "hi"]);
+    assert!(!(ok1 && ok2) && !err1.contains("panicked") && !err2.contains("panicked"), "inspect: {err1}\ntokenize: {err2}");
     e
 }
 

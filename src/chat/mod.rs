@@ -272,9 +272,7 @@ impl ChatTemplate {
                 let has_token = |t: &str| (0..tok.n_vocab() as u32).any(|i| tok.token_text(i) == t);
                 match builtin::for_model(Some(arch), has_token) {
                     Some(b) => (b, builtin::source(b).expect("known built-in").to_string()),
-                    None => {
-                        return Err(ChatError::NoTemplate { file: Some(dir.to_path_buf()), architecture: Some(arch.into()) }.into())
-                    }
+                    None => return Err(ChatError::NoTemplate { file: Some(dir.to_path_buf()), architecture: Some(arch.into()) }.into()),
                 }
             }
         };

@@ -12,7 +12,7 @@ use finetune::{Error, Result};
 /// Options of `data stats`.
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
-    /// The GGUF model whose tokenizer and chat template training would use.
+    /// The model (GGUF or Hugging Face directory) whose tokenizer and chat template training would use.
     #[arg(long)]
     pub model: PathBuf,
     /// The data file (the formats training reads).

@@ -21,7 +21,8 @@ use finetune::{Error, Result};
 /// Training options (the top-level command).
 #[derive(clap::Args, Debug, Default)]
 pub struct TrainArgs {
-    /// The base model (GGUF; weights stay quantized and memory-mapped).
+    /// The base model: a GGUF file (weights stay quantized and memory-mapped) or a Hugging
+    /// Face directory (config.json + safetensors, memory-mapped).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Training data: JSON lines or a JSON array of prompt/response, Alpaca, Dolly, chat

@@ -43,8 +43,8 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
         return Ok(None);
     }
     let bytes = crate::util::input::read_input(path, crate::util::input::DEFAULT_MAX_INPUT_BYTES).map_err(|e| Error::io(path, e))?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| Error::format(path, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| Error::format(path, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     serde_json::from_str(text).map(Some).map_err(|e| Error::format(path, format!("not valid JSON: {e}")))
 }
 
@@ -75,8 +75,7 @@ impl HfTokenizer {
             return Err(Error::format(dir, "no tokenizer.json in this model directory"));
         }
         let bytes = crate::util::input::read_input(&file, 1 << 30).map_err(|e| Error::io(&file, e))?;
-        std::str::from_utf8(&bytes)
-            .map_err(|e| Error::format(&file, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
+        std::str::from_utf8(&bytes).map_err(|e| Error::format(&file, format!("not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
         let special = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| Error::format(&file, format!("not a tokenizer: {e}")))?;
         let mut plain = special.clone();
         plain.set_encode_special_tokens(true);

@@ -58,8 +58,7 @@ impl HfModel {
             return Err(Error::format(&dir, "no config.json: not a Hugging Face model directory"));
         }
         let bytes = crate::util::input::read_input(&config_file, 16 << 20).map_err(|e| Error::io(&config_file, e))?;
-        let json: Json =
-            serde_json::from_slice(&bytes).map_err(|e| Error::format(&config_file, format!("not valid JSON: {e}")))?;
+        let json: Json = serde_json::from_slice(&bytes).map_err(|e| Error::format(&config_file, format!("not valid JSON: {e}")))?;
         let file = config_file.display().to_string();
         let cfg = config::from_json(&json, &file)?;
         let quant = QuantConfig::read(&json, &config_file, &dir)?;
@@ -200,7 +199,8 @@ impl<'a> WeightSource<'a> for HfSource<'a> {
         let get = |n: &str| st.get(n);
         let w = if name == "token_embd.weight" {
             // Embeddings stay dense whatever the method.
-            let v = self.view(&h).ok_or_else(|| ModelError::Tensor { file: self.file_of(&h), name: h.clone(), problem: "missing".into() })?;
+            let v =
+                self.view(&h).ok_or_else(|| ModelError::Tensor { file: self.file_of(&h), name: h.clone(), problem: "missing".into() })?;
             std::sync::Arc::new(DenseMatrix::new(&v, n_in, n_out)?) as Weight<'a>
         } else {
             quant::open_matrix(&self.m.quant, &get, prefix, n_in, n_out)?
