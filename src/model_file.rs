@@ -21,14 +21,14 @@ pub enum ModelFile {
     /// A GGUF file (memory-mapped; every shard of a split model).
     Gguf(GgufModel),
     /// A Hugging Face model directory.
-    Hf(HfModel),
+    Hf(Box<HfModel>),
 }
 
 impl ModelFile {
     /// Open `path`: a directory or a `config.json` is a Hugging Face model, anything else a GGUF.
     pub fn open(path: &Path) -> Result<Self> {
         if is_hf_path(path) {
-            Ok(ModelFile::Hf(HfModel::open(path)?))
+            Ok(ModelFile::Hf(Box::new(HfModel::open(path)?)))
         } else {
             Ok(ModelFile::Gguf(GgufModel::open(path)?))
         }

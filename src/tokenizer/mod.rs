@@ -103,7 +103,7 @@ pub struct Tokenizer {
 
 #[derive(Debug)]
 enum Inner {
-    Gguf(GgufTokenizer),
+    Gguf(Box<GgufTokenizer>),
     Hf(Box<hf::HfTokenizer>),
 }
 
@@ -144,7 +144,7 @@ impl Tokenizer {
             Kind::Spm => Engine::Spm { byte_tokens: Box::new(spm::byte_tokens(&vocab)) },
         };
         let specials = Specials::new(&vocab);
-        Ok(Tokenizer { inner: Inner::Gguf(GgufTokenizer { vocab, engine, specials }) })
+        Ok(Tokenizer { inner: Inner::Gguf(Box::new(GgufTokenizer { vocab, engine, specials })) })
     }
 
     /// Token ids of `text`, as `llama_tokenize(text, add_special, parse_special)`.
