@@ -269,3 +269,92 @@ pub fn export_tensor_npy(m: &GgufModel, name: &str, out: &Path) -> Result<()> {
         Ok(quant::decode_par(info.ty, &view.data[b0..b1], buf)?)
     })
 }
+
+/// The summary of a Hugging Face model directory as JSON: configuration as this engine reads
+/// it, quantization method, the formats the loaded matrices have, tensor dtypes and sizes,
+/// shards, tokenizer files.
+pub fn summarize_hf(m: &crate::weights::hf::HfModel) -> Result<Json> {
+    let c = m.config();
+    let st = m.tensors();
+    let mut dtypes: BTreeMap<String, TypeStats> = BTreeMap::new();
+    let (mut params, mut bytes) = (0u64, 0u64);
+    for name in st.names() {
+        let v = st.tensor(name)?;
+        let e = dtypes.entry(v.dtype.name().to_string()).or_default();
+        e.tensors += 1;
+        e.elements += v.numel() as u64;
+        e.bytes += v.data.len() as u64;
+        params += v.numel() as u64;
+        bytes += v.data.len() as u64;
+    }
+    let model = crate::model::Model::from_source(&m.source())?;
+    let mut formats: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let mut count = |w: &crate::weights::Weight| {
+        let e = formats.entry(w.format().to_string()).or_default();
+        e.0 += 1;
+        e.1 += w.byte_size() as u64;
+    };
+    for l in &model.layers {
+        for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            count(w);
+        }
+    }
+    count(&model.tok_embd);
+    let tied = std::sync::Arc::ptr_eq(&model.output, &model.tok_embd);
+    if !tied {
+        count(&model.output);
+    }
+    let files = ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"];
+    Ok(json!({
+        "path": m.dir().display().to_string(),
+        "format": "huggingface",
+        "model_type": m.json().get("model_type"),
+        "architectures": m.json().get("architectures"),
+        "architecture": c.arch.name(),
+        "name": m.name(),
+        "quantization": m.quant().describe(),
+        "config": {
+            "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": c.n_head, "n_head_kv": c.n_head_kv,
+            "head_dim": c.head_dim, "n_ff": c.n_ff, "n_vocab": c.n_vocab, "n_ctx_train": c.n_ctx_train,
+            "rms_norm_eps": c.eps, "rope_theta": c.rope_base, "rope_freq_scale": c.rope_freq_scale,
+            "tied_embeddings": tied,
+        },
+        "shards": st.shards().iter().map(|s| s.path().file_name().map(|n| n.to_string_lossy().into_owned())).collect::<Vec<_>>(),
+        "n_tensors": st.len(),
+        "parameters": params,
+        "tensor_bytes": bytes,
+        "dtypes": dtypes.iter().map(|(k, s)| (k.clone(), json!({"tensors": s.tensors, "elements": s.elements, "bytes": s.bytes}))).collect::<serde_json::Map<_, _>>(),
+        "matrix_formats": formats.iter().map(|(k, (n, b))| (k.clone(), json!({"matrices": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+        "tokenizer_files": files.iter().filter(|f| m.dir().join(f).is_file()).collect::<Vec<_>>(),
+    }))
+}
+
+/// [`summarize_hf`] as text.
+pub fn hf_text(j: &Json) -> String {
+    let mut out = String::new();
+    let s = |k: &str| j[k].as_str().map(str::to_string).unwrap_or_else(|| j[k].to_string());
+    out += &format!("path:          {}\nformat:        Hugging Face directory\n", s("path"));
+    out += &format!("architecture:  {} (model_type {}, {})\n", s("architecture"), s("model_type"), j["architectures"]);
+    out += &format!("name:          {}\nquantization:  {}\n", s("name"), s("quantization"));
+    out += &format!(
+        "parameters:    {} in {} tensors, {} ({} shard(s))\n",
+        human_count(j["parameters"].as_u64().unwrap_or(0)),
+        j["n_tensors"],
+        human_bytes(j["tensor_bytes"].as_u64().unwrap_or(0)),
+        j["shards"].as_array().map_or(0, Vec::len)
+    );
+    out += "dtypes:\n";
+    for (k, v) in j["dtypes"].as_object().into_iter().flatten() {
+        out += &format!("  {k:<6} {:>5} tensors  {}\n", v["tensors"], human_bytes(v["bytes"].as_u64().unwrap_or(0)));
+    }
+    out += "matrices as loaded:\n";
+    for (k, v) in j["matrix_formats"].as_object().into_iter().flatten() {
+        out += &format!("  {k:<6} {:>5} matrices {}\n", v["matrices"], human_bytes(v["bytes"].as_u64().unwrap_or(0)));
+    }
+    out += "config:\n";
+    for (k, v) in j["config"].as_object().into_iter().flatten() {
+        out += &format!("  {k:<16} {v}\n");
+    }
+    out += &format!("tokenizer:     {}\n", j["tokenizer_files"]);
+    out
+}

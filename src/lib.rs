@@ -36,6 +36,7 @@ pub mod gguf;
 pub mod inspect;
 pub mod lora;
 pub mod model;
+pub mod model_file;
 pub mod normalize;
 pub mod npy;
 pub mod ops;

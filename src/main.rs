@@ -23,7 +23,10 @@ use finetune::{Error, Result};
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --device cuda --gpu-mem 4G   # prints the GPU memory plan, then needs --features cuda and a GPU\n  \
-        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'\n\n\
+        finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --lora samurai.gguf --chat --prompt 'Why is the sky blue?'\n  \
+        finetune --model ~/.cache/finetune/hf/smollm2-135m/bf16 --data examples/style_degozaru.jsonl --steps 30 --out samurai-hf.gguf\n\n\
+        --model takes a GGUF file or a Hugging Face directory (config.json, model*.safetensors, tokenizer.json; dense\n\
+        F32/F16/BF16 weights; llama, qwen2, qwen3, gemma3).\n\n\
         Outputs: no command writes over one of its inputs (symlinks and hard links included); an existing output is\n\
         replaced only with --force (--resume continues its --log and checkpoints and replaces the stopped run's partial\n\
         adapter). Ctrl-C, SIGTERM or SIGHUP: the step finishes, a checkpoint and a partial adapter are written, exit\n\
@@ -63,13 +66,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Summarize a GGUF model: architecture, parameters, tensor types, hyper-parameters, tokenizer.
+    /// Summarize a model (GGUF or Hugging Face directory): architecture, parameters, tensor types, hyper-parameters, tokenizer.
     #[command(after_help = "Examples:\n  \
         finetune inspect models/SmolLM2-135M-Instruct.Q4_1.gguf\n  \
         finetune inspect models/gemma-3-270m-q4_k_m.gguf --json\n  \
-        finetune inspect models/SmolLM2-135M-Instruct.Q4_1.gguf --tensor blk.0.attn_q.weight --out q.npy")]
+        finetune inspect models/SmolLM2-135M-Instruct.Q4_1.gguf --tensor blk.0.attn_q.weight --out q.npy\n  \
+        finetune inspect ~/.cache/finetune/hf/smollm2-135m/sharded --tensors")]
     Inspect {
-        /// The GGUF file (for split models, the first shard `*-00001-of-0000N.gguf`).
+        /// The GGUF file (for split models, the first shard `*-00001-of-0000N.gguf`), or a Hugging
+        /// Face model directory (or its config.json).
         model: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -89,7 +94,7 @@ enum Command {
         finetune tokenize --model models/SmolLM2-135M-Instruct.Q4_1.gguf --text 'Hello world'\n  \
         finetune tokenize --model models/gemma-3-270m-q4_k_m.gguf --file notes.txt --json")]
     Tokenize {
-        /// The GGUF model whose tokenizer to use.
+        /// The model whose tokenizer to use (GGUF, or a Hugging Face directory).
         #[arg(long)]
         model: PathBuf,
         /// Text to tokenize.
@@ -116,7 +121,7 @@ enum Command {
         finetune generate --model models/gemma-3-270m-q4_k_m.gguf --chat --system 'Answer in one word.' --prompt 'Largest planet?'\n  \
         finetune generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf --chat --chat-template my_template.jinja --prompt 'Hi'")]
     Generate {
-        /// The GGUF model.
+        /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
         model: PathBuf,
         /// Prompt text (special tokens like <|im_start|> are recognised).
@@ -166,7 +171,7 @@ enum Command {
         finetune chat --model models/gemma-3-270m-q4_k_m.gguf --system 'You are a pirate.' --temp 0.7 --seed 3\n  \
         printf 'Hi!\\nWhat is 2+2?\\n' | finetune chat --model models/SmolLM2-135M-Instruct.Q4_1.gguf -n 64")]
     Chat {
-        /// The GGUF model.
+        /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
         model: PathBuf,
         /// System message at the start of the conversation (kept by /reset).
@@ -205,7 +210,7 @@ enum Command {
         PPL = exp(mean negative log-likelihood).\n\n\
         Example:\n  finetune perplexity --model models/SmolLM2-135M-Instruct.Q4_1.gguf --file tests/data/ppl_text.txt --ctx 256")]
     Perplexity {
-        /// The GGUF model.
+        /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
         model: PathBuf,
         /// Text file.
@@ -241,7 +246,7 @@ enum Command {
         # SmolLM2 Q4_1, rank-8 adapter: \"210 Q4_1→Q8_0\", 100.0% of the update kept, tensors 96.6 → 143.0 MB (+48.1%);\n  \
         # with --type same the file keeps 96.6 MB but carries 6.7% of the update")]
     Merge {
-        /// The base GGUF model.
+        /// The base model: a GGUF file or a Hugging Face directory (merging needs a GGUF).
         #[arg(long)]
         model: PathBuf,
         /// Adapter `A.gguf` or `A.gguf:SCALE` (repeatable).
@@ -284,7 +289,7 @@ enum Command {
         finetune bench --train --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
         --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT")]
     Bench {
-        /// The GGUF model.
+        /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
         model: PathBuf,
         /// Prompt tokens processed in one batch (ppN).

@@ -222,6 +222,63 @@ impl ChatTemplate {
         })
     }
 
+    /// The template of a Hugging Face model directory, as transformers finds it:
+    /// `tokenizer_config.json`'s `chat_template` (a string, or a list of `{name, template}`
+    /// whose `default` entry is taken), else `chat_template.jinja`, else the built-in one for
+    /// `arch`. `bos_token`/`eos_token` (and `unk_token`/`pad_token` when set) are the token texts
+    /// of `tokenizer_config.json`, else those of `tok`.
+    pub fn from_hf_dir(dir: &std::path::Path, arch: &str, tok: &Tokenizer) -> crate::error::Result<Self> {
+        use serde_json::Value as J;
+        let tc_path = dir.join("tokenizer_config.json");
+        let read = |p: &std::path::Path| -> crate::error::Result<String> {
+            let b = crate::util::input::read_input(p, 64 << 20).map_err(|e| crate::Error::io(p, e))?;
+            String::from_utf8(b).map_err(|_| crate::Error::format(p, "not UTF-8"))
+        };
+        let tc: J = if tc_path.exists() {
+            serde_json::from_str(&read(&tc_path)?).map_err(|e| crate::Error::format(&tc_path, format!("not valid JSON: {e}")))?
+        } else {
+            J::Null
+        };
+        let text_of = |v: Option<&J>| match v {
+            Some(J::String(s)) => Some(s.clone()),
+            Some(J::Object(o)) => o.get("content").and_then(J::as_str).map(str::to_string),
+            _ => None,
+        };
+        let tok_text = |id: Option<u32>| id.map(|i| tok.token_text(i).to_string());
+        let mut specials: Vec<(&str, String)> = vec![
+            ("bos_token", text_of(tc.get("bos_token")).or(tok_text(tok.bos())).unwrap_or_default()),
+            ("eos_token", text_of(tc.get("eos_token")).or(tok_text(tok.eos())).unwrap_or_default()),
+        ];
+        for var in ["unk_token", "pad_token"] {
+            if let Some(t) = text_of(tc.get(var)) {
+                specials.push((var, t));
+            }
+        }
+        let specials: Vec<(&str, &str)> = specials.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let from_config = match tc.get("chat_template") {
+            Some(J::String(s)) => Some(s.clone()),
+            Some(J::Array(list)) => list
+                .iter()
+                .find(|e| e.get("name").and_then(J::as_str) == Some("default"))
+                .and_then(|e| e.get("template").and_then(J::as_str))
+                .map(str::to_string),
+            _ => None,
+        };
+        let jinja = dir.join("chat_template.jinja");
+        let (name, src) = match from_config {
+            Some(s) => ("tokenizer_config.json", s),
+            None if jinja.exists() => ("chat_template.jinja", read(&jinja)?),
+            None => {
+                let has_token = |t: &str| (0..tok.n_vocab() as u32).any(|i| tok.token_text(i) == t);
+                match builtin::for_model(Some(arch), has_token) {
+                    Some(b) => (b, builtin::source(b).expect("known built-in").to_string()),
+                    None => return Err(ChatError::NoTemplate { file: Some(dir.to_path_buf()), architecture: Some(arch.into()) }.into()),
+                }
+            }
+        };
+        Ok(Self::compile(name, &src, &specials)?)
+    }
+
     /// A template from Jinja source (e.g. `--chat-template FILE`).
     pub fn from_source(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ChatError> {
         Self::compile("custom", source, &[("bos_token", bos_token), ("eos_token", eos_token)])

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use finetune::model::Model;
 use finetune::{Error, Result};
 
 /// Measure and print a table (with llama.cpp when a python is given).
@@ -11,7 +10,7 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
         return Err(Error::usage("--n-prompt must be at least 1"));
     }
     let g = super::open(&model)?;
-    let mut m = Model::load(&g)?;
+    let mut m = g.load()?;
     m.numerics = super::numerics();
     let ours = finetune::bench::measure(&m, n_prompt, n_gen, reps)?;
     println!("model: {} ({threads} threads, median of {reps}, {:?} numerics)", model.display(), m.numerics);
@@ -32,7 +31,7 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
 /// with the ratios.
 pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_python: Option<PathBuf>, threads: usize) -> Result<()> {
     let g = super::open(&model)?;
-    let m = Model::load(&g)?;
+    let m = g.load()?;
     let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes)?;
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
     println!("model: {} ({threads} threads, seq {seq}, LoRA r16 on q,k,v,o,gate,up,down, median of {reps} steps)", model.display());

@@ -12,7 +12,7 @@ use finetune::{Error, Result};
 /// Options of `data stats`.
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {
-    /// The GGUF model whose tokenizer and chat template training would use.
+    /// The model (GGUF or Hugging Face directory) whose tokenizer and chat template training would use.
     #[arg(long)]
     pub model: PathBuf,
     /// The data file (the formats training reads).
@@ -52,7 +52,7 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     let tok = super::tokenizer(&g)?;
     let tmpl: Option<ChatTemplate> = match &a.chat_template {
         Some(_) => Some(super::chat_template(&g, &tok, a.chat_template.as_deref())?),
-        None => ChatTemplate::from_gguf_file(g.main()).ok(),
+        None => g.chat_template(&tok).ok(),
     };
     let set = read_records(&a.data, format, false)?;
     let system = a.system.as_deref().map(|s| norm.apply(s));

@@ -10,7 +10,7 @@ use finetune::{Error, Result};
 /// Options of `eval`.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// The base GGUF model.
+    /// The base model: a GGUF file or a Hugging Face directory.
     #[arg(long)]
     pub model: PathBuf,
     /// LoRA adapter `A.gguf` or `A.gguf:SCALE` (repeatable; adapters stack).

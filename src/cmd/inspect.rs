@@ -11,7 +11,32 @@ pub fn run(model: PathBuf, json: bool, tensors: bool, tensor: Option<String>, ou
         let inputs: Vec<(&str, &std::path::Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
         finetune::util::outpath::check_file("--out", out, &inputs, super::force())?;
     }
-    let m = super::open(&model)?;
+    let m = match super::open(&model)? {
+        super::ModelFile::Gguf(g) => g,
+        super::ModelFile::Hf(h) => {
+            if tensor.is_some() || out.is_some() {
+                return Err(Error::usage("inspect --tensor/--out export GGUF tensors only; this is a Hugging Face directory"));
+            }
+            let mut j = inspect::summarize_hf(&h)?;
+            let st = h.tensors();
+            let list = || st.names().filter_map(|n| st.get(n));
+            if json {
+                if tensors {
+                    j["tensors"] = list().map(|t| serde_json::json!({"name": t.name, "dtype": t.dtype.name(), "shape": t.shape})).collect();
+                }
+                println!("{}", serde_json::to_string_pretty(&j).map_err(|e| Error::Msg(format!("JSON: {e}")))?);
+            } else {
+                print!("{}", inspect::hf_text(&j));
+                if tensors {
+                    println!("tensors:");
+                    for t in list() {
+                        println!("  {:<56} {:<5} {:?}", t.name, t.dtype.name(), t.shape);
+                    }
+                }
+            }
+            return Ok(());
+        }
+    };
     if let (Some(name), Some(out)) = (tensor, out) {
         inspect::export_tensor_npy(&m, &name, &out)?;
         let info = m.require(&name)?.info;

@@ -12,10 +12,11 @@ pub fn run(model: PathBuf, lora: Vec<String>, out: PathBuf, ty: String) -> Resul
     inputs.extend(lora.iter().map(|l| ("--lora", super::lora_spec(l).0.to_path_buf())));
     let inputs: Vec<(&str, &std::path::Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
     finetune::util::outpath::check_file("--out", &out, &inputs, super::force())?;
-    let g = super::open(&model)?;
-    let m = super::load_model(&g, &lora)?;
+    let mf = super::open(&model)?;
+    let g = mf.gguf("merge")?;
+    let m = super::load_model(&mf, &lora)?;
     let t0 = std::time::Instant::now();
-    let r = merge(&g, &m.adapters, &out, ty)?;
+    let r = merge(g, &m.adapters, &out, ty)?;
     print_report(&r, t0.elapsed().as_secs_f64());
     println!("{}", out.display());
     Ok(())

@@ -18,18 +18,18 @@ pub mod train;
 use std::path::Path;
 
 use finetune::chat::ChatTemplate;
-use finetune::gguf::GgufModel;
+pub use finetune::model_file::ModelFile;
 use finetune::tokenizer::Tokenizer;
 use finetune::{Error, Result};
 
-/// Open a model file with a readable error.
-pub fn open(path: &Path) -> Result<GgufModel> {
-    Ok(GgufModel::open(path)?)
+/// Open `--model`: a GGUF file, or a Hugging Face directory (or its `config.json`).
+pub fn open(path: &Path) -> Result<ModelFile> {
+    ModelFile::open(path)
 }
 
 /// The tokenizer of an opened model.
-pub fn tokenizer(g: &GgufModel) -> Result<Tokenizer> {
-    Tokenizer::from_gguf(g.main()).map_err(|e| Error::format(g.main().path(), e))
+pub fn tokenizer(g: &ModelFile) -> Result<Tokenizer> {
+    g.tokenizer()
 }
 
 /// Read `--text` or `--file` input.
@@ -43,14 +43,14 @@ pub fn text_arg(text: Option<String>, file: Option<&Path>) -> Result<String> {
 
 /// The chat template: `--chat-template FILE` (Jinja, with the model's BOS/EOS texts as
 /// `bos_token`/`eos_token`), else the model's own (or the built-in one for its architecture).
-pub fn chat_template(g: &GgufModel, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate> {
+pub fn chat_template(g: &ModelFile, tok: &Tokenizer, file: Option<&Path>) -> Result<ChatTemplate> {
     match file {
         Some(f) => {
             let src = read_text(f)?;
             let text = |id: Option<u32>| id.map_or("", |i| tok.token_text(i));
             ChatTemplate::from_source(&src, text(tok.bos()), text(tok.eos())).map_err(|e| Error::format(f, e))
         }
-        None => Ok(ChatTemplate::from_gguf_file(g.main())?),
+        None => g.chat_template(tok),
     }
 }
 
@@ -74,9 +74,14 @@ pub fn lora_spec(spec: &str) -> (&Path, f32) {
     }
 }
 
-/// The files of a model: every shard of a split model (`(flag, path)` pairs for the output
-/// policy, [`finetune::util::outpath`]).
+/// The files of a model: every shard of a split model, every file of a Hugging Face directory
+/// (`(flag, path)` pairs for the output policy, [`finetune::util::outpath`]).
 pub fn model_inputs<'a>(flag: &'a str, model: &'a Path) -> Vec<(&'a str, std::path::PathBuf)> {
+    if finetune::weights::hf::is_hf_path(model) {
+        let dir = if model.is_dir() { model } else { finetune::util::outpath::parent_dir(model) };
+        let files = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_file());
+        return files.map(|p| (flag, p)).collect();
+    }
     let mut v = vec![(flag, model.to_path_buf())];
     if let Some((prefix, 1, n)) = finetune::gguf::split::parse_split_name(model) {
         let dir = finetune::util::outpath::parent_dir(model);
@@ -139,8 +144,8 @@ pub fn numerics() -> finetune::model::Numerics {
 
 /// Load the model of `g` with adapters given as `PATH[:SCALE]` (scale 1 by default) applied,
 /// as llama.cpp's `--lora` / `--lora-scaled`.
-pub fn load_model<'a>(g: &'a GgufModel, loras: &[String]) -> Result<finetune::model::Model<'a>> {
-    let mut m = finetune::model::Model::load(g)?;
+pub fn load_model<'a>(g: &'a ModelFile, loras: &[String]) -> Result<finetune::model::Model<'a>> {
+    let mut m = g.load()?;
     m.numerics = numerics();
     for spec in loras {
         let (path, scale) = checks::lora_spec(spec)?;

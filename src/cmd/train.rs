@@ -3,13 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use finetune::adapter::gguf_lora::write_adapter_with;
-use finetune::adapter::BaseInfo;
 use finetune::chat::{ChatError, ChatTemplate};
 use finetune::eval::{load_items, run_config, EvalOptions, Item, Metric, Metrics, Summary};
 use finetune::generate::SamplerConfig;
 use finetune::gguf::{GgufFile, Value};
 use finetune::lora::Target;
-use finetune::model::Model;
 use finetune::quant::GgmlType;
 use finetune::train::checkpoint;
 use finetune::train::data::{DataOptions, Dataset, Format, Problem};
@@ -23,7 +21,8 @@ use finetune::{Error, Result};
 /// Training options (the top-level command).
 #[derive(clap::Args, Debug, Default)]
 pub struct TrainArgs {
-    /// The base model (GGUF; weights stay quantized and memory-mapped).
+    /// The base model: a GGUF file (weights stay quantized and memory-mapped) or a Hugging
+    /// Face directory (config.json + safetensors, memory-mapped).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Training data: JSON lines or a JSON array of prompt/response, Alpaca, Dolly, chat
@@ -247,7 +246,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
     check_outputs(&a, &model_path, &data_path, &out, &svg, &checkpoint_dir)?;
     let g = super::open(&model_path)?;
     let tok = super::tokenizer(&g)?;
-    let model = Model::load(&g)?;
+    let model = g.load()?;
     for t in &targets {
         let n_in = model.weight(0, *t).n_in();
         if n_in % block != 0 {
@@ -266,13 +265,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
             let eos = tok.eos().map(|b| tok.token_text(b).to_string()).unwrap_or_default();
             Some(ChatTemplate::from_source(&src, &bos, &eos).map_err(|e| Error::format(p, e))?)
         }
-        None => match ChatTemplate::from_gguf_file(g.main()) {
+        None => match g.chat_template(&tok) {
             Ok(t) => Some(t),
-            Err(ChatError::NoTemplate { .. }) => None,
-            Err(e) => {
+            Err(Error::Template(ChatError::NoTemplate { .. })) => None,
+            Err(Error::Template(e)) => {
                 broken_template = Some(e);
                 None
             }
+            Err(e) => return Err(e),
         },
     };
     let dopts = DataOptions {
@@ -356,7 +356,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         say(format!("resuming from {}", path.display()));
         ck
     });
-    let base_info = BaseInfo::from_gguf(g.main());
+    let base_info = g.base_info();
     let metric_name = a.eval_metric.first().cloned().unwrap_or_default();
     let mut hook = match task {
         Some((items, metrics)) => {

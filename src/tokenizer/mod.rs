@@ -21,6 +21,7 @@
 mod bpe;
 mod decode;
 mod hash;
+mod hf;
 mod pretokenize;
 mod special;
 mod spm;
@@ -92,15 +93,38 @@ enum Engine {
     Spm { byte_tokens: Box<[Option<u32>; 256]> },
 }
 
-/// A tokenizer built from GGUF metadata. Cheap to share (`&self` everywhere, `Send + Sync`).
+/// A tokenizer: built from GGUF metadata (llama.cpp's, id for id), or a Hugging Face
+/// `tokenizer.json` (the `tokenizers` crate, transformers' own). Cheap to share (`&self`
+/// everywhere, `Send + Sync`).
 #[derive(Debug)]
 pub struct Tokenizer {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Gguf(Box<GgufTokenizer>),
+    Hf(Box<hf::HfTokenizer>),
+}
+
+#[derive(Debug)]
+struct GgufTokenizer {
     vocab: Vocab,
     engine: Engine,
     specials: Specials,
 }
 
 impl Tokenizer {
+    /// The tokenizer of a Hugging Face model directory: `tokenizer.json` (required),
+    /// BOS/EOS from `tokenizer_config.json` (else `generation_config.json`), end-of-generation
+    /// ids from `generation_config.json`'s `eos_token_id` plus the known end-of-turn tokens.
+    /// `encode(text, add_special, parse_special)` is transformers'
+    /// `encode(text, add_special_tokens=add_special)` (with `parse_special = false`, special-token
+    /// texts are split as ordinary text); `decode` is `decode(ids, skip_special_tokens=True)`.
+    pub fn from_hf_dir(dir: &std::path::Path) -> crate::error::Result<Self> {
+        Ok(Tokenizer { inner: Inner::Hf(Box::new(hf::HfTokenizer::open(dir)?)) })
+    }
+
     /// Build the tokenizer described by `tokenizer.ggml.*` metadata.
     pub fn from_gguf(h: &GgufHeader) -> Result<Self, TokenizerError> {
         let model = h.get("tokenizer.ggml.model").ok_or_else(|| TokenizerError::MissingKey("tokenizer.ggml.model".into()))?;
@@ -120,7 +144,7 @@ impl Tokenizer {
             Kind::Spm => Engine::Spm { byte_tokens: Box::new(spm::byte_tokens(&vocab)) },
         };
         let specials = Specials::new(&vocab);
-        Ok(Tokenizer { vocab, engine, specials })
+        Ok(Tokenizer { inner: Inner::Gguf(Box::new(GgufTokenizer { vocab, engine, specials })) })
     }
 
     /// Token ids of `text`, as `llama_tokenize(text, add_special, parse_special)`.
@@ -129,6 +153,130 @@ impl Tokenizer {
     /// control-token texts such as `<|im_start|>` into their ids (user-defined tokens are always
     /// recognised, as in llama.cpp).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        match &self.inner {
+            Inner::Gguf(g) => g.encode(text, add_special, parse_special),
+            Inner::Hf(h) => h.encode(text, add_special, parse_special),
+        }
+    }
+
+    /// The bytes of one token, special tokens rendered as their text
+    /// (`llama_token_to_piece(id, lstrip = 0, special = true)`); empty for an unknown id.
+    /// BPE pieces are mapped back from GPT-2 characters, SentencePiece `▁` becomes a space and
+    /// `<0xNN>` the byte. A piece can be part of a UTF-8 character.
+    pub fn token_to_piece(&self, id: u32) -> Vec<u8> {
+        match &self.inner {
+            Inner::Gguf(g) => decode::piece(&g.vocab, g.byte_map(), id, 0, true),
+            Inner::Hf(h) => h.piece(id),
+        }
+    }
+
+    /// Text of `ids`, as `llama_detokenize(ids, remove_special = true, unparse_special = false)`:
+    /// a leading BOS (and trailing EOS when the model adds one) is dropped, control tokens render
+    /// as nothing, invalid UTF-8 is replaced (lossy). `decode(encode(x, …, false)) == x` for
+    /// ordinary text.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.detokenize(ids, true, false)).into_owned()
+    }
+
+    /// The raw bytes of `llama_detokenize(ids, remove_special, unparse_special)`.
+    pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> Vec<u8> {
+        match &self.inner {
+            Inner::Gguf(g) => decode::detokenize(&g.vocab, g.byte_map(), ids, remove_special, unparse_special),
+            Inner::Hf(h) => h.detokenize(ids, remove_special, unparse_special),
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn n_vocab(&self) -> usize {
+        self.texts().len()
+    }
+
+    fn texts(&self) -> &[String] {
+        match &self.inner {
+            Inner::Gguf(g) => &g.vocab.texts,
+            Inner::Hf(h) => &h.texts,
+        }
+    }
+
+    /// Beginning-of-sequence token.
+    pub fn bos(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.bos,
+            Inner::Hf(h) => h.bos,
+        }
+    }
+
+    /// End-of-sequence token.
+    pub fn eos(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.eos,
+            Inner::Hf(h) => h.eos,
+        }
+    }
+
+    /// End-of-turn token: `tokenizer.ggml.eot_token_id`, else the lowest-id token whose text is
+    /// a known end-of-turn marker (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`, `<|endoftext|>`…).
+    /// (llama.cpp takes the first such token in hash-map order, so its pick among several
+    /// candidates is arbitrary.)
+    pub fn eot(&self) -> Option<u32> {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.eot,
+            Inner::Hf(h) => h.eot,
+        }
+    }
+
+    /// Whether `id` ends generation: eos, eot, eom and end-of-turn tokens such as `<|im_end|>`
+    /// or `<end_of_turn>` (llama.cpp's EOG set).
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog_ids().binary_search(&id).is_ok()
+    }
+
+    /// Every end-of-generation id, ascending.
+    pub fn eog_ids(&self) -> &[u32] {
+        match &self.inner {
+            Inner::Gguf(g) => &g.vocab.eog,
+            Inner::Hf(h) => &h.eog,
+        }
+    }
+
+    /// Whether encoding with `add_special` prepends BOS / appends EOS.
+    pub fn add_bos(&self) -> bool {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.add_bos,
+            Inner::Hf(h) => h.add_bos,
+        }
+    }
+
+    /// See [`Tokenizer::add_bos`].
+    pub fn add_eos(&self) -> bool {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.add_eos,
+            Inner::Hf(h) => h.add_eos,
+        }
+    }
+
+    /// The raw vocabulary string of `id` (GPT-2 characters for BPE, `▁` for SentencePiece);
+    /// empty for an unknown id.
+    pub fn token_text(&self, id: u32) -> &str {
+        self.texts().get(id as usize).map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether `id` is a control token (`<|im_start|>`, `<bos>`…), rendered empty by `decode`.
+    pub fn is_control(&self, id: u32) -> bool {
+        match &self.inner {
+            Inner::Gguf(g) => g.vocab.attr(id) & vocab::attr::CONTROL != 0,
+            Inner::Hf(h) => h.is_control(id),
+        }
+    }
+
+    /// Whether this is a Hugging Face `tokenizer.json` tokenizer.
+    pub fn is_hf(&self) -> bool {
+        matches!(self.inner, Inner::Hf(_))
+    }
+}
+
+impl GgufTokenizer {
+    fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let v = &self.vocab;
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && v.add_bos {
@@ -176,82 +324,6 @@ impl Tokenizer {
             out.extend(v.eos);
         }
         out
-    }
-
-    /// The bytes of one token, special tokens rendered as their text
-    /// (`llama_token_to_piece(id, lstrip = 0, special = true)`); empty for an unknown id.
-    /// BPE pieces are mapped back from GPT-2 characters, SentencePiece `▁` becomes a space and
-    /// `<0xNN>` the byte. A piece can be part of a UTF-8 character.
-    pub fn token_to_piece(&self, id: u32) -> Vec<u8> {
-        decode::piece(&self.vocab, self.byte_map(), id, 0, true)
-    }
-
-    /// Text of `ids`, as `llama_detokenize(ids, remove_special = true, unparse_special = false)`:
-    /// a leading BOS (and trailing EOS when the model adds one) is dropped, control tokens render
-    /// as nothing, invalid UTF-8 is replaced (lossy). `decode(encode(x, …, false)) == x` for
-    /// ordinary text.
-    pub fn decode(&self, ids: &[u32]) -> String {
-        String::from_utf8_lossy(&self.detokenize(ids, true, false)).into_owned()
-    }
-
-    /// The raw bytes of `llama_detokenize(ids, remove_special, unparse_special)`.
-    pub fn detokenize(&self, ids: &[u32], remove_special: bool, unparse_special: bool) -> Vec<u8> {
-        decode::detokenize(&self.vocab, self.byte_map(), ids, remove_special, unparse_special)
-    }
-
-    /// Vocabulary size.
-    pub fn n_vocab(&self) -> usize {
-        self.vocab.texts.len()
-    }
-
-    /// Beginning-of-sequence token.
-    pub fn bos(&self) -> Option<u32> {
-        self.vocab.bos
-    }
-
-    /// End-of-sequence token.
-    pub fn eos(&self) -> Option<u32> {
-        self.vocab.eos
-    }
-
-    /// End-of-turn token: `tokenizer.ggml.eot_token_id`, else the lowest-id token whose text is
-    /// a known end-of-turn marker (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`, `<|endoftext|>`…).
-    /// (llama.cpp takes the first such token in hash-map order, so its pick among several
-    /// candidates is arbitrary.)
-    pub fn eot(&self) -> Option<u32> {
-        self.vocab.eot
-    }
-
-    /// Whether `id` ends generation: eos, eot, eom and end-of-turn tokens such as `<|im_end|>`
-    /// or `<end_of_turn>` (llama.cpp's EOG set).
-    pub fn is_eog(&self, id: u32) -> bool {
-        self.vocab.eog.binary_search(&id).is_ok()
-    }
-
-    /// Every end-of-generation id, ascending.
-    pub fn eog_ids(&self) -> &[u32] {
-        &self.vocab.eog
-    }
-
-    /// Whether encoding with `add_special` prepends BOS / appends EOS.
-    pub fn add_bos(&self) -> bool {
-        self.vocab.add_bos
-    }
-
-    /// See [`Tokenizer::add_bos`].
-    pub fn add_eos(&self) -> bool {
-        self.vocab.add_eos
-    }
-
-    /// The raw vocabulary string of `id` (GPT-2 characters for BPE, `▁` for SentencePiece);
-    /// empty for an unknown id.
-    pub fn token_text(&self, id: u32) -> &str {
-        self.vocab.texts.get(id as usize).map(String::as_str).unwrap_or("")
-    }
-
-    /// Whether `id` is a control token (`<|im_start|>`, `<bos>`…), rendered empty by `decode`.
-    pub fn is_control(&self, id: u32) -> bool {
-        self.vocab.attr(id) & vocab::attr::CONTROL != 0
     }
 
     fn byte_map(&self) -> Option<&bpe::ByteMap> {

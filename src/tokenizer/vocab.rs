@@ -57,7 +57,7 @@ const KEY_SCORES: &str = "tokenizer.ggml.scores";
 const KEY_TYPES: &str = "tokenizer.ggml.token_type";
 
 /// Token texts llama.cpp takes for the end-of-turn token when `eot_token_id` is absent.
-const EOT_TEXTS: &[&str] = &[
+pub(crate) const EOT_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
@@ -81,7 +81,7 @@ const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>
 const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 /// Token texts that end generation (besides eos/eot/eom and the FIM pad/repo/sep tokens).
-const EOG_TEXTS: &[&str] = &[
+pub(crate) const EOG_TEXTS: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",

@@ -10,8 +10,9 @@
 //! memory map); over safetensors views of a Hugging Face checkpoint, read in place:
 //! [`awq::AwqMatrix`] (AWQ GEMM), [`gptq::GptqMatrix`] (GPTQ v1/v2; `packed.rs`: what those two
 //! share), [`ctensors::PackQuantizedMatrix`] (compressed-tensors `pack-quantized`) and
-//! [`exl2::Exl2Matrix`] (EXL2; `bitstream.rs`: the b-bit streams). A new format adds a file here
-//! with its type and an `open` the Hugging Face source dispatches to; the CPU backend's float
+//! [`exl2::Exl2Matrix`] (EXL2; `bitstream.rs`: the b-bit streams). [`hf`]: Hugging Face directories
+//! ([`hf::HfSource`], dense F32/F16/BF16 matrices, the q/k row permutation over any weight, and
+//! `hf/quant.rs`, the dispatch to each format's `open`); the CPU backend's float
 //! path then works on it unchanged.
 
 pub mod awq;
@@ -20,6 +21,7 @@ pub mod ctensors;
 pub mod exl2;
 pub mod gguf;
 pub mod gptq;
+pub mod hf;
 pub mod packed;
 
 pub use awq::AwqMatrix;
@@ -54,6 +56,8 @@ pub enum WeightFormat {
         /// Inputs per scale (the row length for one group).
         group: usize,
     },
+    /// Plain floats of a safetensors checkpoint (F32, F16, BF16).
+    Dense(crate::safetensors::Dtype),
 }
 
 impl std::fmt::Display for WeightFormat {
@@ -64,6 +68,7 @@ impl std::fmt::Display for WeightFormat {
             WeightFormat::Exl2 => f.write_str("EXL2"),
             WeightFormat::Awq { bits, group } => write!(f, "AWQ-GEMM {bits}-bit g{group}"),
             WeightFormat::Gptq { bits, group } => write!(f, "GPTQ {bits}-bit g{group}"),
+            WeightFormat::Dense(d) => write!(f, "{d}"),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 DIR/case.json (written by the test):
   model_dir, gguf_file      the GGUF that transformers loads (dequantized, float32)
+  hf_dir                    instead: a Hugging Face model directory (loaded as float32)
   rank, alpha, steps, lr, beta1, beta2, eps
   n_head, n_head_kv, head_dim
   sequences: [{tokens, labels}]   our data pipeline's output; labels are already shifted
@@ -46,7 +47,10 @@ def main():
     case = json.load(open(os.path.join(d, "case.json")))
     torch.manual_seed(0)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model = AutoModelForCausalLM.from_pretrained(case["model_dir"], gguf_file=case["gguf_file"], dtype=torch.float32)
+    if case.get("hf_dir"):  # a Hugging Face directory (tests/hf_dir.rs)
+        model = AutoModelForCausalLM.from_pretrained(case["hf_dir"], dtype=torch.float32)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(case["model_dir"], gguf_file=case["gguf_file"], dtype=torch.float32)
     dtypes = sorted({str(p.dtype) for p in model.parameters()})
     cfg = LoraConfig(r=case["rank"], lora_alpha=case["alpha"], lora_dropout=0.0, bias="none",
                      target_modules=[v.split(".")[1] for v in HF.values()], init_lora_weights=True)

@@ -46,8 +46,9 @@ pub fn export(a: &ExportArgs, dir: Option<PathBuf>) -> Result<()> {
     let inputs = [("--model", model), ("--lora", lora)];
     finetune::util::outpath::check_file_in_new_dir("--lmstudio", &out, &inputs, crate::cmd::force())?;
     // Read and check the inputs before creating anything.
-    let g = crate::cmd::open(model)?;
-    let m = crate::cmd::load_model(&g, &[lora.to_string_lossy().into_owned()])?;
+    let mf = crate::cmd::open(model)?;
+    let g = mf.gguf("export --lmstudio")?;
+    let m = crate::cmd::load_model(&mf, &[lora.to_string_lossy().into_owned()])?;
     std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
     let mut w = GgufWriter::new();
     for (k, v) in &g.main().metadata {
@@ -57,7 +58,7 @@ pub fn export(a: &ExportArgs, dir: Option<PathBuf>) -> Result<()> {
     }
     w.set("general.name", Value::String(name.clone()));
     let t0 = std::time::Instant::now();
-    let r = merge_with(&g, &m.adapters, &out, MergeType::Auto, w)?;
+    let r = merge_with(g, &m.adapters, &out, MergeType::Auto, w)?;
     crate::cmd::merge::print_report(&r, t0.elapsed().as_secs_f64());
     eprintln!("wrote {}", out.display());
     println!("lms import {}", out.display());

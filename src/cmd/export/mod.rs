@@ -44,7 +44,7 @@ pub struct ExportArgs {
     /// Combine these adapters (`A.gguf` or `A.gguf:SCALE`) into one file (--out), ranks concatenated.
     #[arg(long, value_name = "A.gguf[:SCALE]", num_args = 1.., requires = "out")]
     pub merge_adapters: Vec<String>,
-    /// The base GGUF model.
+    /// The base model: a GGUF file or a Hugging Face directory (--peft; --ollama/--lmstudio need a GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// The GGUF LoRA adapter to export.
@@ -71,7 +71,7 @@ pub struct ImportArgs {
     /// The PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
     #[arg(long, value_name = "DIR")]
     pub peft: PathBuf,
-    /// The base GGUF model the adapter was trained on.
+    /// The base model the adapter was trained on (GGUF or Hugging Face directory).
     #[arg(long)]
     pub model: PathBuf,
     /// Output GGUF adapter.

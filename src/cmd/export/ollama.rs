@@ -42,8 +42,9 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
         outpath::check_file_in_new_dir("--ollama", &out, &inputs, force)?;
         outpath::check_file_in_new_dir("--ollama", &dir.join("Modelfile.merged"), &inputs, force)?;
     }
-    let g = crate::cmd::open(model)?;
-    let m = if plan.merged { Some(crate::cmd::load_model(&g, &[lora.to_string_lossy().into_owned()])?) } else { None };
+    let mf = crate::cmd::open(model)?;
+    let g = mf.gguf("export --ollama")?;
+    let m = if plan.merged { Some(crate::cmd::load_model(&mf, &[lora.to_string_lossy().into_owned()])?) } else { None };
     eprintln!("prompt format: {}", p.family.name());
     let mut lines = Vec::new();
     if let Some(text) = adapter_text {
@@ -55,7 +56,7 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
         eprintln!("merging the adapter ({})", plan.why);
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let t0 = std::time::Instant::now();
-        let r = merge(&g, &m.adapters, &out, MergeType::Auto)?;
+        let r = merge(g, &m.adapters, &out, MergeType::Auto)?;
         crate::cmd::merge::print_report(&r, t0.elapsed().as_secs_f64());
         let text = modelfile(&ModelfileSpec { base: &out, adapter: None, family: &p.family, system: a.system.as_deref() })?;
         let mf = write_modelfile(dir, "Modelfile.merged", &text)?;

@@ -5,8 +5,7 @@ use std::path::Path;
 
 use finetune::adapter::gguf_lora::STORAGE_TYPES;
 use finetune::adapter::peft;
-use finetune::adapter::{write_adapter, BaseInfo};
-use finetune::model::Model;
+use finetune::adapter::write_adapter;
 use finetune::quant::GgmlType;
 use finetune::util::outpath;
 use finetune::{Error, Result};
@@ -25,8 +24,8 @@ pub fn export(a: &ExportArgs, dir: &Path) -> Result<()> {
         outpath::check_file_in_new_dir("--peft", &dir.join(file), &inputs, crate::cmd::force())?;
     }
     let g = crate::cmd::open(model_path)?;
-    let model = Model::load(&g)?;
-    let info = BaseInfo::from_gguf(g.main());
+    let model = g.load()?;
+    let info = g.base_info();
     let base_name = a.base_name.clone().or(info.name).or(info.file_name).unwrap_or_else(|| "base".into());
     let s = peft::export(dir, lora, &model, &base_name)?;
     println!(
@@ -51,8 +50,8 @@ pub fn import(a: &ImportArgs) -> Result<()> {
     let inputs: Vec<(&str, &Path)> = inputs.iter().map(|(f, p)| (*f, p.as_path())).collect();
     outpath::check_file("--out", &a.out, &inputs, crate::cmd::force())?;
     let g = crate::cmd::open(&a.model)?;
-    let model = Model::load(&g)?;
-    let imp = peft::import(&a.peft, &model, BaseInfo::from_gguf(g.main()))?;
+    let model = g.load()?;
+    let imp = peft::import(&a.peft, &model, g.base_info())?;
     write_adapter(&a.out, &imp.base, &imp.lora, ty)?;
     let n: usize = imp.lora.layers.iter().map(Vec::len).sum();
     let folded = if imp.folded > 0 { format!(", {} modules' scale folded into lora_b", imp.folded) } else { String::new() };

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use finetune::generate::{Sampler, SamplerConfig, Session, Utf8Stream};
-use finetune::gguf::GgufModel;
 use finetune::lora::LoraSet;
 use finetune::tokenizer::Tokenizer;
 use finetune::{Error, Result};
@@ -98,7 +97,7 @@ impl StopScan {
 /// What the worker needs to start.
 pub struct Setup {
     /// The opened base model (moved into the worker thread).
-    pub gguf: GgufModel,
+    pub gguf: crate::cmd::ModelFile,
     /// Adapter files with their names, in `--lora` order.
     pub adapters: Vec<(String, PathBuf)>,
     /// Its tokenizer (a copy; the HTTP side has its own).
