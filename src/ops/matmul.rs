@@ -596,23 +596,23 @@ mod neon {
             let mut i = 0;
             while i + 32 <= n {
                 for (l, acc_l) in acc.iter_mut().enumerate() {
-                    for h in 0..2 {
+                    for (h, v) in acc_l.iter_mut().enumerate() {
                         let o = i + 8 * l + 4 * h;
-                        acc_l[h] = vfmaq_f32(acc_l[h], vld1q_f32(pa.add(o)), vld1q_f32(pb.add(o)));
+                        *v = vfmaq_f32(*v, vld1q_f32(pa.add(o)), vld1q_f32(pb.add(o)));
                     }
                 }
                 i += 32;
             }
             while i + 8 <= n {
-                for h in 0..2 {
-                    acc[0][h] = vfmaq_f32(acc[0][h], vld1q_f32(pa.add(i + 4 * h)), vld1q_f32(pb.add(i + 4 * h)));
+                for (h, v) in acc[0].iter_mut().enumerate() {
+                    *v = vfmaq_f32(*v, vld1q_f32(pa.add(i + 4 * h)), vld1q_f32(pb.add(i + 4 * h)));
                 }
                 i += 8;
             }
             let mut lanes = [0f32; 8];
-            for h in 0..2 {
+            for (h, out) in lanes.chunks_exact_mut(4).enumerate() {
                 let s = vaddq_f32(vaddq_f32(acc[0][h], acc[1][h]), vaddq_f32(acc[2][h], acc[3][h]));
-                vst1q_f32(lanes.as_mut_ptr().add(4 * h), s);
+                vst1q_f32(out.as_mut_ptr(), s);
             }
             let mut total: f32 = lanes.iter().sum();
             while i < n {
