@@ -7,7 +7,8 @@
 //!
 //! Each product has a scalar reference ([`scores_scalar`], [`weighted_sum`]) and an
 //! AVX2/FMA kernel ([`scores`], [`VCols::weighted_sum`] on the transposed values) holding the 16 lanes in two `__m256`, with the same chains and the same tree,
-//! so the two agree bit for bit (checked by the unit tests below).
+//! so the two agree bit for bit (checked by the unit tests below). On AArch64 the NEON kernels
+//! (`mod neon`) hold the 16 lanes in four `float32x4_t` with the same chains and tree.
 
 /// The tree reduction of 16 lanes.
 #[inline(always)]
@@ -36,6 +37,10 @@ pub fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
         // SAFETY: AVX2/FMA checked by simd_enabled(); slices bounded by the assert.
         return unsafe { avx2::scores(q, k, kw, lo, out) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() && q.len() % 16 == 0 {
+        return neon::scores(q, k, kw, lo, out);
+    }
     scores_scalar(q, k, kw, lo, out)
 }
 
@@ -52,7 +57,13 @@ pub fn scores_scalar(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]
 /// where no grouped kernel serves (then call [`scores`] per head); the bits are the same.
 pub fn scores_group(q: &[f32], d: usize, group: usize, k: &[f32], kw: usize, lo: usize, out: &mut [f32]) -> bool {
     let n = out.len() / group.max(1);
-    if !(2..=4).contains(&group) || d % 16 != 0 || q.len() != group * d || out.len() != group * n || !crate::quant::simd_enabled() {
+    if !(2..=4).contains(&group)
+        || d % 16 != 0
+        || q.len() != group * d
+        || out.len() != group * n
+        || !crate::quant::simd_enabled()
+        || !cfg!(any(target_arch = "x86_64", target_arch = "aarch64"))
+    {
         return false;
     }
     assert!(n == 0 || k.len() >= (lo + n - 1) * kw + d);
@@ -66,7 +77,16 @@ pub fn scores_group(q: &[f32], d: usize, group: usize, k: &[f32], kw: usize, lo:
         }
         true
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        match group {
+            2 => neon::scores_group::<2>(q, d, k, kw, lo, out),
+            3 => neon::scores_group::<3>(q, d, k, kw, lo, out),
+            _ => neon::scores_group::<4>(q, d, k, kw, lo, out),
+        }
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     false
 }
 
@@ -92,7 +112,7 @@ pub fn weighted_sum(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], a
 /// zeros to a multiple of 16 positions), so that [`weighted_sum`] becomes a dot product of
 /// contiguous rows, as tinyBLAS computes it on llama.cpp's transposed V cache.
 pub struct VCols {
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // read only by the x86 kernels
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))] // read only by the SIMD kernels
     data: Vec<f32>,
     /// Row length: key positions rounded up to 16.
     lt: usize,
@@ -103,7 +123,7 @@ impl VCols {
     /// `Vᵀ` of positions `0..l` of `v` (`[l, n_head_kv·v_dim]`, row stride `vw`), or `None` where
     /// the SIMD kernel is unavailable (the caller then uses [`weighted_sum`]).
     pub fn new(v: &[f32], vw: usize, n_head_kv: usize, v_dim: usize, l: usize) -> Option<Self> {
-        if !cfg!(target_arch = "x86_64") || !crate::quant::simd_enabled() {
+        if !(cfg!(target_arch = "x86_64") || cfg!(target_arch = "aarch64")) || !crate::quant::simd_enabled() {
             return None;
         }
         let lt = l.div_ceil(16) * 16;
@@ -129,10 +149,15 @@ impl VCols {
             // SAFETY: AVX2/FMA checked by simd_enabled() in new(); vt holds v_dim ≥ o.len() rows of lt.
             unsafe { avx2::weighted_sum_t(p, vt, self.lt, lo, o) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+            neon::weighted_sum_t(p, vt, self.lt, lo, o)
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             let _ = (kvh, p, lo, o);
-            unreachable!("VCols::new returns None off x86_64")
+            unreachable!("VCols::new returns None here")
         }
     }
 
@@ -159,7 +184,17 @@ impl VCols {
             }
             true
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        {
+            let vt = &self.data[kvh * self.v_dim * self.lt..(kvh + 1) * self.v_dim * self.lt];
+            match group {
+                2 => neon::weighted_sum_group::<2>(p, vt, self.lt, lo, o),
+                3 => neon::weighted_sum_group::<3>(p, vt, self.lt, lo, o),
+                _ => neon::weighted_sum_group::<4>(p, vt, self.lt, lo, o),
+            }
+            true
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         {
             let _ = (kvh, o);
             false
@@ -323,6 +358,204 @@ mod avx2 {
         }
         for (od, ar) in o.iter_mut().zip(&a) {
             *od = reduce16(ar[0], ar[1]);
+        }
+    }
+}
+
+/// The AVX2 kernels of [`avx2`] on NEON: each `__m256` pair (16 lanes) is four `float32x4_t`,
+/// `fmadd` is `fmla`, a blend is `bsl`; the same chains and the same [`reduce16`] tree.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    type V16 = [float32x4_t; 4];
+
+    /// [`super::reduce16`] of the lanes in `a` (lanes 4q..4q+4 in `a[q]`): the same additions.
+    #[inline(always)]
+    unsafe fn reduce16(a: &V16) -> f32 {
+        let t3 = [vaddq_f32(a[2], a[0]), vaddq_f32(a[3], a[1])]; // a[i+8] + a[i]
+        let t6 = vaddq_f32(t3[1], t3[0]); // t3[i+4] + t3[i]
+        let (l0, l1, l2, l3) = (vgetq_lane_f32(t6, 0), vgetq_lane_f32(t6, 1), vgetq_lane_f32(t6, 2), vgetq_lane_f32(t6, 3));
+        (l0 + l2) + (l1 + l3)
+    }
+
+    #[inline(always)]
+    unsafe fn load16(p: *const f32) -> V16 {
+        std::array::from_fn(|q| vld1q_f32(p.add(4 * q)))
+    }
+
+    #[inline(always)]
+    unsafe fn fma16(acc: &mut V16, x: &V16, y: &V16) {
+        for q in 0..4 {
+            acc[q] = vfmaq_f32(acc[q], x[q], y[q]);
+        }
+    }
+
+    const KB: usize = 4;
+
+    /// [`super::scores`] for `q.len()` a multiple of 16 (the caller's assert bounds `k`).
+    pub(super) fn scores(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        let d = q.len();
+        assert!(d % 16 == 0 && (out.is_empty() || k.len() >= (lo + out.len() - 1) * kw + d));
+        let n = out.len();
+        // SAFETY: NEON is baseline on AArch64; key rows lo..lo + n of width d are in k (asserted).
+        unsafe {
+            let qp = q.as_ptr();
+            let zero = [vdupq_n_f32(0.0); 4];
+            let mut jj = 0;
+            while jj + KB <= n {
+                let kp: [*const f32; KB] = std::array::from_fn(|r| k.as_ptr().add((lo + jj + r) * kw));
+                let mut a = [zero; KB];
+                for c in (0..d).step_by(16) {
+                    let qv = load16(qp.add(c));
+                    for r in 0..KB {
+                        fma16(&mut a[r], &qv, &load16(kp[r].add(c)));
+                    }
+                }
+                for r in 0..KB {
+                    out[jj + r] = reduce16(&a[r]);
+                }
+                jj += KB;
+            }
+            while jj < n {
+                let kp = k.as_ptr().add((lo + jj) * kw);
+                let mut a = zero;
+                for c in (0..d).step_by(16) {
+                    fma16(&mut a, &load16(qp.add(c)), &load16(kp.add(c)));
+                }
+                out[jj] = reduce16(&a);
+                jj += 1;
+            }
+        }
+    }
+
+    /// A partial block of key positions: `p` zero-padded and the mask of the lanes in range.
+    struct Edge {
+        base: usize,
+        p: V16,
+        m: [uint32x4_t; 4],
+    }
+
+    fn edge(p: &[f32], lo: usize, base: usize) -> Edge {
+        let end = lo + p.len();
+        let mut buf = [0f32; 16];
+        let mut m = [0u32; 16];
+        for l in 0..16 {
+            if (lo..end).contains(&(base + l)) {
+                buf[l] = p[base + l - lo];
+                m[l] = !0;
+            }
+        }
+        // SAFETY: in-bounds loads of the two 16-element arrays.
+        unsafe { Edge { base, p: load16(buf.as_ptr()), m: std::array::from_fn(|q| vld1q_u32(m.as_ptr().add(4 * q))) } }
+    }
+
+    /// [`super::VCols::weighted_sum`] (the AVX2 `weighted_sum_t`'s blocks and chains).
+    pub(super) fn weighted_sum_t(p: &[f32], vt: &[f32], lt: usize, lo: usize, o: &mut [f32]) {
+        let n = o.len();
+        let end = lo + p.len();
+        assert!(lt % 16 == 0 && end <= lt && vt.len() >= n * lt);
+        let b0 = lo / 16 * 16;
+        let (head, full0) = if lo < end && (lo != b0 || b0 + 16 > end) { (Some(edge(p, lo, b0)), b0 + 16) } else { (None, b0) };
+        let full1 = (end / 16 * 16).max(full0);
+        let tail = if end > full1 { Some(edge(p, lo, full1)) } else { None };
+        let vp = vt.as_ptr();
+        for (d, od) in o.iter_mut().enumerate() {
+            // SAFETY: NEON is baseline; row d of vt holds lt ≥ every block end (asserted).
+            unsafe {
+                let x = vp.add(d * lt);
+                let mut a = [vdupq_n_f32(0.0); 4];
+                let masked = |a: &mut V16, e: &Edge| {
+                    let xv = load16(x.add(e.base));
+                    for q in 0..4 {
+                        a[q] = vbslq_f32(e.m[q], vfmaq_f32(a[q], e.p[q], xv[q]), a[q]);
+                    }
+                };
+                if let Some(e) = &head {
+                    masked(&mut a, e);
+                }
+                let mut base = full0;
+                while base < full1 {
+                    fma16(&mut a, &load16(p.as_ptr().add(base - lo)), &load16(x.add(base)));
+                    base += 16;
+                }
+                if let Some(e) = &tail {
+                    masked(&mut a, e);
+                }
+                *od = reduce16(&a);
+            }
+        }
+    }
+
+    /// [`super::scores_group`] with `G` heads: per key, its 16-float chunks loaded once and
+    /// multiplied into each head's accumulators (the chains of [`scores`]).
+    pub(super) fn scores_group<const G: usize>(q: &[f32], d: usize, k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
+        let n = out.len() / G;
+        assert!(d % 16 == 0 && q.len() >= G * d && (n == 0 || k.len() >= (lo + n - 1) * kw + d));
+        // SAFETY: NEON is baseline; q holds G·d floats and k rows lo..lo + n of width d (asserted).
+        unsafe {
+            let qp = q.as_ptr();
+            for jj in 0..n {
+                let kp = k.as_ptr().add((lo + jj) * kw);
+                let mut a = [[vdupq_n_f32(0.0); 4]; G];
+                for c in (0..d).step_by(16) {
+                    let kv = load16(kp.add(c));
+                    for (g, ag) in a.iter_mut().enumerate() {
+                        fma16(ag, &load16(qp.add(g * d + c)), &kv);
+                    }
+                }
+                for (g, ag) in a.iter().enumerate() {
+                    out[g * n + jj] = reduce16(ag);
+                }
+            }
+        }
+    }
+
+    /// [`super::VCols::weighted_sum_group`] with `G` heads (the blocks, chains and masked
+    /// partial blocks of [`weighted_sum_t`], each `Vᵀ` block loaded once for all heads).
+    pub(super) fn weighted_sum_group<const G: usize>(p: &[f32], vt: &[f32], lt: usize, lo: usize, o: &mut [f32]) {
+        let len = p.len() / G;
+        let n = o.len() / G;
+        let end = lo + len;
+        assert!(lt % 16 == 0 && end <= lt && vt.len() >= n * lt);
+        let row = |g: usize| &p[g * len..(g + 1) * len];
+        let b0 = lo / 16 * 16;
+        let has_head = lo < end && (lo != b0 || b0 + 16 > end);
+        let full0 = if has_head { b0 + 16 } else { b0 };
+        let full1 = (end / 16 * 16).max(full0);
+        let has_tail = end > full1;
+        let heads: [Option<Edge>; G] = std::array::from_fn(|g| has_head.then(|| edge(row(g), lo, b0)));
+        let tails: [Option<Edge>; G] = std::array::from_fn(|g| has_tail.then(|| edge(row(g), lo, full1)));
+        let pp = p.as_ptr();
+        for d in 0..n {
+            // SAFETY: NEON is baseline; row d of vt holds lt ≥ every block end, each head's
+            // probabilities cover base − lo + 16 ≤ len in the full blocks (asserted above).
+            unsafe {
+                let x = vt.as_ptr().add(d * lt);
+                let mut a = [[vdupq_n_f32(0.0); 4]; G];
+                let masked = |a: &mut [V16; G], es: &[Option<Edge>; G]| {
+                    for (ag, e) in a.iter_mut().zip(es) {
+                        let Some(e) = e else { continue };
+                        let xv = load16(x.add(e.base));
+                        for q in 0..4 {
+                            ag[q] = vbslq_f32(e.m[q], vfmaq_f32(ag[q], e.p[q], xv[q]), ag[q]);
+                        }
+                    }
+                };
+                masked(&mut a, &heads);
+                let mut base = full0;
+                while base < full1 {
+                    let xv = load16(x.add(base));
+                    for (g, ag) in a.iter_mut().enumerate() {
+                        fma16(ag, &load16(pp.add(g * len + base - lo)), &xv);
+                    }
+                    base += 16;
+                }
+                masked(&mut a, &tails);
+                for (g, ag) in a.iter().enumerate() {
+                    o[g * n + d] = reduce16(ag);
+                }
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Rounding f32 slices to f16 precision (llama.cpp's f16 KV cache and `vec_dot_type`), eight
-//! at a time with F16C where available: the same `vcvtps2ph` (round to nearest even) and
-//! `vcvtph2ps` the `half` crate uses per value, so the results are the bits of
-//! [`crate::quant::util::f16_round`] (checked by the unit test below).
+//! at a time with F16C where available (four at a time with NEON's `fcvtn`/`fcvtl` on AArch64):
+//! the same round-to-nearest-even conversions the `half` crate makes per value, so the results
+//! are the bits of [`crate::quant::util::f16_round`] (checked by the unit test below).
 
 use crate::quant::util::f16_round;
 
@@ -11,6 +11,10 @@ pub fn round_f16_inplace(x: &mut [f32]) {
     if crate::quant::simd_enabled() {
         // SAFETY: AVX2/FMA/F16C checked by simd_enabled() (quant::x86::available).
         return unsafe { round_f16c(x) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() {
+        return round_neon(x);
     }
     x.iter_mut().for_each(|v| *v = f16_round(*v));
 }
@@ -24,6 +28,25 @@ unsafe fn round_f16c(x: &mut [f32]) {
         let p = c.as_mut_ptr();
         let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(p));
         _mm256_storeu_ps(p, _mm256_cvtph_ps(h));
+    }
+    chunks.into_remainder().iter_mut().for_each(|v| *v = f16_round(*v));
+}
+
+#[cfg(target_arch = "aarch64")]
+fn round_neon(x: &mut [f32]) {
+    use std::arch::aarch64::*;
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let p = c.as_mut_ptr();
+        // SAFETY: NEON is baseline on AArch64; four in-bounds floats. `fcvtn` rounds by FPCR
+        // (nearest even, the Linux default), `fcvtl` widens exactly. Inline assembly: the
+        // intrinsics' `float16x4_t` is not stable Rust.
+        unsafe {
+            let v = vld1q_f32(p);
+            let r: float32x4_t;
+            std::arch::asm!("fcvtn {t:v}.4h, {v:v}.4s", "fcvtl {r:v}.4s, {t:v}.4h", v = in(vreg) v, t = out(vreg) _, r = lateout(vreg) r, options(pure, nomem, nostack));
+            vst1q_f32(p, r);
+        }
     }
     chunks.into_remainder().iter_mut().for_each(|v| *v = f16_round(*v));
 }

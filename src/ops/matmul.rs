@@ -390,7 +390,22 @@ unsafe fn kernel_gen<const ADD: bool, const TA: bool>(
             scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        if crate::quant::simd_enabled() {
+            match mr {
+                6 => neon::kernel::<6, TA>(k, a, lda, b, &mut acc),
+                5 => neon::kernel::<5, TA>(k, a, lda, b, &mut acc),
+                4 => neon::kernel::<4, TA>(k, a, lda, b, &mut acc),
+                3 => neon::kernel::<3, TA>(k, a, lda, b, &mut acc),
+                2 => neon::kernel::<2, TA>(k, a, lda, b, &mut acc),
+                _ => neon::kernel::<1, TA>(k, a, lda, b, &mut acc),
+            }
+        } else {
+            scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
     for i in 0..mr {
         for j in 0..nr {
@@ -477,6 +492,10 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         // SAFETY: AVX2/FMA presence checked by simd_enabled(); reads stay within n.
         return unsafe { dot_avx2(&a[..n], &b[..n]) };
     }
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() {
+        return neon::dot(&a[..n], &b[..n]);
+    }
     dot_scalar(&a[..n], &b[..n])
 }
 
@@ -525,6 +544,84 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
         i += 1;
     }
     total
+}
+
+/// NEON twins of the AVX2 micro-kernel and dot product: each 8-lane AVX2 vector is two NEON
+/// vectors doing the same fused multiply-adds in the same order, so the results are the AVX2
+/// kernels' bits.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::{MR, NR};
+    use std::arch::aarch64::*;
+
+    /// [`super::avx2_kernel`]: rows of 16 accumulators (four vectors), `acc += a_ik · b_k`.
+    pub(super) fn kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
+        if TA {
+            assert!(k == 0 || a.len() >= (k - 1) * lda + M);
+        } else {
+            assert!(a.len() >= (M - 1) * lda + k);
+        }
+        assert!(b.len() >= k * NR);
+        // SAFETY: NEON is baseline on AArch64; every load is within the lengths asserted above.
+        unsafe {
+            let mut c = [[vdupq_n_f32(0.0); 4]; M];
+            let ap = a.as_ptr();
+            let bp = b.as_ptr();
+            for kk in 0..k {
+                let bv: [float32x4_t; 4] = std::array::from_fn(|q| vld1q_f32(bp.add(kk * NR + 4 * q)));
+                for (i, ci) in c.iter_mut().enumerate() {
+                    let av = *ap.add(if TA { kk * lda + i } else { i * lda + kk });
+                    for q in 0..4 {
+                        ci[q] = vfmaq_n_f32(ci[q], bv[q], av);
+                    }
+                }
+            }
+            for (i, ci) in c.iter().enumerate() {
+                for (q, &v) in ci.iter().enumerate() {
+                    vst1q_f32(acc.as_mut_ptr().add(i * NR + 4 * q), v);
+                }
+            }
+        }
+    }
+
+    /// [`super::dot_avx2`]: four 8-lane accumulators over 32-element steps, then 8-element
+    /// steps into the first, the lanes added `(a0 + a1) + (a2 + a3)` and summed in order, then
+    /// the scalar tail.
+    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        // SAFETY: NEON is baseline; loads stay below n.
+        unsafe {
+            let mut acc = [[vdupq_n_f32(0.0); 2]; 4];
+            let mut i = 0;
+            while i + 32 <= n {
+                for (l, acc_l) in acc.iter_mut().enumerate() {
+                    for (h, v) in acc_l.iter_mut().enumerate() {
+                        let o = i + 8 * l + 4 * h;
+                        *v = vfmaq_f32(*v, vld1q_f32(pa.add(o)), vld1q_f32(pb.add(o)));
+                    }
+                }
+                i += 32;
+            }
+            while i + 8 <= n {
+                for (h, v) in acc[0].iter_mut().enumerate() {
+                    *v = vfmaq_f32(*v, vld1q_f32(pa.add(i + 4 * h)), vld1q_f32(pb.add(i + 4 * h)));
+                }
+                i += 8;
+            }
+            let mut lanes = [0f32; 8];
+            for (h, out) in lanes.chunks_exact_mut(4).enumerate() {
+                let s = vaddq_f32(vaddq_f32(acc[0][h], acc[1][h]), vaddq_f32(acc[2][h], acc[3][h]));
+                vst1q_f32(out.as_mut_ptr(), s);
+            }
+            let mut total: f32 = lanes.iter().sum();
+            while i < n {
+                total += a[i] * b[i];
+                i += 1;
+            }
+            total
+        }
+    }
 }
 
 #[cfg(test)]

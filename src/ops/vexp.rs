@@ -1,5 +1,6 @@
 //! Vectorised `exp` for softmax rows (attention, cross-entropy): AVX2+FMA when available
-//! (runtime-detected), else the standard library's `f32::exp`.
+//! (runtime-detected), NEON on AArch64 (the same operations on the same eight lanes, so the
+//! same bits as AVX2), else the standard library's `f32::exp`.
 
 /// `x ← exp(x − c)` over a slice; returns the sum of the results (f32, fixed order).
 pub fn exp_sub(x: &mut [f32], c: f32) -> f32 {
@@ -7,6 +8,10 @@ pub fn exp_sub(x: &mut [f32], c: f32) -> f32 {
     if crate::quant::simd_enabled() {
         // SAFETY: AVX2/FMA presence checked by simd_enabled().
         return unsafe { exp_sub_avx2(x, c) };
+    }
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() {
+        return neon::exp_sub(x, c);
     }
     x.iter_mut().fold(0.0, |acc, v| {
         *v = (*v - c).exp();
@@ -60,6 +65,65 @@ unsafe fn exp_sub_avx2(x: &mut [f32], c: f32) -> f32 {
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
     lanes.iter().sum()
+}
+
+/// The AVX2 kernels' operations, lane for lane, on two NEON vectors (lanes 0..4, 4..8):
+/// `floor` → `frintm`, `fmadd` → `fmla`, `fnmadd` → `fmls` (all fused as there), `max`/`min`
+/// → `fmaxnm`/`fminnm` (a NaN gives the bound, as `maxps` with the constant second does).
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    #[inline(always)]
+    unsafe fn exp4(x: float32x4_t) -> float32x4_t {
+        let under = vcltq_f32(x, vdupq_n_f32(-87.336_55));
+        let x = vminnmq_f32(vmaxnmq_f32(x, vdupq_n_f32(-87.336_55)), vdupq_n_f32(88.0));
+        let n = vrndmq_f32(vfmaq_f32(vdupq_n_f32(0.5), x, vdupq_n_f32(std::f32::consts::LOG2_E)));
+        let r = vfmsq_f32(x, n, vdupq_n_f32(0.693_359_4));
+        let r = vfmsq_f32(r, n, vdupq_n_f32(-2.121_944_4e-4));
+        let mut p = vdupq_n_f32(1.987_569_1e-4);
+        for coef in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+            p = vfmaq_f32(vdupq_n_f32(coef), p, r);
+        }
+        let y = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0));
+        let pow2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23));
+        vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(y, pow2)), under))
+    }
+
+    /// [`super::exp_sub`]: eight-lane chunks, a `−∞`-padded tail, lanes summed in order.
+    pub(super) fn exp_sub(x: &mut [f32], c: f32) -> f32 {
+        let n = x.len();
+        let p = x.as_mut_ptr();
+        // SAFETY: NEON is baseline on AArch64; loads and stores stay within x (i + 8 ≤ n) or
+        // the local tail.
+        unsafe {
+            let cv = vdupq_n_f32(c);
+            let (mut a0, mut a1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+            let mut i = 0;
+            while i + 8 <= n {
+                let e0 = exp4(vsubq_f32(vld1q_f32(p.add(i)), cv));
+                let e1 = exp4(vsubq_f32(vld1q_f32(p.add(i + 4)), cv));
+                vst1q_f32(p.add(i), e0);
+                vst1q_f32(p.add(i + 4), e1);
+                (a0, a1) = (vaddq_f32(a0, e0), vaddq_f32(a1, e1));
+                i += 8;
+            }
+            if i < n {
+                let mut tail = [f32::NEG_INFINITY; 8];
+                tail[..n - i].copy_from_slice(&x[i..]);
+                let e0 = exp4(vsubq_f32(vld1q_f32(tail.as_ptr()), cv));
+                let e1 = exp4(vsubq_f32(vld1q_f32(tail.as_ptr().add(4)), cv));
+                vst1q_f32(tail.as_mut_ptr(), e0);
+                vst1q_f32(tail.as_mut_ptr().add(4), e1);
+                x[i..].copy_from_slice(&tail[..n - i]);
+                (a0, a1) = (vaddq_f32(a0, e0), vaddq_f32(a1, e1));
+            }
+            let mut lanes = [0f32; 8];
+            vst1q_f32(lanes.as_mut_ptr(), a0);
+            vst1q_f32(lanes.as_mut_ptr().add(4), a1);
+            lanes.iter().sum()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! [`kernels`] reads the table of the level in use ([`isa`]: the best the CPU has, or scalar when
 //! `FINETUNE_SIMD=scalar`); [`kernels_for`] reads any level the CPU has (tests compare them).
 //!
-//! This is the only place that maps a type to its functions; an `arm` level (NEON, under
-//! `quant/arm/`) would add its variant and one `*_entry` function here.
+//! On AArch64 the levels are [`Isa::Neon`] and [`Isa::NeonDot`] (the integer dots with `sdot`),
+//! from [`super::arm`]. This is the only place that maps a type to its functions.
 
 use std::sync::OnceLock;
 
@@ -63,7 +63,7 @@ pub struct Repacked {
 pub struct TypeKernels {
     /// The type.
     pub ty: GgmlType,
-    /// Name of the path [`decode`](Self::decode) takes: `"avx2"` or `"scalar"`.
+    /// Name of the path [`decode`](Self::decode) takes: `"avx2"`, `"neon"` or `"scalar"`.
     pub path: &'static str,
     /// The fastest decoder: whole blocks, `out` holding the matching number of elements.
     pub decode: Option<DecodeFn>,
@@ -105,11 +105,16 @@ pub enum Isa {
     /// [`Isa::Avx2`] with AVX-512 VL + VNNI byte dot products in the 32-element-format
     /// multi-row kernels (the same bits).
     Avx2Vnni,
+    /// AArch64 with NEON (baseline there).
+    Neon,
+    /// [`Isa::Neon`] with the `dotprod` extension: `sdot` in the integer dot kernels (the same
+    /// bits).
+    NeonDot,
 }
 
 impl Isa {
     /// Every level, scalar first.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Neon, Isa::NeonDot];
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -117,6 +122,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx2Vnni => "avx2+vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon+dotprod",
         }
     }
 
@@ -130,14 +137,23 @@ impl Isa {
             Isa::Avx2Vnni => super::x86::available() && super::x86::vnni_available(),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 | Isa::Avx2Vnni => false,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => super::arm::available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => super::arm::dotprod_available(),
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon | Isa::NeonDot => false,
         }
     }
 }
 
-/// Whether SIMD paths are in use (runtime detection; `FINETUNE_SIMD=scalar` turns them off).
+/// Whether SIMD paths are in use (runtime detection: AVX2/FMA/F16C on x86-64, NEON on AArch64;
+/// `FINETUNE_SIMD=scalar` turns them off).
 pub fn simd_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("FINETUNE_SIMD").map(|v| v != "scalar").unwrap_or(true) && Isa::Avx2.supported())
+    *ON.get_or_init(|| {
+        std::env::var("FINETUNE_SIMD").map(|v| v != "scalar").unwrap_or(true) && (Isa::Avx2.supported() || Isa::Neon.supported())
+    })
 }
 
 /// The level in use: the best the CPU supports, [`Isa::Scalar`] when SIMD is off.
@@ -146,8 +162,12 @@ pub fn isa() -> Isa {
         Isa::Scalar
     } else if Isa::Avx2Vnni.supported() {
         Isa::Avx2Vnni
-    } else {
+    } else if Isa::Avx2.supported() {
         Isa::Avx2
+    } else if Isa::NeonDot.supported() {
+        Isa::NeonDot
+    } else {
+        Isa::Neon
     }
 }
 
@@ -168,7 +188,7 @@ pub fn kernels_for(isa: Isa, ty: GgmlType) -> Option<&'static TypeKernels> {
 }
 
 fn table(isa: Isa) -> Option<&'static [TypeKernels]> {
-    static TABLES: [OnceLock<Vec<TypeKernels>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    static TABLES: [OnceLock<Vec<TypeKernels>>; 5] = [const { OnceLock::new() }; 5];
     if !isa.supported() {
         return None;
     }
@@ -185,6 +205,12 @@ fn entry(isa: Isa, ty: GgmlType) -> TypeKernels {
         Isa::Avx2Vnni => x86_entry(ty, true),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 | Isa::Avx2Vnni => unreachable!("not supported here"),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => arm_entry::<false>(ty),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => arm_entry::<true>(ty),
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon | Isa::NeonDot => unreachable!("not supported here"),
     }
 }
 
@@ -327,6 +353,73 @@ fn x86_entry(ty: GgmlType, vnni: bool) -> TypeKernels {
             vec_dot8: Some(DotKernelN::Q8K(vk::q6_k_n::<8>)),
             tiled: Some(vk::q6_k_tiled_n::<1>),
             tiled8: Some(vk::q6_k_tiled_n::<8>),
+            ..s
+        },
+        _ => s,
+    }
+}
+
+/// The scalar entry with what [`super::arm`] has for `ty` put in its place; `DOT` picks the
+/// `sdot` builds of the integer dot kernels.
+#[cfg(target_arch = "aarch64")]
+fn arm_entry<const DOT: bool>(ty: GgmlType) -> TypeKernels {
+    use super::arm::{decode as d, q4k, vecdot as v, vecdot_k as vk};
+    use GgmlType::*;
+    let s = scalar_entry(ty);
+    let decode: Option<DecodeFn> = match ty {
+        F16 => Some(d::f16),
+        BF16 => Some(d::bf16),
+        Q4_0 => Some(d::q4_0),
+        Q4_1 => Some(d::q4_1),
+        Q5_0 => Some(d::q5_0),
+        Q5_1 => Some(d::q5_1),
+        Q8_0 => Some(d::q8_0),
+        Q2_K => Some(d::q2_k),
+        Q3_K => Some(d::q3_k),
+        Q4_K => Some(d::q4_k),
+        Q5_K => Some(d::q5_k),
+        Q6_K => Some(d::q6_k),
+        IQ4_NL => Some(d::iq4_nl),
+        IQ4_XS => Some(d::iq4_xs),
+        MXFP4 => Some(d::mxfp4),
+        TQ2_0 => Some(d::tq2_0),
+        _ => None,
+    };
+    let s = match decode {
+        Some(f) => TypeKernels { path: "neon", decode: Some(f), ..s },
+        None => s,
+    };
+    macro_rules! legacy {
+        ($one:ident, $n:ident) => {
+            TypeKernels {
+                vec_dot: Some(DotKernel::Q8(v::$one::<DOT>)),
+                vec_dot4: Some(DotKernelN::Q8(v::$n::<4, DOT>)),
+                vec_dot8: Some(DotKernelN::Q8(v::$n::<8, DOT>)),
+                ..s
+            }
+        };
+    }
+    match ty {
+        Q4_0 => legacy!(q4_0, q4_0_n),
+        Q4_1 => legacy!(q4_1, q4_1_n),
+        Q5_0 => legacy!(q5_0, q5_0_n),
+        Q5_1 => legacy!(q5_1, q5_1_n),
+        Q8_0 => TypeKernels { from_float: Some(Quantizer::Q8(v::quantize_q8::<false>)), ..legacy!(q8_0, q8_0_n) },
+        Q8_1 => TypeKernels { from_float: Some(Quantizer::Q8(v::quantize_q8::<true>)), ..s },
+        Q8_K => TypeKernels { from_float: Some(Quantizer::Q8K(v::quantize_q8k)), ..s },
+        Q4_K => TypeKernels {
+            vec_dot: Some(DotKernel::Q8K(v::q4_k::<DOT>)),
+            vec_dot4: Some(DotKernelN::Q8K(v::q4_k_n::<4, DOT>)),
+            vec_dot8: Some(DotKernelN::Q8K(v::q4_k_n::<8, DOT>)),
+            repacked: Some(Repacked { gemv: q4k::gemv::<DOT>, gemm4: q4k::gemm4::<DOT> }),
+            ..s
+        },
+        Q6_K => TypeKernels {
+            vec_dot: Some(DotKernel::Q8K(vk::q6_k::<DOT>)),
+            vec_dot4: Some(DotKernelN::Q8K(vk::q6_k_n::<4, DOT>)),
+            vec_dot8: Some(DotKernelN::Q8K(vk::q6_k_n::<8, DOT>)),
+            tiled: Some(vk::q6_k_tiled_n::<1, DOT>),
+            tiled8: Some(vk::q6_k_tiled_n::<8, DOT>),
             ..s
         },
         _ => s,

@@ -1,6 +1,6 @@
 //! Quantized block formats: one file per family, each with a scalar reference decoder (and
-//! encoder where supported); the SIMD twins live by instruction set ([`x86`] on x86-64; an ARM
-//! port would add `arm/`) and must produce bit-identical results to the scalar ones. The kernel
+//! encoder where supported); the SIMD twins live by instruction set (`x86/` on x86-64, `arm/` on
+//! AArch64) and must produce bit-identical results to the scalar ones. The kernel
 //! table ([`kernels`]) lists, per type, the functions of the level in use.
 //!
 //! Entry points: [`decode`] (fastest path available), [`decode_scalar`] (reference),
@@ -9,9 +9,11 @@
 //!
 //! Layering (no module imports one that imports it back): `types`, `util` → the scalar families
 //! (`float`, `legacy`, `kquants`, `iq4`, `small`), `q8` (activation blocks), `vecdot` and
-//! `q4k_ggml` (scalar dot references) → `x86` (SIMD twins) → `kernels` (the table) → the entry
+//! `q4k_ggml` (scalar dot references) → `x86` / `arm` (SIMD twins) → `kernels` (the table) → the entry
 //! points here.
 
+#[cfg(target_arch = "aarch64")]
+pub mod arm;
 pub mod float;
 pub mod iq4;
 pub mod kernels;
