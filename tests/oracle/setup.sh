@@ -87,6 +87,12 @@ if [ ! -f "$quant/.quant-v1" ]; then
   GPTQMODEL_CPU_WORKERS=2 "$quant/bin/python" -c "import gptqmodel, torch; assert not torch.cuda.is_available()" >&2
   touch "$quant/.quant-v1"
 fi
+# PEFT wraps GPTQModel's quantized linears in its own GPTQ / AWQ LoRA layers only when optimum is
+# installed (peft.import_utils checks its version, nothing more): tests/hf_quant_e2e.rs.
+if [ ! -f "$quant/.quant-peft-v1" ]; then
+  "$quant/bin/python" -m pip install --quiet --no-deps "optimum==2.3.0" >&2
+  touch "$quant/.quant-peft-v1"
+fi
 if ! command -v go >/dev/null 2>&1; then
   # Go's standard text/template renders Ollama Modelfile templates in tests/ollama.rs.
   echo "oracle: installing golang-go (Debian package) for the Ollama template oracle" >&2

@@ -1,0 +1,220 @@
+//! Quantized Hugging Face directories end to end against transformers + GPTQModel's CPU torch
+//! kernels + PEFT, on the SmolLM2-135M fixtures GPTQModel made (GPTQ v1 4-bit g128 act-order
+//! asym; AWQ-GEMM 4-bit g64; see tests/hf_quant_awq_gptq.rs, which builds them). One reference
+//! run per format (`tests/oracle/quant_oracle.py` in venv-quant) gives:
+//! - logits on 96 tokens: GPTQModel's kernels dequantize in float16 as shipped and multiply
+//!   float32 activations (every other module widened to float32), as our `Numerics::F32` path
+//!   does: same argmax ≥ 99% of positions, max |Δ log-prob| bounded, perplexity within 1%;
+//! - LoRA gradients of PEFT's `get_peft_model` on the quantized model (PEFT wraps GPTQModel's
+//!   `TorchLinear` / `AwqTorchLinear` in its own GPTQ / AWQ LoRA classes): rel L2 ≤ 1e-3;
+//! - `finetune export --peft` of that LoRA, loaded by `PeftModel.from_pretrained` on the
+//!   quantized model: its logits == ours with the adapter.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{f32_bytes, read_f32, root, tmpdir};
+use finetune::lora::{SplitMix64, Target};
+use finetune::model::{Model, Numerics};
+use finetune::model_file::ModelFile;
+use finetune::train::block::{SeqView, Trainable};
+use finetune::train::data::{DataOptions, Dataset, Sequence};
+use finetune::train::trainer::init_lora;
+
+fn cache_dir() -> PathBuf {
+    if let Ok(c) = std::env::var("FINETUNE_CACHE") {
+        return PathBuf::from(c);
+    }
+    let base = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
+    base.join("finetune")
+}
+
+/// GPTQModel's venv python; missing → a failure naming the setup command.
+fn quant_python() -> PathBuf {
+    let py = cache_dir().join("venv-quant/bin/python");
+    assert!(
+        cache_dir().join("venv-quant/.quant-v1").exists() && cache_dir().join("venv-quant/.quant-peft-v1").exists(),
+        "ORACLE MISSING: GPTQModel venv {} not set up. Run `bash tests/oracle/setup.sh`.",
+        py.display()
+    );
+    py
+}
+
+/// A SmolLM2 fixture made by GPTQModel (built by tests/hf_quant_awq_gptq.rs, which CI runs first).
+fn fixture(name: &str) -> PathBuf {
+    let d = cache_dir().join("hf-quant/gptq-awq").join(name);
+    assert!(
+        d.join("ref/.done").exists(),
+        "FIXTURE MISSING: {} — run `cargo test --release --test hf_quant_awq_gptq` (it builds the GPTQModel fixtures)",
+        d.display()
+    );
+    d
+}
+
+fn logits(m: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = m.new_cache(ids.len());
+    let h = m.forward(ids, &mut cache).unwrap();
+    m.logits(&h)
+}
+
+/// Log-softmax of each row, in f64.
+fn log_probs(logits: &[f32], v: usize) -> Vec<f64> {
+    logits
+        .chunks_exact(v)
+        .flat_map(|row| {
+            let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+            let lse = mx + row.iter().map(|&x| (x as f64 - mx).exp()).sum::<f64>().ln();
+            row.iter().map(move |&x| x as f64 - lse)
+        })
+        .collect()
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0
+}
+
+/// (max |Δ log-prob|, share of rows with the same argmax, perplexity of `ids`).
+fn compare(a: &[f32], b: &[f32], v: usize, ids: &[u32]) -> (f64, f64, f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let (la, lb) = (log_probs(a, v), log_probs(b, v));
+    let max = la.iter().zip(&lb).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max);
+    let rows = a.len() / v;
+    let same = (0..rows).filter(|&t| argmax(&a[t * v..(t + 1) * v]) == argmax(&b[t * v..(t + 1) * v])).count();
+    let ppl = |l: &[f64]| {
+        let nll: f64 = (0..ids.len() - 1).map(|t| -l[t * v + ids[t + 1] as usize]).sum();
+        (nll / (ids.len() - 1) as f64).exp()
+    };
+    (max, same as f64 / rows as f64, ppl(&la), ppl(&lb))
+}
+
+fn rel_l2(ours: &[f32], theirs: &[f32]) -> f64 {
+    let d: f64 = ours.iter().zip(theirs).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let n: f64 = theirs.iter().map(|&b| (b as f64).powi(2)).sum();
+    (d / n).sqrt()
+}
+
+fn run(name: &str, kind: &str) {
+    let dir = tmpdir(&format!("hfq-{name}"));
+    let q = fixture(name);
+    let mf = ModelFile::open(&q).unwrap();
+    let mut model = mf.load().unwrap();
+    model.numerics = Numerics::F32;
+    let tok = mf.tokenizer().unwrap();
+    let text = std::fs::read_to_string(root().join("examples/style_degozaru.jsonl")).unwrap();
+    let mut ids = tok.encode(&text, true, false);
+    ids.truncate(96);
+    let v = model.cfg.n_vocab;
+    let ours = logits(&model, &ids);
+
+    // A LoRA on every target with B ≠ 0, its gradients on two training sequences.
+    let tmpl = mf.chat_template(&tok).unwrap();
+    let opts = DataOptions { seq_len: 64, pack: false, ..DataOptions::default() };
+    let data = Dataset::load(&root().join("examples/style_degozaru.jsonl"), None, &tok, Some(&tmpl), &opts).unwrap();
+    let seqs: Vec<Sequence> = data.epoch_sequences(0).into_iter().take(2).collect();
+    let (rank, alpha) = (4usize, 8.0f32);
+    let mut lora = init_lora(&model, &Target::ALL, rank, alpha, 7);
+    let mut rng = SplitMix64(99);
+    for (_, p) in lora.layers.iter_mut().flatten() {
+        p.b.iter_mut().for_each(|x| *x = ((rng.next_f64() * 2.0 - 1.0) * 0.02) as f32);
+    }
+    let (mut flat, mut tensors) = (Vec::new(), Vec::new());
+    for (il, layer) in lora.layers.iter().enumerate() {
+        for (t, p) in layer {
+            let offset_a = flat.len();
+            flat.extend_from_slice(&p.a);
+            let offset_b = flat.len();
+            flat.extend_from_slice(&p.b);
+            tensors.push(serde_json::json!({"layer": il, "target": t.short(), "n_in": p.n_in, "n_out": p.n_out,
+                "r": p.r, "offset_a": offset_a, "offset_b": offset_b}));
+        }
+    }
+    std::fs::write(dir.join("lora.f32"), f32_bytes(&flat)).unwrap();
+    let tr = Trainable::new(&model);
+    let mut grads = lora.zeros_like();
+    let n: usize = seqs.iter().map(|s| s.labels.iter().filter(|&&l| l >= 0).count()).sum();
+    let mut loss = 0.0;
+    for s in &seqs {
+        let view = SeqView { tokens: &s.tokens, labels: &s.labels, positions: &s.positions, segments: None };
+        loss += tr.forward_backward(&lora, Some(&mut grads), &view, 1.0 / n as f32).unwrap().0;
+    }
+    loss /= n as f64;
+
+    // The same LoRA as a GGUF adapter, exported to PEFT by the CLI; ours with it.
+    let adapter = dir.join("a.gguf");
+    finetune::adapter::write_adapter(&adapter, &mf.base_info(), &lora, finetune::quant::GgmlType::F32).unwrap();
+    let peft = dir.join("peft");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let o = Command::new(common::bin()).args(["export", "--model", &s(&q), "--lora", &s(&adapter), "--peft", &s(&peft)]).output().unwrap();
+    assert!(o.status.success(), "export --peft failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let set = finetune::adapter::read_adapter(&adapter, &model).unwrap();
+    model.adapters.push((set, 1.0));
+    let ours_lora = logits(&model, &ids);
+
+    let c = &model.cfg;
+    let case = serde_json::json!({
+        "dir": q, "compute": "f32", "ids": ids, "out": dir, "peft_dir": peft,
+        "grads": {"rank": rank, "alpha": alpha, "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim,
+            "lora_file": dir.join("lora.f32"), "tensors": tensors,
+            "sequences": seqs.iter().map(|s| serde_json::json!({"tokens": s.tokens, "labels": s.labels})).collect::<Vec<_>>()},
+    });
+    std::fs::write(dir.join("case.json"), serde_json::to_vec(&case).unwrap()).unwrap();
+    let o = Command::new(quant_python())
+        .arg(root().join("tests/oracle/quant_oracle.py"))
+        .arg(dir.join("case.json"))
+        .env("TORCH_COMPILE_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "quant_oracle.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    // GPTQModel logs to stdout too: the result is the last line.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let theirs: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("quant_oracle.py ended with non-JSON ({e}):\n{stdout}"));
+    println!("{name}: reference {theirs}");
+    assert_eq!(theirs["kinds"], serde_json::json!([kind]), "GPTQModel's CPU torch kernel");
+    assert_eq!(theirs["n_quant"], serde_json::json!(7 * c.n_layer));
+    assert_eq!(theirs["logits_dtype"], "torch.float32");
+    assert_eq!(theirs["scales_dtype"], serde_json::json!(["torch.float16"]));
+
+    // 1. Forward.
+    let (max, same, p_ours, p_ref) = compare(&ours, &read_f32(&dir.join("logits.f32")), v, &ids);
+    let prel = (p_ours - p_ref).abs() / p_ref;
+    println!(
+        "{name} vs transformers+GPTQModel ({kind}): {} tokens, max |Δ log-prob| {max:.2e}, same argmax {:.1}%, ppl {p_ours:.4} vs {p_ref:.4} (rel {prel:.1e})",
+        ids.len(),
+        same * 100.0
+    );
+    assert!(ids.len() == 96 && same >= 0.99 && max < 1e-3 && prel < 0.01, "max {max}, argmax {same}, ppl rel {prel}");
+
+    // 2. LoRA gradients vs PEFT on the quantized model.
+    let ref_grads = read_f32(&dir.join("grads.f32"));
+    let ours_g: Vec<f32> = grads.layers.iter().flat_map(|l| l.iter().flat_map(|(_, p)| p.a.iter().chain(&p.b).copied())).collect();
+    let e = rel_l2(&ours_g, &ref_grads);
+    let ref_loss = theirs["loss"].as_f64().unwrap();
+    let lrel = (loss - ref_loss).abs() / ref_loss;
+    println!("{name} LoRA vs PEFT ({}): loss {loss:.6} vs {ref_loss:.6} (rel {lrel:.1e}), gradients rel L2 {e:.2e}", theirs["lora_kinds"]);
+    assert!(lrel < 1e-4 && e < 1e-3, "loss rel {lrel}, grad rel L2 {e}");
+
+    // 3. The exported PEFT adapter on the quantized model in transformers == ours with it.
+    let (pmax, psame, _, _) = compare(&ours_lora, &read_f32(&dir.join("peft_logits.f32")), v, &ids);
+    let (moved, _, _, _) = compare(&ours_lora, &ours, v, &ids);
+    println!(
+        "{name} export --peft on PEFT ({}) vs ours with the adapter: max |Δ log-prob| {pmax:.2e}, same argmax {:.1}% (the adapter moves log-probs by up to {moved:.2})",
+        theirs["peft_kinds"],
+        psame * 100.0
+    );
+    assert!(psame >= 0.99 && pmax < 1e-3 && moved > 100.0 * pmax, "max {pmax}, argmax {psame}, moved {moved}");
+}
+
+#[test]
+fn gptq_directory_matches_transformers_gptqmodel_and_peft() {
+    run("smollm2-gptq-v1-4b-g128-asym-act", "TorchLinear");
+}
+
+#[test]
+fn awq_directory_matches_transformers_gptqmodel_and_peft() {
+    run("smollm2-awq-gemm-4b-g64", "AwqTorchLinear");
+}
