@@ -451,3 +451,44 @@ fn broken_directories_are_clear_errors() {
     let e = open_err(&d);
     assert!(e.contains("tokenizer.json") && e.contains("not UTF-8"), "{e}");
 }
+
+#[test]
+fn outputs_inside_the_directory_never_replace_its_files() {
+    // The directory's own files are inputs: an adapter, log or PEFT export aimed at one of them is
+    // refused even with --force, whether --model names the directory or its config.json.
+    let d = broken_copy("hf-out-is-in");
+    let data = root().join("examples/style_degozaru.jsonl");
+    let shard =
+        std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|x| x == "safetensors")).unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> =
+        ["config.json", "tokenizer.json"].iter().map(|f| (d.join(f), std::fs::read(d.join(f)).unwrap())).collect();
+    let cfg = d.join("config.json");
+    let tok = d.join("tokenizer.json");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["--force".into(), "--model".into(), s(&d), "--data".into(), s(&data), "--steps".into(), "1".into(), "--out".into(), s(&shard)],
+        vec!["--force".into(), "--model".into(), s(&cfg), "--data".into(), s(&data), "--steps".into(), "1".into(), "--out".into(), s(&tok)],
+        vec![
+            "--force".into(),
+            "--model".into(),
+            s(&cfg),
+            "--data".into(),
+            s(&data),
+            "--steps".into(),
+            "1".into(),
+            "--out".into(),
+            s(&d.join("a.gguf")),
+            "--log".into(),
+            s(&cfg),
+        ],
+    ];
+    for args in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, err) = bin(&args);
+        assert!(!ok && err.contains("is the same file as") && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    for (p, bytes) in before {
+        assert!(std::fs::read(&p).unwrap() == bytes, "{} was changed", p.display());
+    }
+    assert!(std::fs::symlink_metadata(&shard).unwrap().file_type().is_symlink(), "the shard link was replaced");
+}
