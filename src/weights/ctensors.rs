@@ -132,11 +132,6 @@ impl QuantWeight for PackQuantizedMatrix<'_> {
     fn byte_size(&self) -> usize {
         self.packed.len() + self.scale.len() + self.zero.map_or(0, <[u8]>::len) + self.g_idx.as_ref().map_or(0, |g| 4 * g.len())
     }
-    fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        for (r, row) in (r0..r1).zip(out.chunks_exact_mut(self.n_in)) {
-            self.decode_span(r, 0, self.n_in, row);
-        }
-    }
     fn col_block(&self) -> usize {
         32
     }

@@ -96,11 +96,6 @@ impl QuantWeight for Exl2Matrix<'_> {
     fn byte_size(&self) -> usize {
         self.q_weight.len() + self.q_scale.len() + 2 * self.scale_max.len() + 4 * self.n_in
     }
-    fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        for (r, row) in (r0..r1).zip(out.chunks_exact_mut(self.n_in)) {
-            self.decode_span(r, 0, self.n_in, row);
-        }
-    }
     fn col_block(&self) -> usize {
         32
     }

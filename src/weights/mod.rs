@@ -84,7 +84,14 @@ pub trait QuantWeight: Send + Sync + std::fmt::Debug {
     /// Bytes the stored matrix occupies.
     fn byte_size(&self) -> usize;
     /// Decode rows `r0..r1` into `out` (`(r1 − r0)·n_in` values, row-major).
-    fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]);
+    /// The default decodes each row through [`decode_cols`](Self::decode_cols); formats that
+    /// share data between rows (packed along the output axis) override it.
+    fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
+        let n = self.n_in();
+        for (r, row) in (r0..r1).zip(out.chunks_exact_mut(n)) {
+            self.decode_cols(r, 0, n, row);
+        }
+    }
     /// Column granularity of [`decode_cols`](Self::decode_cols) (the block width).
     fn col_block(&self) -> usize;
     /// Decode columns `c0..c1` of row `r` into `out` (`c1 − c0` values); `c0` and `c1` are
