@@ -13,13 +13,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{f32_bytes, python, read_f32, root, smollm, tmpdir};
-use finetune::lora::{SplitMix64, Target};
+use common::{python, read_f32, root, smollm, tmpdir};
 use finetune::model::{Model, Numerics};
 use finetune::model_file::ModelFile;
 use finetune::train::block::{SeqView, Trainable};
 use finetune::train::data::{DataOptions, Dataset, Sequence};
-use finetune::train::trainer::init_lora;
 
 /// The fixture directory root (made by tests/oracle/hf_fixture.py when missing).
 fn fixture() -> PathBuf {
@@ -212,23 +210,7 @@ fn lora_gradients_match_peft_on_the_directory() {
     let data = Dataset::load(&root().join("examples/style_degozaru.jsonl"), None, &tok, Some(&tmpl), &opts).unwrap();
     let seqs: Vec<Sequence> = data.epoch_sequences(0).into_iter().take(2).collect();
     let (rank, alpha) = (4usize, 8.0f32);
-    let mut lora = init_lora(&model, &Target::ALL, rank, alpha, 7);
-    let mut rng = SplitMix64(99);
-    for (_, p) in lora.layers.iter_mut().flatten() {
-        p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) * 0.02) as f32);
-    }
-    let (mut flat, mut tensors) = (Vec::new(), Vec::new());
-    for (il, layer) in lora.layers.iter().enumerate() {
-        for (t, p) in layer {
-            let offset_a = flat.len();
-            flat.extend_from_slice(&p.a);
-            let offset_b = flat.len();
-            flat.extend_from_slice(&p.b);
-            tensors.push(serde_json::json!({"layer": il, "target": t.short(), "n_in": p.n_in, "n_out": p.n_out,
-                "r": p.r, "offset_a": offset_a, "offset_b": offset_b}));
-        }
-    }
-    std::fs::write(dir.join("lora.f32"), f32_bytes(&flat)).unwrap();
+    let (lora, tensors) = common::lora::peft_case_lora(&model, rank, alpha, &dir);
     let case = serde_json::json!({
         "hf_dir": hf, "rank": rank, "alpha": alpha, "steps": 1, "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
         "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim,

@@ -8,16 +8,15 @@ mod common;
 
 use std::process::Command;
 
-use common::{f32_bytes, python, read_f32, root, smollm, tmpdir};
+use common::{python, read_f32, root, smollm, tmpdir};
 use finetune::chat::ChatTemplate;
 use finetune::gguf::GgufModel;
-use finetune::lora::{LoraSet, SplitMix64, Target};
+use finetune::lora::LoraSet;
 use finetune::model::Model;
 use finetune::tokenizer::Tokenizer;
 use finetune::train::block::{SeqView, Trainable};
 use finetune::train::data::{DataOptions, Dataset, Sequence};
 use finetune::train::optim::{AdamW, AdamWConfig};
-use finetune::train::trainer::init_lora;
 
 const RANK: usize = 8;
 const ALPHA: f32 = 32.0;
@@ -67,27 +66,8 @@ fn lora_training_matches_pytorch_peft_on_smollm2() {
     }
 
     // Our init (A Kaiming-uniform), then B small and non-zero so that A gets gradients too.
-    let mut lora = init_lora(&model, &Target::ALL, RANK, ALPHA, 7);
-    let mut rng = SplitMix64(99);
-    for (_, p) in lora.layers.iter_mut().flatten() {
-        p.b.iter_mut().for_each(|v| *v = ((rng.next_f64() * 2.0 - 1.0) * 0.02) as f32);
-    }
-
-    // Hand everything to Python.
-    let mut flat: Vec<f32> = Vec::new();
-    let mut tensors = Vec::new();
-    for (il, layer) in lora.layers.iter().enumerate() {
-        for (t, p) in layer {
-            let offset_a = flat.len();
-            flat.extend_from_slice(&p.a);
-            let offset_b = flat.len();
-            flat.extend_from_slice(&p.b);
-            tensors.push(serde_json::json!({"layer": il, "target": t.short(), "n_in": p.n_in, "n_out": p.n_out,
-                "r": p.r, "offset_a": offset_a, "offset_b": offset_b}));
-        }
-    }
+    let (mut lora, tensors) = common::lora::peft_case_lora(&model, RANK, ALPHA, &dir);
     assert_eq!(tensors.len(), 7 * c.n_layer);
-    std::fs::write(dir.join("lora.f32"), f32_bytes(&flat)).unwrap();
     let adam_cfg = AdamWConfig { weight_decay: 0.0, ..AdamWConfig::default() };
     let case = serde_json::json!({
         "model_dir": model_path.parent().unwrap(),
@@ -117,7 +97,7 @@ fn lora_training_matches_pytorch_peft_on_smollm2() {
     assert!(loss_rel < 1e-3, "initial loss differs: ours {loss} vs PEFT {ref_loss}");
 
     let ref_grads = read_f32(&dir.join("grads.f32"));
-    assert_eq!(ref_grads.len(), flat.len());
+    assert_eq!(ref_grads.len(), lora.layers.iter().flatten().map(|(_, p)| p.a.len() + p.b.len()).sum::<usize>());
     let (mut worst, mut worst_name, mut off) = (0f64, String::new(), 0usize);
     let mut failures = Vec::new();
     for (il, layer) in grads.layers.iter().enumerate() {
