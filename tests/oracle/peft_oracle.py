@@ -8,6 +8,8 @@ DIR/case.json (written by the test):
   hf_dir                    instead: a Hugging Face model directory (loaded as float32)
   rank, alpha, steps, lr, beta1, beta2, eps
   n_head, n_head_kv, head_dim
+  qk_permute                optional, default true: q/k rows differ between GGUF and HF order
+                            (llama); false for the NeoX-rope architectures (qwen2/3, gemma3)
   sequences: [{tokens, labels}]   our data pipeline's output; labels are already shifted
                                   (labels[t] = token t+1, or -1 = not trained)
   tensors: [{layer, target, n_in, n_out, r, offset_a, offset_b}]  into DIR/lora.f32
@@ -60,7 +62,7 @@ def main():
     layers = model.base_model.model.model.layers
     perms = {"q": gguf_to_hf_rows(case["n_head"], case["head_dim"]),
              "k": gguf_to_hf_rows(case["n_head_kv"], case["head_dim"])}
-    if os.environ.get("PEFT_ORACLE_NO_PERMUTE"):  # mutation check only
+    if os.environ.get("PEFT_ORACLE_NO_PERMUTE") or not case.get("qk_permute", True):  # the env var: mutation checks
         perms = {}
     params = []
     seen = set()

@@ -68,8 +68,11 @@ pub fn from_json(j: &Json, file: &str) -> Result<Config, ModelError> {
             return Err(err("partial_rotary_factor", format!("{p}; only full rotary embeddings are supported")));
         }
     }
-    // transformers 5 moves rope_theta / rope_scaling into `rope_parameters`.
-    let rp = j.get("rope_parameters").filter(|v| v.is_object());
+    // transformers 5 moves rope_theta / rope_scaling into `rope_parameters`; Gemma 3 has one such
+    // object per layer type there (`full_attention`: the global layers, `sliding_attention`).
+    let rp_all = j.get("rope_parameters").filter(|v| v.is_object());
+    let rp = rp_all.map(|p| p.get("full_attention").filter(|v| v.is_object()).unwrap_or(p));
+    let rp_swa = rp_all.and_then(|p| p.get("sliding_attention")).filter(|v| v.is_object());
     let rope_base = match rp.and_then(|p| p.get("rope_theta")).and_then(Json::as_f64) {
         Some(t) => t as f32,
         None => get_f("rope_theta")?.unwrap_or(10_000.0),
@@ -143,7 +146,19 @@ pub fn from_json(j: &Json, file: &str) -> Result<Config, ModelError> {
             c.embed_scale = Some((n_embd as f32).sqrt());
             let qs = get_f("query_pre_attn_scalar")?.unwrap_or(head_dim as f32);
             c.attn_scale = 1.0 / qs.sqrt();
-            c.rope_base_swa = get_f("rope_local_base_freq")?.unwrap_or(10_000.0);
+            c.rope_base_swa = match rp_swa {
+                Some(p) => {
+                    let ty = p.get("rope_type").and_then(Json::as_str).unwrap_or("default");
+                    if ty != "default" {
+                        return Err(err("rope_parameters.sliding_attention.rope_type", format!("'{ty}'; only 'default' is supported")));
+                    }
+                    match p.get("rope_theta").and_then(Json::as_f64) {
+                        Some(t) if t > 0.0 => t as f32,
+                        _ => return Err(err("rope_parameters.sliding_attention.rope_theta", "missing or not positive".into())),
+                    }
+                }
+                None => get_f("rope_local_base_freq")?.unwrap_or(10_000.0),
+            };
             let window = get_u("sliding_window")?.unwrap_or(4096);
             c.swa = Some((window, sliding_period(j, n_layer, file)?));
         }
