@@ -1,4 +1,5 @@
-//! Qwen2, Qwen3 and Gemma 3 Hugging Face directories against transformers and PEFT.
+//! Llama 3.1-style (llama3 rope scaling), Qwen2, Qwen3 and Gemma 3 Hugging Face directories
+//! against transformers and PEFT.
 //!
 //! Fixtures: tiny random models built and saved by transformers itself
 //! (`tests/oracle/hf_arch_fixture.py`, made once into the cache; SmolLM2's tokenizer), shaped to
@@ -26,7 +27,7 @@ fn fixture() -> PathBuf {
             .join("finetune")
     });
     let out = cache.join("hf/tiny-archs");
-    if !out.join(".stamp-v1").exists() {
+    if !out.join(".stamp-v2").exists() {
         // The tokenizer files come from tests/hf_dir.rs's SmolLM2 fixture (or are made here).
         let tokdir = cache.join("hf/smollm2-135m");
         if !tokdir.join(".stamp-v1").exists() {
@@ -41,7 +42,7 @@ fn fixture() -> PathBuf {
     out
 }
 
-const ARCHS: [(&str, Arch); 3] = [("qwen2", Arch::Qwen2), ("qwen3", Arch::Qwen3), ("gemma3", Arch::Gemma3)];
+const ARCHS: [(&str, Arch); 4] = [("llama3", Arch::Llama), ("qwen2", Arch::Qwen2), ("qwen3", Arch::Qwen3), ("gemma3", Arch::Gemma3)];
 
 fn run_py(script: &str, arg: &Path) -> serde_json::Value {
     let o = Command::new(python()).arg(root().join("tests/oracle").join(script)).arg(arg).output().unwrap();
@@ -141,7 +142,7 @@ fn lora_gradients_match_peft() {
         let (lora, tensors) = common::lora::peft_case_lora(&model, rank, alpha, &dir);
         let case = serde_json::json!({
             "hf_dir": hf, "rank": rank, "alpha": alpha, "steps": 1, "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-            "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim, "qk_permute": false,
+            "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim, "qk_permute": arch == Arch::Llama,
             "sequences": [{"tokens": tokens, "labels": labels}],
             "tensors": tensors,
         });

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Tiny random Qwen2, Qwen3 and Gemma 3 directories made by transformers itself (tests/hf_archs.rs).
+"""Tiny random Llama 3.1-style, Qwen2, Qwen3 and Gemma 3 directories made by transformers itself (tests/hf_archs.rs).
 
     python hf_arch_fixture.py TOKDIR OUTDIR
 
@@ -7,7 +7,8 @@ For each architecture, a model built by transformers from a small config (random
 fixed seed, initializer_range 0.2 so the logits are not near-uniform), saved with save_pretrained
 (float32, safetensors) into OUTDIR/<arch>/, with the tokenizer files of TOKDIR (SmolLM2's; the
 vocabulary size matches). Shapes are chosen to reach the code paths that differ between the
-architectures: Qwen2's q/k/v biases and tied embeddings; Qwen3's q/k norms, head_dim × heads ≠
+architectures: Llama's llama3 rope scaling (original context 64, so that the 96 test tokens and
+the 8 frequencies of head_dim 16 reach all three of its regimes) and q/k row order; Qwen2's q/k/v biases and tied embeddings; Qwen3's q/k norms, head_dim × heads ≠
 hidden, an untied lm_head; Gemma 3's sliding-window layers (window 16 < the 96 test tokens) with
 their own rope base, GeGLU, the embedding scale, the four norms per block and the final soft-cap.
 Writes OUTDIR/.stamp-v1 last; does nothing when it exists.
@@ -16,17 +17,21 @@ import os
 import shutil
 import sys
 
-STAMP = ".stamp-v1"
+STAMP = ".stamp-v2"
 TOKFILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
 
 
 def configs():
-    from transformers import Gemma3TextConfig, Qwen2Config, Qwen3Config
+    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config, Qwen3Config
 
     common = dict(vocab_size=49152, hidden_size=64, intermediate_size=160, num_attention_heads=4,
                   num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2,
                   rms_norm_eps=1e-6)
     return {
+        "llama3": LlamaConfig(num_hidden_layers=2, head_dim=16, tie_word_embeddings=False,
+                              rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                               "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                               "original_max_position_embeddings": 64}, **common),
         "qwen2": Qwen2Config(num_hidden_layers=3, tie_word_embeddings=True,
                              rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, **common),
         "qwen3": Qwen3Config(num_hidden_layers=3, head_dim=32, tie_word_embeddings=False,
@@ -66,7 +71,7 @@ def main():
         for f in TOKFILES:
             if os.path.exists(os.path.join(tokdir, f)):
                 shutil.copy(os.path.join(tokdir, f), p)
-    open(os.path.join(tmp, STAMP), "w").write("tiny random qwen2/qwen3/gemma3 from transformers\n")
+    open(os.path.join(tmp, STAMP), "w").write("tiny random llama3/qwen2/qwen3/gemma3 from transformers\n")
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
 

@@ -2,10 +2,10 @@
 //! `convert_hf_to_gguf.py` writes into GGUF metadata for the same model (so a directory and its
 //! converted GGUF run the same computation).
 //!
-//! Accepted: `model_type` llama (`LlamaForCausalLM`: Llama 2/3 without llama3 rope scaling,
-//! SmolLM2, …), qwen2, qwen3, gemma3_text / gemma3 with `Gemma3ForCausalLM` (text only).
+//! Accepted: `model_type` llama (`LlamaForCausalLM`: Llama 2/3/3.1/3.2 — llama3 rope scaling as
+//! per-frequency factors, [`rope_factors`] —, SmolLM2, …), qwen2, qwen3, gemma3_text / gemma3 with `Gemma3ForCausalLM` (text only).
 //! Refused with the key named: other architectures, multimodal wrappers
-//! (`…ForConditionalGeneration`), rope scaling other than none/linear, partial rotary, another
+//! (`…ForConditionalGeneration`), rope scaling other than none/linear/llama3, partial rotary, another
 //! activation than the architecture's.
 
 use serde_json::Value as Json;
@@ -77,7 +77,7 @@ pub fn from_json(j: &Json, file: &str) -> Result<Config, ModelError> {
         Some(t) => t as f32,
         None => get_f("rope_theta")?.unwrap_or(10_000.0),
     };
-    let scaling = j.get("rope_scaling").filter(|v| v.is_object()).or(rp.filter(|p| p.get("rope_type").is_some()));
+    let scaling = rope_scaling(j);
     let rope_freq_scale = match scaling {
         None => 1.0,
         Some(s) => {
@@ -88,7 +88,9 @@ pub fn from_json(j: &Json, file: &str) -> Result<Config, ModelError> {
                     Some(f) if f > 0.0 => 1.0 / f as f32,
                     _ => return Err(err("rope_scaling.factor", "missing or not positive".into())),
                 },
-                other => return Err(err("rope_scaling", format!("type '{other}', which is not supported yet (default, linear)"))),
+                // Frequency factors instead (`rope_factors`), as convert_hf_to_gguf.py writes them.
+                "llama3" if arch == Arch::Llama => 1.0,
+                other => return Err(err("rope_scaling", format!("type '{other}', which is not supported yet (default, linear, llama3)"))),
             }
         }
     };
@@ -182,4 +184,55 @@ fn sliding_period(j: &Json, n_layer: usize, file: &str) -> Result<usize, ModelEr
         return Ok(p);
     }
     Ok(j.get("sliding_window_pattern").and_then(Json::as_u64).map_or(6, |p| p as usize))
+}
+
+/// The rope scaling object of `config.json`: `rope_scaling`, or transformers 5's
+/// `rope_parameters` (Gemma 3: its `full_attention` entry) when it names a `rope_type`.
+fn rope_scaling(j: &Json) -> Option<&Json> {
+    let rp = j.get("rope_parameters").filter(|v| v.is_object());
+    let rp = rp.map(|p| p.get("full_attention").filter(|v| v.is_object()).unwrap_or(p)).filter(|p| p.get("rope_type").is_some());
+    j.get("rope_scaling").filter(|v| v.is_object()).or(rp)
+}
+
+/// Llama 3.1's rope scaling (`rope_type: llama3`) as the per-frequency divisors llama.cpp reads
+/// from `rope_freqs.weight` (what convert_hf_to_gguf.py writes for such a model): for each of the
+/// `head_dim / 2` frequencies f = base^(−2i/d), with wavelength λ = 2π/f and the original context
+/// L: 1 when λ < L/high_freq_factor, `factor` when λ > L/low_freq_factor, else
+/// 1 / ((1 − s)/factor + s) with s = (L/λ − low)/(high − low). `None` without llama3 scaling.
+pub fn rope_factors(j: &Json, file: &str, cfg: &Config) -> Result<Option<Vec<f32>>, ModelError> {
+    let Some(s) = rope_scaling(j) else { return Ok(None) };
+    if s.get("rope_type").or(s.get("type")).and_then(Json::as_str) != Some("llama3") {
+        return Ok(None);
+    }
+    let err = |k: &str, p: &str| ModelError::Key { file: file.into(), key: format!("rope_scaling.{k}"), problem: p.into() };
+    let num = |k: &str, d: f64| -> Result<f64, ModelError> {
+        match s.get(k) {
+            None | Some(Json::Null) => Ok(d),
+            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or_else(|| err(k, "not a positive number")),
+        }
+    };
+    let factor = num("factor", 8.0)?;
+    let (low, high) = (num("low_freq_factor", 1.0)?, num("high_freq_factor", 4.0)?);
+    let old_ctx = num("original_max_position_embeddings", 8192.0)?;
+    if high <= low {
+        return Err(err("high_freq_factor", "not larger than low_freq_factor"));
+    }
+    let (d, base) = (cfg.n_rot, cfg.rope_base as f64);
+    let (low_wl, high_wl) = (old_ctx / low, old_ctx / high);
+    let out = (0..d / 2)
+        .map(|i| {
+            let freq = 1.0 / base.powf((2 * i) as f64 / d as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let f = if wavelen < high_wl {
+                1.0
+            } else if wavelen > low_wl {
+                factor
+            } else {
+                let smooth = (old_ctx / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            f as f32
+        })
+        .collect();
+    Ok(Some(out))
 }

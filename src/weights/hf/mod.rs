@@ -43,6 +43,8 @@ pub struct HfModel {
     cfg: Config,
     quant: QuantConfig,
     st: ShardedSafetensors,
+    /// Llama 3.1 rope scaling as `rope_freqs.weight` (computed from `config.json`).
+    rope_factors: Option<Vec<f32>>,
 }
 
 impl HfModel {
@@ -63,7 +65,8 @@ impl HfModel {
         let cfg = config::from_json(&json, &file)?;
         let quant = QuantConfig::read(&json, &config_file, &dir)?;
         let st = ShardedSafetensors::open(&dir)?;
-        Ok(HfModel { dir, config_file, json, cfg, quant, st })
+        let rope_factors = config::rope_factors(&json, &file, &cfg)?;
+        Ok(HfModel { dir, config_file, json, cfg, quant, st, rope_factors })
     }
 
     /// The directory.
@@ -180,6 +183,7 @@ impl<'a> WeightSource<'a> for HfSource<'a> {
     }
     fn has(&self, name: &str) -> bool {
         match name {
+            "rope_freqs.weight" => self.m.rope_factors.is_some(),
             // Tied: no lm_head.weight (or tie_word_embeddings with one saved anyway — the
             // embedding is what transformers uses then).
             "output.weight" => {
@@ -211,6 +215,12 @@ impl<'a> WeightSource<'a> for HfSource<'a> {
         Ok(w)
     }
     fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+        if let (Some(f), "rope_freqs.weight") = (&self.m.rope_factors, name) {
+            return match f.len() == n {
+                true => Ok(f.clone()),
+                false => Err(self.err(name, format!("{} rope factors from config.json, expected {n}", f.len()))),
+            };
+        }
         let h = self.hf(name)?;
         let v = self.view(&h).ok_or_else(|| ModelError::Tensor { file: self.file_of(&h), name: h.clone(), problem: "missing".into() })?;
         let bad = |p: String| ModelError::Tensor { file: v.file.display().to_string(), name: h.clone(), problem: p };
