@@ -21,20 +21,7 @@ use finetune::train::data::{DataOptions, Dataset, Sequence};
 
 /// The fixture directory root (made by tests/oracle/hf_fixture.py when missing).
 fn fixture() -> PathBuf {
-    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = std::env::var("FINETUNE_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        std::env::var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
-            .join("finetune")
-    });
-    let out = cache.join("hf/smollm2-135m");
-    if !out.join(".stamp-v1").exists() {
-        let o = Command::new(python()).arg(root().join("tests/oracle/hf_fixture.py")).arg(smollm()).arg(&out).output().unwrap();
-        assert!(o.status.success(), "hf_fixture.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    }
-    out
+    common::hf_smollm_dirs()
 }
 
 fn hf_oracle(case: serde_json::Value, dir: &Path) -> serde_json::Value {
