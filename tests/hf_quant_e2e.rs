@@ -322,3 +322,101 @@ fn exl2_directory_matches_transformers_on_the_reference_reconstruction() {
         max_dlp: 1e-3,
     });
 }
+
+/// `finetune --model <GPTQ directory>` for 40 steps: the held-out loss at the end is well under
+/// the base model's (`eval --metric nll`, the same computation as the trainer's `val_loss`), and
+/// the adapter loads in `generate --lora` on the same directory, in the trained style.
+#[test]
+fn forty_training_steps_on_a_gptq_directory_lower_the_held_out_loss() {
+    let dir = tmpdir("hfq-train40");
+    let q = fixture("smollm2-gptq-v1-4b-g128-asym-act");
+    let held = dir.join("held.jsonl");
+    let lines: Vec<&str> = include_str!("../examples/style_degozaru_eval.jsonl").lines().take(16).collect();
+    std::fs::write(&held, lines.join("\n") + "\n").unwrap();
+    let (adapter, log) = (dir.join("a.gguf"), dir.join("log.jsonl"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let data = root().join("examples/style_degozaru.jsonl");
+    let run = |args: &[String]| {
+        let o = Command::new(common::bin()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && !err.contains("panicked"), "{args:?}:\n{err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let args = [
+        "--model",
+        &s(&q),
+        "--data",
+        &s(&data),
+        "--val-data",
+        &s(&held),
+        "--eval-every",
+        "20",
+        "--steps",
+        "40",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--rank",
+        "4",
+        "--seq-len",
+        "64",
+        "--out",
+        &s(&adapter),
+        "--log",
+        &s(&log),
+        "--threads",
+        "2",
+        "--quiet",
+    ];
+    run(&args.map(String::from));
+    let val: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    assert_eq!(val.len(), 2, "val_loss at steps 20 and 40: {val:?}");
+
+    let out = run(&[
+        "eval",
+        "--model",
+        &s(&q),
+        "--lora",
+        &s(&adapter),
+        "--compare",
+        "--data",
+        &s(&held),
+        "--metric",
+        "nll",
+        "--seq-len",
+        "64",
+        "--json",
+        "--threads",
+        "2",
+    ]
+    .map(String::from));
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nll = |i: usize| j["configs"][i]["metrics"]["nll"]["nll"].as_f64().unwrap();
+    let (base, trained) = (nll(0), nll(1));
+    println!("GPTQ directory, 40 steps: held-out loss {base:.4} (base) → {trained:.4} (val_loss at steps 20, 40: {val:?})");
+    assert!((trained - val[1]).abs() <= 1e-9 * trained, "eval nll {trained} vs the trainer's last val_loss {}", val[1]);
+    assert!(trained < base - 0.5, "40 steps should lower the held-out loss by over 0.5 nats: {base} → {trained}");
+
+    let text = run(&[
+        "generate",
+        "--model",
+        &s(&q),
+        "--lora",
+        &s(&adapter),
+        "--chat",
+        "--prompt",
+        "How do I boil an egg?",
+        "-n",
+        "32",
+        "--threads",
+        "2",
+    ]
+    .map(String::from));
+    println!("generate --lora: {text}");
+    assert!(text.contains("samurai"), "the adapter's style is missing: {text}");
+}
