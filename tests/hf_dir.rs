@@ -21,20 +21,7 @@ use finetune::train::data::{DataOptions, Dataset, Sequence};
 
 /// The fixture directory root (made by tests/oracle/hf_fixture.py when missing).
 fn fixture() -> PathBuf {
-    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = std::env::var("FINETUNE_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        std::env::var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
-            .join("finetune")
-    });
-    let out = cache.join("hf/smollm2-135m");
-    if !out.join(".stamp-v1").exists() {
-        let o = Command::new(python()).arg(root().join("tests/oracle/hf_fixture.py")).arg(smollm()).arg(&out).output().unwrap();
-        assert!(o.status.success(), "hf_fixture.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
-    }
-    out
+    common::hf_smollm_dirs()
 }
 
 fn hf_oracle(case: serde_json::Value, dir: &Path) -> serde_json::Value {
@@ -473,4 +460,82 @@ fn outputs_inside_the_directory_never_replace_its_files() {
         assert!(std::fs::read(&p).unwrap() == bytes, "{} was changed", p.display());
     }
     assert!(std::fs::symlink_metadata(&shard).unwrap().file_type().is_symlink(), "the shard link was replaced");
+}
+
+/// `broken_copy` with its last shard (layers 28-29, the final norm) rewritten: `edit` gets the
+/// parsed header and the data section. Returns the directory and the shard's file name.
+fn broken_shard(tag: &str, edit: impl Fn(&mut serde_json::Map<String, serde_json::Value>, &mut Vec<u8>)) -> (PathBuf, String) {
+    let d = broken_copy(tag);
+    let name = "model-00006-of-00006.safetensors";
+    let p = d.join(name);
+    let bytes = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let mut data = bytes[8 + n..].to_vec();
+    edit(&mut header, &mut data);
+    let mut h = serde_json::to_vec(&header).unwrap();
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&data);
+    std::fs::remove_file(&p).unwrap(); // the link to the fixture, not the fixture
+    std::fs::write(&p, out).unwrap();
+    (d, name.to_string())
+}
+
+#[test]
+fn corrupt_safetensors_and_configs_in_a_directory_are_clear_errors() {
+    const T: &str = "model.layers.29.mlp.up_proj.weight";
+    // The shard cut short, as by an interrupted download: the last tensors end past EOF.
+    let (d, shard) = broken_shard("hf-st-short", |_, data| data.truncate(data.len() - 1000));
+    let e = open_err(&d);
+    assert!(e.contains(&shard) && e.contains("model.norm.weight") && e.contains("outside the"), "{e}");
+
+    // A header length past the end of the file.
+    let (d, shard) = broken_shard("hf-st-hlen", |_, _| {});
+    let p = d.join(&shard);
+    let mut b = std::fs::read(&p).unwrap();
+    let len = b.len() as u64;
+    b[..8].copy_from_slice(&(len + 100).to_le_bytes());
+    std::fs::write(&p, b).unwrap();
+    let e = open_err(&d);
+    assert!(e.contains(&shard) && e.contains(&format!("header length {} does not fit", len + 100)), "{e}");
+
+    // Two tensors over the same bytes.
+    let (d, shard) = broken_shard("hf-st-overlap", |h, _| {
+        let gate = h["model.layers.29.mlp.gate_proj.weight"]["data_offsets"].clone();
+        h[T]["data_offsets"] = gate;
+    });
+    let e = open_err(&d);
+    assert!(e.contains(&shard) && e.contains("overlap") && e.contains("model.layers.29.mlp."), "{e}");
+
+    // A dtype the format does not have, and one it has that we do not read.
+    for (tag, dtype, want) in [("hf-st-dtype", "Q4", "dtype Q4 is not"), ("hf-st-f64", "F64", "dtype F64 is not supported")] {
+        let (d, shard) = broken_shard(tag, |h, _| h[T]["dtype"] = serde_json::json!(dtype));
+        let e = open_err(&d);
+        assert!(e.contains(&shard) && e.contains(T) && e.contains(want), "{e}");
+    }
+
+    // config.json names one layer more than the files hold.
+    let d = broken_copy("hf-extra-layer");
+    let cfg = d.join("config.json");
+    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    j["num_hidden_layers"] = serde_json::json!(31);
+    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    let e = open_err(&d);
+    assert!(e.contains("model.safetensors.index.json") && e.contains("'model.layers.30.") && e.contains("missing"), "{e}");
+    // The same with one model.safetensors.
+    let d = tmpdir("hf-extra-layer-1");
+    for e in std::fs::read_dir(fixture().join("f32")).unwrap() {
+        let p = e.unwrap().path();
+        let to = d.join(p.file_name().unwrap());
+        if p.extension().is_some_and(|x| x == "safetensors") {
+            std::os::unix::fs::symlink(&p, &to).unwrap();
+        } else {
+            std::fs::copy(&p, &to).unwrap();
+        }
+    }
+    std::fs::write(d.join("config.json"), serde_json::to_vec(&j).unwrap()).unwrap();
+    let e = open_err(&d);
+    assert!(e.contains("model.safetensors") && e.contains("'model.layers.30.") && e.contains("missing"), "{e}");
 }

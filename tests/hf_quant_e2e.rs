@@ -1,7 +1,12 @@
 //! Quantized Hugging Face directories end to end against transformers + GPTQModel's CPU torch
 //! kernels + PEFT, on the SmolLM2-135M fixtures GPTQModel made (GPTQ v1 4-bit g128 act-order
-//! asym; AWQ-GEMM 4-bit g64; see tests/hf_quant_awq_gptq.rs, which builds them). One reference
-//! run per format (`tests/oracle/quant_oracle.py` in venv-quant) gives:
+//! asym; AWQ-GEMM 4-bit g64; see tests/hf_quant_awq_gptq.rs, which builds them); against
+//! transformers + compressed-tensors + PEFT on SmolLM2 quantized by llm-compressor
+//! (`pack-quantized` int4 g64 asymmetric, `tests/oracle/make_ct.py --smollm2`, venv-ct); and for
+//! EXL2, our forward on SmolLM2 packed by the independent numpy script `tests/oracle/exl2_ref.py
+//! --model` (mixed 8/6/5/4/3/2-bit groups) against transformers on the dense directory the same
+//! script writes from its own reconstruction (NOT exllamav2, which needs a GPU:
+//! tests/gpu/exl2_check.sh). One reference run per format (`tests/oracle/quant_oracle.py`) gives:
 //! - logits on 96 tokens: GPTQModel's kernels dequantize in float16 as shipped and multiply
 //!   float32 activations (every other module widened to float32), as our `Numerics::F32` path
 //!   does: same argmax ≥ 99% of positions, max |Δ log-prob| bounded, perplexity within 1%;
@@ -28,6 +33,58 @@ fn cache_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
     base.join("finetune")
+}
+
+/// llm-compressor's venv python (transformers 5.17 + compressed-tensors 0.19); missing → a
+/// failure naming the setup command.
+fn ct_python() -> PathBuf {
+    let py = cache_dir().join("venv-ct/bin/python");
+    assert!(
+        cache_dir().join("venv-ct/.oracle-ct-v1").exists(),
+        "ORACLE MISSING: llm-compressor venv {} not set up. Run `bash tests/oracle/setup.sh`.",
+        py.display()
+    );
+    py
+}
+
+/// SmolLM2-135M quantized by llm-compressor (made on first use, ~1-2 min, then cached).
+fn ct_fixture() -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let d = cache_dir().join("hf-quant/ct-smollm2/w4g64_asym");
+    if !d.join("config.json").exists() {
+        let src = common::hf_smollm_dirs().join("f32");
+        let o = Command::new(ct_python())
+            .arg(root().join("tests/oracle/make_ct.py"))
+            .args(["--smollm2".as_ref(), src.as_os_str(), d.as_os_str()])
+            .env("HF_HUB_OFFLINE", "1")
+            .env("TQDM_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "make_ct.py --smollm2 failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    d
+}
+
+/// (EXL2 directory, dense directory of its reference reconstruction), made by exl2_ref.py from
+/// SmolLM2 on first use (~30 s, then cached).
+fn exl2_fixture() -> (PathBuf, PathBuf) {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let root_dir = cache_dir().join("hf-quant/exl2-smollm2");
+    let (q, dense) = (root_dir.join("exl2"), root_dir.join("dense"));
+    if !root_dir.join(".done-v1").exists() {
+        let src = common::hf_smollm_dirs().join("f32");
+        std::fs::create_dir_all(&root_dir).unwrap();
+        let o = Command::new(common::python())
+            .arg(root().join("tests/oracle/exl2_ref.py"))
+            .args(["--model".as_ref(), src.as_os_str(), q.as_os_str(), dense.as_os_str()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "exl2_ref.py --model failed:\n{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::write(root_dir.join(".done-v1"), b"").unwrap();
+    }
+    (q, dense)
 }
 
 /// GPTQModel's venv python; missing → a failure naming the setup command.
@@ -94,9 +151,40 @@ fn rel_l2(ours: &[f32], theirs: &[f32]) -> f64 {
     (d / n).sqrt()
 }
 
+/// One end-to-end comparison: our model on `q`, the reference (`quant_oracle.py` run by `py`) on
+/// `reference` (the same directory, or for EXL2 the dense reconstruction). `kinds`: the
+/// reference's quantized module classes (`n_quant` of them per layer); `scales`: their scale dtype.
+struct Case<'a> {
+    name: &'a str,
+    q: PathBuf,
+    reference: PathBuf,
+    py: PathBuf,
+    kinds: &'a [&'a str],
+    n_quant: usize,
+    scales: &'a [&'a str],
+    /// bound on max |Δ log-prob| of the forward
+    max_dlp: f64,
+}
+
 fn run(name: &str, kind: &str) {
+    let py = quant_python();
+    run_case(Case {
+        name,
+        q: fixture(name),
+        reference: fixture(name),
+        py,
+        kinds: &[kind],
+        n_quant: 7,
+        scales: &["torch.float16"],
+        max_dlp: 1e-3,
+    });
+}
+
+fn run_case(case: Case) {
+    let name = case.name;
+    let kind = format!("{:?}", case.kinds);
     let dir = tmpdir(&format!("hfq-{name}"));
-    let q = fixture(name);
+    let q = case.q.clone();
     let mf = ModelFile::open(&q).unwrap();
     let mut model = mf.load().unwrap();
     model.numerics = Numerics::F32;
@@ -136,17 +224,19 @@ fn run(name: &str, kind: &str) {
     let ours_lora = logits(&model, &ids);
 
     let c = &model.cfg;
-    let case = serde_json::json!({
-        "dir": q, "compute": "f32", "ids": ids, "out": dir, "peft_dir": peft,
+    let case_json = serde_json::json!({
+        "dir": case.reference, "compute": "f32", "ids": ids, "out": dir, "peft_dir": peft,
         "grads": {"rank": rank, "alpha": alpha, "n_head": c.n_head, "n_head_kv": c.n_head_kv, "head_dim": c.head_dim,
             "lora_file": dir.join("lora.f32"), "tensors": tensors,
             "sequences": seqs.iter().map(|s| serde_json::json!({"tokens": s.tokens, "labels": s.labels})).collect::<Vec<_>>()},
     });
-    std::fs::write(dir.join("case.json"), serde_json::to_vec(&case).unwrap()).unwrap();
-    let o = Command::new(quant_python())
+    std::fs::write(dir.join("case.json"), serde_json::to_vec(&case_json).unwrap()).unwrap();
+    let o = Command::new(&case.py)
         .arg(root().join("tests/oracle/quant_oracle.py"))
         .arg(dir.join("case.json"))
         .env("TORCH_COMPILE_DISABLE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TQDM_DISABLE", "1")
         .output()
         .unwrap();
     assert!(o.status.success(), "quant_oracle.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
@@ -156,20 +246,20 @@ fn run(name: &str, kind: &str) {
     let theirs: serde_json::Value =
         serde_json::from_str(last).unwrap_or_else(|e| panic!("quant_oracle.py ended with non-JSON ({e}):\n{stdout}"));
     println!("{name}: reference {theirs}");
-    assert_eq!(theirs["kinds"], serde_json::json!([kind]), "GPTQModel's CPU torch kernel");
-    assert_eq!(theirs["n_quant"], serde_json::json!(7 * c.n_layer));
+    assert_eq!(theirs["kinds"], serde_json::json!(case.kinds), "the reference's quantized modules");
+    assert_eq!(theirs["n_quant"], serde_json::json!(case.n_quant * c.n_layer));
     assert_eq!(theirs["logits_dtype"], "torch.float32");
-    assert_eq!(theirs["scales_dtype"], serde_json::json!(["torch.float16"]));
+    assert_eq!(theirs["scales_dtype"], serde_json::json!(case.scales));
 
     // 1. Forward.
     let (max, same, p_ours, p_ref) = compare(&ours, &read_f32(&dir.join("logits.f32")), v, &ids);
     let prel = (p_ours - p_ref).abs() / p_ref;
     println!(
-        "{name} vs transformers+GPTQModel ({kind}): {} tokens, max |Δ log-prob| {max:.2e}, same argmax {:.1}%, ppl {p_ours:.4} vs {p_ref:.4} (rel {prel:.1e})",
+        "{name} vs the reference ({kind}): {} tokens, max |Δ log-prob| {max:.2e}, same argmax {:.1}%, ppl {p_ours:.4} vs {p_ref:.4} (rel {prel:.1e})",
         ids.len(),
         same * 100.0
     );
-    assert!(ids.len() == 96 && same >= 0.99 && max < 1e-3 && prel < 0.01, "max {max}, argmax {same}, ppl rel {prel}");
+    assert!(ids.len() == 96 && same >= 0.99 && max < case.max_dlp && prel < 0.01, "max {max}, argmax {same}, ppl rel {prel}");
 
     // 2. LoRA gradients vs PEFT on the quantized model.
     let ref_grads = read_f32(&dir.join("grads.f32"));
@@ -199,4 +289,134 @@ fn gptq_directory_matches_transformers_gptqmodel_and_peft() {
 #[test]
 fn awq_directory_matches_transformers_gptqmodel_and_peft() {
     run("smollm2-awq-gemm-4b-g64", "AwqTorchLinear");
+}
+
+#[test]
+fn compressed_tensors_directory_matches_transformers_and_peft() {
+    // transformers decompresses each pack-quantized module into an nn.Linear in the checkpoint's
+    // float16 (the oracle then widens the model to float32) that PEFT wraps as a lora.Linear.
+    let q = ct_fixture();
+    run_case(Case {
+        name: "smollm2-ct-w4g64-asym",
+        q: q.clone(),
+        reference: q,
+        py: ct_python(),
+        kinds: &["Linear"],
+        n_quant: 7,
+        scales: &["torch.float16", "weights torch.float16"],
+        max_dlp: 1e-3,
+    });
+}
+
+#[test]
+fn exl2_directory_matches_transformers_on_the_reference_reconstruction() {
+    let (q, dense) = exl2_fixture();
+    run_case(Case {
+        name: "smollm2-exl2-mixed",
+        q,
+        reference: dense,
+        py: common::python(),
+        kinds: &[],
+        n_quant: 0,
+        scales: &[],
+        max_dlp: 1e-3,
+    });
+}
+
+/// `finetune --model <GPTQ directory>` for 40 steps: the held-out loss at the end is well under
+/// the base model's (`eval --metric nll`, the same computation as the trainer's `val_loss`), and
+/// the adapter loads in `generate --lora` on the same directory, in the trained style.
+#[test]
+fn forty_training_steps_on_a_gptq_directory_lower_the_held_out_loss() {
+    let dir = tmpdir("hfq-train40");
+    let q = fixture("smollm2-gptq-v1-4b-g128-asym-act");
+    let held = dir.join("held.jsonl");
+    let lines: Vec<&str> = include_str!("../examples/style_degozaru_eval.jsonl").lines().take(16).collect();
+    std::fs::write(&held, lines.join("\n") + "\n").unwrap();
+    let (adapter, log) = (dir.join("a.gguf"), dir.join("log.jsonl"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let data = root().join("examples/style_degozaru.jsonl");
+    let run = |args: &[String]| {
+        let o = Command::new(common::bin()).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success() && !err.contains("panicked"), "{args:?}:\n{err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let args = [
+        "--model",
+        &s(&q),
+        "--data",
+        &s(&data),
+        "--val-data",
+        &s(&held),
+        "--eval-every",
+        "20",
+        "--steps",
+        "40",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--rank",
+        "4",
+        "--seq-len",
+        "64",
+        "--out",
+        &s(&adapter),
+        "--log",
+        &s(&log),
+        "--threads",
+        "2",
+        "--quiet",
+    ];
+    run(&args.map(String::from));
+    let val: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["val_loss"].as_f64())
+        .collect();
+    assert_eq!(val.len(), 2, "val_loss at steps 20 and 40: {val:?}");
+
+    let out = run(&[
+        "eval",
+        "--model",
+        &s(&q),
+        "--lora",
+        &s(&adapter),
+        "--compare",
+        "--data",
+        &s(&held),
+        "--metric",
+        "nll",
+        "--seq-len",
+        "64",
+        "--json",
+        "--threads",
+        "2",
+    ]
+    .map(String::from));
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nll = |i: usize| j["configs"][i]["metrics"]["nll"]["nll"].as_f64().unwrap();
+    let (base, trained) = (nll(0), nll(1));
+    println!("GPTQ directory, 40 steps: held-out loss {base:.4} (base) → {trained:.4} (val_loss at steps 20, 40: {val:?})");
+    assert!((trained - val[1]).abs() <= 1e-9 * trained, "eval nll {trained} vs the trainer's last val_loss {}", val[1]);
+    assert!(trained < base - 0.5, "40 steps should lower the held-out loss by over 0.5 nats: {base} → {trained}");
+
+    let text = run(&[
+        "generate",
+        "--model",
+        &s(&q),
+        "--lora",
+        &s(&adapter),
+        "--chat",
+        "--prompt",
+        "How do I boil an egg?",
+        "-n",
+        "32",
+        "--threads",
+        "2",
+    ]
+    .map(String::from));
+    println!("generate --lora: {text}");
+    assert!(text.contains("samurai"), "the adapter's style is missing: {text}");
 }

@@ -13,7 +13,7 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     if let Ok(c) = std::env::var("FINETUNE_CACHE") {
         return PathBuf::from(c);
     }
@@ -65,6 +65,19 @@ pub fn model(name: &str) -> PathBuf {
 
 pub fn smollm() -> PathBuf {
     model("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// SmolLM2-135M-Instruct as Hugging Face directories re-saved by transformers from the Q4_1 GGUF
+/// (`tests/oracle/hf_fixture.py`: `f32/`, `sharded/`, `bf16/`), made once into the cache.
+pub fn hf_smollm_dirs() -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let out = cache_dir().join("hf/smollm2-135m");
+    if !out.join(".stamp-v1").exists() {
+        let o = Command::new(python()).arg(root().join("tests/oracle/hf_fixture.py")).arg(smollm()).arg(&out).output().unwrap();
+        assert!(o.status.success(), "hf_fixture.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    out
 }
 
 pub fn gemma() -> PathBuf {

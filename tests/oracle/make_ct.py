@@ -2,6 +2,7 @@
 decompression of every quantized weight.
 
 Usage: make_ct.py OUT_ROOT
+       make_ct.py --smollm2 SRC OUT   (SRC: SmolLM2-135M as a float32 HF directory, tests/oracle/hf_fixture.py)
 Writes OUT_ROOT/<name>/ (config.json with quantization_config, model.safetensors, ...) for each
 scheme below, plus OUT_ROOT/<name>/oracle/<module>.npy (float32 of the dequantized weight, computed
 by compressed-tensors' own PackedQuantizationCompressor.decompress) and oracle/manifest.json
@@ -16,6 +17,11 @@ A tiny random Llama (fixed seed, dims multiples of 128), quantized on CPU:
   w4g128_asym_f16  as w4g128_asym on the float16 model (f16 scales)
   gptq_w4g64   GPTQModifier W4A16-style scheme, group 64, actorder "weight", calibrated on random
                token ids (no g_idx: llm-compressor 0.14 writes none)
+
+--smollm2: SmolLM2-135M-Instruct in float16, every linear but lm_head (tied to the embeddings)
+quantized data-free by QuantizationModifier (RTN) to int4, group 64 (576 = 9 groups), asymmetric;
+its tokenizer and chat template copied; for tests/hf_quant_e2e.rs (logits and PEFT gradients vs
+transformers on the same directory).
 """
 
 import json
@@ -143,7 +149,33 @@ def dump_oracle(out):
     return manifest
 
 
+def smollm2(src, out):
+    import shutil
+
+    if os.path.exists(os.path.join(out, "config.json")):
+        return
+    from transformers import AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float16)
+    scheme = {"num_bits": 4, "type": "int", "symmetric": False, "strategy": "group", "group_size": 64}
+    modifier = QuantizationModifier(config_groups={"group_0": {"targets": ["Linear"], "weights": scheme}}, ignore=["lm_head"])
+    oneshot(model=model, recipe=modifier)
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, save_compressed=True)
+    AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
+    for f in ("chat_template.jinja",):
+        if os.path.exists(os.path.join(src, f)) and not os.path.exists(os.path.join(tmp, f)):
+            shutil.copy(os.path.join(src, f), tmp)
+    qc = json.load(open(os.path.join(tmp, "config.json")))["quantization_config"]
+    assert qc["format"] == "pack-quantized", qc
+    os.replace(tmp, out)
+
+
 def main():
+    if sys.argv[1] == "--smollm2":
+        smollm2(sys.argv[2], sys.argv[3])
+        return
     root = sys.argv[1]
     os.makedirs(root, exist_ok=True)
     torch.manual_seed(SEED)

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """transformers + GPTQModel's CPU torch kernels (+ PEFT) as the reference for a quantized
 Hugging Face directory (GPTQ, AWQ-GEMM; tests/hf_quant_e2e.rs). Runs in venv-quant.
+A compressed-tensors directory (venv-ct) or a dense one (any venv with transformers) is loaded by
+transformers itself in float32 instead: compressed-tensors decompresses every pack-quantized
+module into an nn.Linear on the first forward pass, which PEFT then wraps as it wraps any Linear.
 
   quant_oracle.py CASE.json
 
@@ -43,10 +46,12 @@ def gguf_to_hf_rows(n_heads, hd):
 
 
 def load(case):
+    qc = json.load(open(os.path.join(case["dir"], "config.json"))).get("quantization_config")
+    if qc is None or qc["quant_method"] == "compressed-tensors":
+        return load_transformers(case)
     from gptqmodel import BACKEND, GPTQModel
     from gptqmodel.nn_modules.qlinear import BaseQuantLinear
 
-    qc = json.load(open(os.path.join(case["dir"], "config.json")))["quantization_config"]
     backend = BACKEND.AWQ_TORCH if qc["quant_method"] == "awq" else BACKEND.TORCH
     cwd = os.getcwd()
     os.chdir(case["out"])  # GPTQModel writes logs/ into the working directory
@@ -70,6 +75,36 @@ def load(case):
     return model, quant
 
 
+def load_transformers(case):
+    """The directory in its own dtype (compressed-tensors decompresses each module as shipped:
+    (q - zero point) * scale in the scales' float16, which is what its compressor's decompress
+    and vLLM compute), then every floating tensor widened to float32 (exact), as for GPTQModel."""
+    from transformers import AutoModelForCausalLM
+
+    assert case["compute"] == "f32", case["compute"]
+    model = AutoModelForCausalLM.from_pretrained(case["dir"], dtype="auto")
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[0, 1]]))  # compressed-tensors decompresses here
+    quant = [m for m in model.modules() if getattr(m, "quantization_scheme", None) is not None]
+    global SCALES
+    SCALES = sorted({str(m.weight_scale.dtype) for m in quant} | {"weights " + str(m.weight.dtype) for m in quant})
+    for m in model.modules():
+        for n, p in m.named_parameters(recurse=False):
+            if p.is_floating_point():
+                p.data = p.data.float()
+        for n, b in m.named_buffers(recurse=False):
+            if b.is_floating_point():
+                setattr(m, n, b.float())
+    model.config.torch_dtype = torch.float32
+    for m in quant:
+        assert m.weight.dtype == torch.float32, m.weight.dtype
+    return model, quant
+
+
+SCALES = None
+
+
 def awq_f32_forward(self, x):
     """AwqTorchLinear.forward with its float16 dequantization (its own
     _dequantize_weight_for_inference, unchanged) but a float32 product, as GPTQModel's GPTQ
@@ -81,6 +116,8 @@ def awq_f32_forward(self, x):
 
 
 def scales_dtypes(quant):
+    if SCALES is not None:  # compressed-tensors: as loaded, before widening
+        return SCALES
     return sorted({str(m.scales.dtype) for m in quant})
 
 

@@ -118,6 +118,8 @@ if [ ! -f "$ct_venv/.oracle-ct-v1" ]; then
 assert transformers.__version__ == '5.17.0'" >&2
   touch "$ct_venv/.oracle-ct-v1"
 fi
+# (The SmolLM2 compressed-tensors fixture, make_ct.py --smollm2, needs models/ fetched after this
+# script, so tests/hf_quant_e2e.rs makes it in this venv on first use, cached in hf-quant/ct-smollm2.)
 ct_fixtures="$root/hf-quant/ct"
 if [ ! -f "$ct_fixtures/.built-v2" ]; then
   echo "oracle: quantizing the compressed-tensors fixtures into $ct_fixtures (~1 min)" >&2
