@@ -16,27 +16,15 @@ use finetune::model::{Arch, Model, Numerics};
 use finetune::model_file::ModelFile;
 use finetune::train::block::{SeqView, Trainable};
 
-/// The fixture root (made by tests/oracle/hf_arch_fixture.py when missing).
+/// The fixture root (made by tests/oracle/hf_arch_fixture.py when missing, with the tokenizer
+/// files of tests/hf_dir.rs's SmolLM2 directory).
 fn fixture() -> PathBuf {
     static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = ONCE.lock().unwrap_or_else(|e| e.into_inner());
-    let cache = std::env::var("FINETUNE_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        std::env::var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
-            .join("finetune")
-    });
-    let out = cache.join("hf/tiny-archs");
+    let out = common::cache_dir().join("hf/tiny-archs");
     if !out.join(".stamp-v2").exists() {
-        // The tokenizer files come from tests/hf_dir.rs's SmolLM2 fixture (or are made here).
-        let tokdir = cache.join("hf/smollm2-135m");
-        if !tokdir.join(".stamp-v1").exists() {
-            let o =
-                Command::new(python()).arg(root().join("tests/oracle/hf_fixture.py")).arg(common::smollm()).arg(&tokdir).output().unwrap();
-            assert!(o.status.success(), "hf_fixture.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        }
-        let o =
-            Command::new(python()).arg(root().join("tests/oracle/hf_arch_fixture.py")).arg(tokdir.join("f32")).arg(&out).output().unwrap();
+        let tokdir = common::hf_smollm_dirs().join("f32");
+        let o = Command::new(python()).arg(root().join("tests/oracle/hf_arch_fixture.py")).arg(tokdir).arg(&out).output().unwrap();
         assert!(o.status.success(), "hf_arch_fixture.py failed:\n{}", String::from_utf8_lossy(&o.stderr));
     }
     out
