@@ -1,4 +1,5 @@
-//! Decode throughput per type, single thread: our scalar reference, our AVX2 path, and ggml's C
+//! Decode throughput per type, single thread: our scalar reference, our AVX2 path, our AVX-512
+//! path (the hot types, where the CPU has AVX-512), and ggml's C
 //! `dequantize_row_*` (the anchor, from the llama.cpp build in the oracle venv) on the same
 //! blocks in the same run. Run: `cargo bench --bench quant_decode`.
 //! Set FINETUNE_PYTHON to the oracle venv's python, or run `bash tests/oracle/setup.sh` first.
@@ -52,7 +53,11 @@ fn main() {
             .filter(|k| k.path == "avx2")
             .and_then(|k| k.decode)
             .map(|f| best_of(5, || f(&bytes, &mut out)));
-        rows.push((ty, bytes.len(), n, scalar, simd));
+        let wide = quant::kernels_for(Isa::Avx2Vnni, ty)
+            .filter(|k| k.path == "avx512")
+            .and_then(|k| k.decode)
+            .map(|f| best_of(5, || f(&bytes, &mut out)));
+        rows.push((ty, bytes.len(), n, scalar, simd, wide));
     }
     let py = oracle_python();
     let out = Command::new(&py)
@@ -64,24 +69,26 @@ fn main() {
     let ggml: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
 
     println!("decode throughput, 1 thread, 8 MiB of blocks per type (GB/s of quantized input; Melem/s in brackets)");
-    println!("| type | scalar | AVX2 | ggml C (anchor) | AVX2 / ggml | AVX2 / scalar |");
-    println!("|---|---|---|---|---|---|");
+    println!("| type | scalar | AVX2 | AVX-512 | ggml C (anchor) | best / ggml | AVX2 / scalar | AVX-512 / AVX2 |");
+    println!("|---|---|---|---|---|---|---|---|");
     let gbs = |bytes: usize, s: f64| bytes as f64 / s / 1e9;
-    for (ty, bytes, n, scalar, simd) in rows {
+    for (ty, bytes, n, scalar, simd, wide) in rows {
         let anchor = ggml.get(ty.name()).map(|v| v["seconds"].as_f64().unwrap());
         let fmt = |s: Option<f64>| match s {
             Some(s) => format!("{:.2} ({:.0})", gbs(bytes, s), n as f64 / s / 1e6),
             None => "–".to_string(),
         };
-        let best = simd.unwrap_or(scalar);
+        let best = wide.or(simd).unwrap_or(scalar);
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             ty.name(),
             fmt(Some(scalar)),
             fmt(simd),
+            fmt(wide),
             fmt(anchor),
             anchor.map_or("–".into(), |a| format!("{:.2}×", a / best)),
             simd.map_or("–".into(), |s| format!("{:.2}×", scalar / s)),
+            simd.zip(wide).map_or("–".into(), |(s, w)| format!("{:.2}×", s / w)),
         );
     }
     let _ = GgmlType::F32;
