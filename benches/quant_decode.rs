@@ -92,7 +92,44 @@ fn main() {
         );
     }
     let _ = GgmlType::F32;
+    cache_resident(&mut rng);
     hf_packed(&mut rng);
+}
+
+/// The types with an AVX-512 decoder, decoded as the matmul does: 8 MiB of blocks in pieces
+/// whose f32 output (64 KiB) stays in L2, so the kernel is timed rather than the store bandwidth
+/// to memory that dominates the table above.
+fn cache_resident(rng: &mut Rng) {
+    let wide_types: Vec<GgmlType> = random_blocks::decodable_types()
+        .into_iter()
+        .filter(|&ty| quant::kernels_for(Isa::Avx2Vnni, ty).is_some_and(|k| k.path == "avx512"))
+        .collect();
+    if wide_types.is_empty() {
+        println!("\n(no AVX-512 decoders on this CPU: the L2-resident comparison is skipped)");
+        return;
+    }
+    println!();
+    println!("into an L2-resident 64 KiB output, 1 thread, 8 MiB of blocks per type (Melem/s)");
+    println!("| type | AVX2 | AVX-512 | AVX-512 / AVX2 |");
+    println!("|---|---|---|---|");
+    for ty in wide_types {
+        let n_blocks = (8 << 20) / ty.type_size();
+        let bytes = random_blocks::random_blocks(ty, n_blocks, rng);
+        let per = (16 << 10) / ty.block_size(); // blocks per 16 Ki-element (64 KiB) piece
+        let mut out = vec![0f32; per * ty.block_size()];
+        let time = |f: quant::DecodeFn, out: &mut [f32]| {
+            best_of(5, || {
+                for piece in bytes.chunks(per * ty.type_size()) {
+                    f(piece, &mut out[..piece.len() / ty.type_size() * ty.block_size()]);
+                }
+            })
+        };
+        let avx2 = quant::kernels_for(Isa::Avx2, ty).and_then(|k| k.decode).expect("AVX2 decoder");
+        let wide = quant::kernels_for(Isa::Avx2Vnni, ty).and_then(|k| k.decode).expect("AVX-512 decoder");
+        let (a, w) = (time(avx2, &mut out), time(wide, &mut out));
+        let n = (n_blocks * ty.block_size()) as f64;
+        println!("| {} | {:.0} | {:.0} | {:.2}× |", ty.name(), n / a / 1e6, n / w / 1e6, a / w);
+    }
 }
 
 /// GPTQ and AWQ-GEMM `decode_rows` in 16-row panels (as the float matmul asks for them) on a
