@@ -320,13 +320,7 @@ fn x86_entry(ty: GgmlType, vnni: bool) -> TypeKernels {
     };
     // The AVX-512 level (VNNI CPUs, which all have AVX-512BW too) decodes the hot types 16
     // floats at a time; the AVX2 level keeps the AVX2 decoders (the bench and tests compare both).
-    let wide: Option<DecodeFn> = match ty {
-        Q4_K if vnni && super::x86::avx512_available() => Some(super::x86::decode512::q4_k),
-        Q6_K if vnni && super::x86::avx512_available() => Some(super::x86::decode512::q6_k),
-        Q5_0 if vnni && super::x86::avx512_available() => Some(super::x86::decode512::q5_0),
-        Q8_0 if vnni && super::x86::avx512_available() => Some(super::x86::decode512::q8_0),
-        _ => None,
-    };
+    let wide = if vnni { super::x86::wide_decoder(ty) } else { None };
     let s = match (wide, decode) {
         (Some(f), _) => TypeKernels { path: "avx512", decode: Some(f), ..s },
         (None, Some(f)) => TypeKernels { path: "avx2", decode: Some(f), ..s },

@@ -3,6 +3,10 @@
 //! same f32 operations in the same order as the scalar reference (a multiply, then an add or
 //! subtract; never a fused multiply-add), so the same bits; 16 floats per instruction instead of
 //! 8. `tests/simd_vs_scalar.rs` checks them against the scalar references.
+//!
+//! Compiled only with rustc ≥ 1.89 (`cfg(finetune_avx512)` from `build.rs`), where the AVX-512
+//! intrinsics are stable; older compilers keep the AVX2 decoders.
+#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 

@@ -10,6 +10,7 @@
 //! for NEON, with its own detection) and get their own level in the table.
 
 pub mod decode;
+#[cfg(finetune_avx512)]
 pub mod decode512;
 pub mod q4k;
 pub mod vecdot;
@@ -24,6 +25,28 @@ pub fn available() -> bool {
 pub fn avx512_available() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl"))
+}
+
+/// The AVX-512 decoder of `ty` when this CPU and compiler have one (see [`decode512`]).
+pub(in crate::quant) fn wide_decoder(ty: super::GgmlType) -> Option<super::DecodeFn> {
+    use super::GgmlType::*;
+    if !avx512_available() {
+        return None;
+    }
+    #[cfg(finetune_avx512)]
+    let f: Option<super::DecodeFn> = match ty {
+        Q4_K => Some(decode512::q4_k),
+        Q6_K => Some(decode512::q6_k),
+        Q5_0 => Some(decode512::q5_0),
+        Q8_0 => Some(decode512::q8_0),
+        _ => None,
+    };
+    #[cfg(not(finetune_avx512))]
+    let f = {
+        let _ = (ty, Q4_K);
+        None
+    };
+    f
 }
 
 /// Whether the VNNI multi-row kernels can run (AVX-512F/VL/VNNI, detected once).
