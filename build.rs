@@ -1,4 +1,5 @@
-//! Build script. Without the `cuda` feature it does nothing (no C/C++ or CUDA toolchain is
+//! Build script. It sets `cfg(finetune_avx512)` when rustc has the AVX-512 intrinsics (≥ 1.89).
+//! Without the `cuda` feature it does nothing else (no C/C++ or CUDA toolchain is
 //! needed). With it, every `ggml/*.cu` is compiled to PTX (`compute_80`, which the driver JIT-compiles
 //! for the card, Ampere and newer) by `nvcc`, and `$OUT_DIR/ptx.rs` lists them for
 //! `include_str!`. nvcc is `$FINETUNE_NVCC`, else the PyPI toolchain that `tests/cuda_ptx.sh`
@@ -28,8 +29,24 @@ fn runtime_include(nvcc: &Path) -> Option<PathBuf> {
     inc.is_dir().then_some(inc)
 }
 
+/// Whether the compiler has the AVX-512 intrinsics and target features (stable since Rust
+/// 1.89; the crate's MSRV is older): `cfg(finetune_avx512)` turns on `quant/x86/decode512.rs`.
+fn rustc_has_avx512() -> bool {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(out) = Command::new(rustc).arg("--version").output() else { return false };
+    let v = String::from_utf8_lossy(&out.stdout);
+    // "rustc 1.95.0 (…)"
+    let mut nums = v.split_whitespace().nth(1).unwrap_or("").split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+    (major, minor) >= (1, 89)
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rustc-check-cfg=cfg(finetune_avx512)");
+    if rustc_has_avx512() {
+        println!("cargo:rustc-cfg=finetune_avx512");
+    }
     println!("cargo:rerun-if-changed=ggml");
     println!("cargo:rerun-if-env-changed=FINETUNE_NVCC");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {

@@ -1,4 +1,5 @@
-//! Decode throughput per type, single thread: our scalar reference, our AVX2 path, and ggml's C
+//! Decode throughput per type, single thread: our scalar reference, our AVX2 path, our AVX-512
+//! path (the hot types, where the CPU has AVX-512), and ggml's C
 //! `dequantize_row_*` (the anchor, from the llama.cpp build in the oracle venv) on the same
 //! blocks in the same run. Run: `cargo bench --bench quant_decode`.
 //! Set FINETUNE_PYTHON to the oracle venv's python, or run `bash tests/oracle/setup.sh` first.
@@ -52,7 +53,11 @@ fn main() {
             .filter(|k| k.path == "avx2")
             .and_then(|k| k.decode)
             .map(|f| best_of(5, || f(&bytes, &mut out)));
-        rows.push((ty, bytes.len(), n, scalar, simd));
+        let wide = quant::kernels_for(Isa::Avx2Vnni, ty)
+            .filter(|k| k.path == "avx512")
+            .and_then(|k| k.decode)
+            .map(|f| best_of(5, || f(&bytes, &mut out)));
+        rows.push((ty, bytes.len(), n, scalar, simd, wide));
     }
     let py = oracle_python();
     let out = Command::new(&py)
@@ -64,28 +69,67 @@ fn main() {
     let ggml: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
 
     println!("decode throughput, 1 thread, 8 MiB of blocks per type (GB/s of quantized input; Melem/s in brackets)");
-    println!("| type | scalar | AVX2 | ggml C (anchor) | AVX2 / ggml | AVX2 / scalar |");
-    println!("|---|---|---|---|---|---|");
+    println!("| type | scalar | AVX2 | AVX-512 | ggml C (anchor) | best / ggml | AVX2 / scalar | AVX-512 / AVX2 |");
+    println!("|---|---|---|---|---|---|---|---|");
     let gbs = |bytes: usize, s: f64| bytes as f64 / s / 1e9;
-    for (ty, bytes, n, scalar, simd) in rows {
+    for (ty, bytes, n, scalar, simd, wide) in rows {
         let anchor = ggml.get(ty.name()).map(|v| v["seconds"].as_f64().unwrap());
         let fmt = |s: Option<f64>| match s {
             Some(s) => format!("{:.2} ({:.0})", gbs(bytes, s), n as f64 / s / 1e6),
             None => "–".to_string(),
         };
-        let best = simd.unwrap_or(scalar);
+        let best = wide.or(simd).unwrap_or(scalar);
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             ty.name(),
             fmt(Some(scalar)),
             fmt(simd),
+            fmt(wide),
             fmt(anchor),
             anchor.map_or("–".into(), |a| format!("{:.2}×", a / best)),
             simd.map_or("–".into(), |s| format!("{:.2}×", scalar / s)),
+            simd.zip(wide).map_or("–".into(), |(s, w)| format!("{:.2}×", s / w)),
         );
     }
     let _ = GgmlType::F32;
+    cache_resident(&mut rng);
     hf_packed(&mut rng);
+}
+
+/// The types with an AVX-512 decoder, decoded as the matmul does: 8 MiB of blocks in pieces
+/// whose f32 output (64 KiB) stays in L2, so the kernel is timed rather than the store bandwidth
+/// to memory that dominates the table above.
+fn cache_resident(rng: &mut Rng) {
+    let wide_types: Vec<GgmlType> = random_blocks::decodable_types()
+        .into_iter()
+        .filter(|&ty| quant::kernels_for(Isa::Avx2Vnni, ty).is_some_and(|k| k.path == "avx512"))
+        .collect();
+    if wide_types.is_empty() {
+        println!("\n(no AVX-512 decoders on this CPU: the L2-resident comparison is skipped)");
+        return;
+    }
+    println!();
+    println!("into an L2-resident 64 KiB output, 1 thread, 8 MiB of blocks per type (Melem/s)");
+    println!("| type | AVX2 | AVX-512 | AVX-512 / AVX2 |");
+    println!("|---|---|---|---|");
+    for ty in wide_types {
+        let n_blocks = (8 << 20) / ty.type_size();
+        let bytes = random_blocks::random_blocks(ty, n_blocks, rng);
+        let per = (16 << 10) / ty.block_size(); // blocks per 16 Ki-element (64 KiB) piece
+        let mut out = vec![0f32; per * ty.block_size()];
+        let time = |f: quant::DecodeFn, out: &mut [f32]| {
+            best_of(5, || {
+                for piece in bytes.chunks(per * ty.type_size()) {
+                    f(piece, &mut out[..piece.len() / ty.type_size() * ty.block_size()]);
+                }
+            })
+        };
+        let avx2 = quant::kernels_for(Isa::Avx2, ty).and_then(|k| k.decode).expect("AVX2 decoder");
+        let wide = quant::kernels_for(Isa::Avx2Vnni, ty).and_then(|k| k.decode).expect("AVX-512 decoder");
+        let (a, w) = (time(avx2, &mut out), time(wide, &mut out));
+        let n = (n_blocks * ty.block_size()) as f64;
+        println!("| {} | {:.0} | {:.0} | {:.2}× |", ty.name(), n / a / 1e6, n / w / 1e6, a / w);
+    }
 }
 
 /// GPTQ and AWQ-GEMM `decode_rows` in 16-row panels (as the float matmul asks for them) on a

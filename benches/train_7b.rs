@@ -1,7 +1,7 @@
 //! One LoRA training step (forward, chunked loss, checkpointed backward, clipping, AdamW) at
 //! 7B scale: a generated Qwen2-7B-shaped Q4_K_M file (random weights, real shapes and types,
 //! see `finetune::model::synth::write_q4_k_m_like`), LoRA r16 on all seven projections. Reports
-//! train tokens/s, the peak RSS of this process (bar: ≤ 6 GiB) beside the planner's estimate,
+//! train tokens/s, its phase breakdown (`finetune::prof`), the peak RSS of this process (bar: ≤ 6 GiB) beside the planner's estimate,
 //! and llama.cpp's ppN on the same file and thread count when a python with llama-cpp-python is
 //! given.
 //!
@@ -26,6 +26,7 @@ use finetune::gguf::{GgufFile, GgufModel};
 use finetune::lora::Target;
 use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
 use finetune::model::Model;
+use finetune::prof::{self, PHASES};
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
@@ -83,15 +84,24 @@ fn main() {
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable::new(&model);
 
+    prof::set_enabled(true);
+    prof::reset();
     let t0 = Instant::now();
     let opts = StepOptions { dropout: None, keep_bytes: keep };
     let (loss, n) = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0 / (t - 1) as f32, opts).expect("training step");
+    let t_clip = Instant::now();
     let norm = clip_global_norm(&tr.backend, &mut grads, 1.0);
+    let clip = t_clip.elapsed().as_secs_f64();
+    let t_adam = Instant::now();
     adam.update(&mut lora, &grads, 2e-4);
+    let adamw = t_adam.elapsed().as_secs_f64();
     let secs = t0.elapsed().as_secs_f64();
+    prof::set_enabled(false);
+    let phases: Vec<f64> = PHASES.iter().map(|&p| prof::seconds(p)).collect();
     let peak = peak_rss();
     assert!(loss.is_finite() && norm.is_finite(), "loss {loss}, grad norm {norm}");
     println!("one step, seq {t}, r16 all targets, {threads} threads: {secs:.1} s, loss {:.4}, grad norm {norm:.3e}", loss / n as f64);
+    print!("{}", prof::table(&phases, secs, &[("clip grad norm", clip), ("AdamW", adamw)]));
     println!("| engine | train tok/s (seq {t}) | pp{t} tok/s | peak RSS |");
     println!("|---|---:|---:|---:|");
     println!("| finetune | {:.2} | | {} (before loading: {}) |", t as f64 / secs, human(peak), human(rss_before));

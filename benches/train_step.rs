@@ -14,7 +14,7 @@ use std::time::Instant;
 use finetune::bench::{step_inputs, StepInputs};
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
-use finetune::prof::{self, Phase, PHASES};
+use finetune::prof::{self, PHASES};
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
@@ -58,16 +58,7 @@ fn main() {
     prof::set_enabled(false);
     let tot = median(total);
     println!("train_step: {} seq {t}, r16 all targets, {threads} threads, keep {keep} bytes, median of {reps}", path.display());
-    println!("| phase | ms | % of step |");
-    println!("|---|---:|---:|");
-    for (i, p) in PHASES.iter().enumerate() {
-        let s = median(per[i].clone());
-        let name = match p {
-            Phase::Forward | Phase::Loss | Phase::Recompute | Phase::Backward => format!("{p:?}"),
-            _ => format!("  {p:?}"),
-        };
-        println!("| {name} | {:.1} | {:.1}% |", s * 1e3, 100.0 * s / tot);
-    }
-    println!("| total step | {:.1} | 100% |", tot * 1e3);
+    let secs: Vec<f64> = per.iter().map(|v| median(v.clone())).collect();
+    print!("{}", prof::table(&secs, tot, &[]));
     println!("train tok/s (one sequence fwd+bwd): {:.1}", t as f64 / tot);
 }

@@ -33,10 +33,13 @@ pub enum Phase {
     BwdAttn,
     /// RMSNorm backward (block norms).
     BwdNorm,
+    /// Inside [`Phase::Loss`]: the output projection's forward and input backward
+    /// (`hidden·outputᵀ`, `dlogits·output`), the rest being the softmax rows.
+    LossProj,
 }
 
 /// All phases in table order.
-pub const PHASES: [Phase; 11] = [
+pub const PHASES: [Phase; 12] = [
     Phase::Forward,
     Phase::Loss,
     Phase::Recompute,
@@ -48,10 +51,11 @@ pub const PHASES: [Phase; 11] = [
     Phase::BwdLora,
     Phase::BwdAttn,
     Phase::BwdNorm,
+    Phase::LossProj,
 ];
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
-static NANOS: [AtomicU64; 11] = [const { AtomicU64::new(0) }; 11];
+static NANOS: [AtomicU64; PHASES.len()] = [const { AtomicU64::new(0) }; PHASES.len()];
 
 /// Turn timing on or off.
 pub fn set_enabled(on: bool) {
@@ -83,4 +87,37 @@ impl Drop for Span {
 #[inline]
 pub fn span(p: Phase) -> Span {
     Span(ENABLED.load(Ordering::Relaxed).then(|| (p, Instant::now())))
+}
+
+/// A markdown table (`| phase | s | % |`) of one step's phases: `secs[i]` is the time of
+/// `PHASES[i]`, `total` the step's wall time, `extra` further timed rows outside the step's
+/// phases (clipping, AdamW; they count towards `total`). Adds the derived rows "loss softmax
+/// rows" (`Loss − LossProj`) and "other" (the step less every leaf phase: norms in the
+/// forward, RoPE, GLU, residual adds, embedding, copies and allocation).
+pub fn table(secs: &[f64], total: f64, extra: &[(&str, f64)]) -> String {
+    assert_eq!(secs.len(), PHASES.len(), "prof::table: one time per phase");
+    let at = |p: Phase| secs[p as usize];
+    let mut rows: Vec<(String, f64)> = Vec::new();
+    for &p in &PHASES {
+        let name = match p {
+            Phase::Forward | Phase::Loss | Phase::Recompute | Phase::Backward => format!("{p:?}"),
+            _ => format!("  {p:?}"),
+        };
+        rows.push((name, at(p)));
+    }
+    rows.push(("  loss softmax rows".into(), at(Phase::Loss) - at(Phase::LossProj)));
+    let leaves =
+        [Phase::FwdMatmul, Phase::FwdLora, Phase::FwdAttn, Phase::BwdMatmul, Phase::BwdLora, Phase::BwdAttn, Phase::BwdNorm, Phase::Loss];
+    let mut other = total - leaves.iter().map(|&p| at(p)).sum::<f64>();
+    for &(name, s) in extra {
+        rows.push((name.to_string(), s));
+        other -= s;
+    }
+    rows.push(("other (fwd norms, rope, glu, residual, copies)".into(), other));
+    let mut out = String::from("| phase | s | % of step |\n|---|---:|---:|\n");
+    for (name, s) in rows {
+        out += &format!("| {name} | {s:.3} | {:.1}% |\n", 100.0 * s / total);
+    }
+    out += &format!("| total step | {total:.3} | 100% |\n");
+    out
 }

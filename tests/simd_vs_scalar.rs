@@ -1,5 +1,5 @@
 //! Every SIMD decoder must agree bit for bit with its scalar reference, on random blocks with
-//! extreme scales. (x86-64: the AVX2 kernels against the scalar references.)
+//! extreme scales. (x86-64: the AVX2 and AVX-512 kernels against the scalar references.)
 #![cfg(target_arch = "x86_64")]
 mod common;
 
@@ -37,6 +37,38 @@ fn avx2_decoders_match_scalar_bit_for_bit() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} types have AVX2 decoders");
+}
+
+#[test]
+fn avx512_decoders_match_scalar_bit_for_bit() {
+    if !finetune::quant::x86::avx512_available() {
+        eprintln!("SKIPPED avx512_decoders_match_scalar_bit_for_bit: this CPU has no AVX-512F/BW/VL");
+        return;
+    }
+    let mut rng = Rng(0x512);
+    let mut checked = Vec::new();
+    for ty in common::random_blocks::decodable_types() {
+        let Some(simd) = quant::kernels_for(Isa::Avx2Vnni, ty).filter(|k| k.path == "avx512").and_then(|k| k.decode) else {
+            continue;
+        };
+        for n_blocks in [1usize, 3, 4096] {
+            let bytes = common::random_blocks::random_blocks(ty, n_blocks, &mut rng);
+            let n = n_blocks * ty.block_size();
+            let (mut a, mut b) = (vec![0f32; n], vec![f32::NAN; n]);
+            quant::decode_scalar(ty, &bytes, &mut a).unwrap();
+            simd(&bytes, &mut b);
+            for i in 0..n {
+                assert_eq!(a[i].to_bits(), b[i].to_bits(), "{ty}: element {i} scalar {} vs avx512 {}", a[i], b[i]);
+            }
+        }
+        checked.push(ty.name());
+    }
+    eprintln!("AVX-512 decoders checked: {checked:?}");
+    // Every AVX-512 CPU seen so far has VNNI too; the table gives these four the wide decoder
+    // (built with rustc ≥ 1.89: `cfg(finetune_avx512)` from build.rs).
+    if cfg!(finetune_avx512) && quant::Isa::Avx2Vnni.supported() {
+        assert_eq!(checked, ["Q5_0", "Q8_0", "Q4_K", "Q6_K"], "AVX-512 decoders checked");
+    }
 }
 
 /// Activation rows with a spread of magnitudes, exact ties (x·127/amax landing on .5), zeros.

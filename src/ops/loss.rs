@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, matmul_backward_input};
 use super::vexp::exp_sub;
+use crate::prof::{span, Phase};
 use crate::weights::QuantWeight;
 
 /// Rows of logits computed at a time.
@@ -50,12 +51,15 @@ pub fn cross_entropy(
             continue;
         }
         let lg = &mut logits[..(r1 - r0) * nv];
+        let sp = span(Phase::LossProj);
         matmul(output, &hidden[r0 * e..r1 * e], lg);
+        drop(sp);
         let rows: Vec<f64> =
             lg.par_chunks_mut(nv).zip(tg.par_iter()).map(|(row, &target)| row_loss(row, target, softcap, scale, grad)).collect();
         loss += rows.iter().sum::<f64>();
         count += tg.iter().filter(|&&x| x >= 0).count();
         if let Some(d) = dhidden.as_deref_mut() {
+            let _s = span(Phase::LossProj);
             matmul_backward_input(output, lg, &mut d[r0 * e..r1 * e]);
         }
     }
