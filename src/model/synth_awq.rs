@@ -98,8 +98,11 @@ fn stream(s: &mut SafetensorsStream, buf: &mut Vec<u8>, mut n: usize, fill: Fill
     Ok(())
 }
 
-/// Every tensor in file order: HF name, dtype, shape, values.
-fn layout(spec: &SynthSpec, n_vocab: usize, group: usize) -> Result<Vec<(String, Dtype, Vec<usize>, Fill)>> {
+/// One tensor: HF name, dtype, shape, values.
+type Planned = (String, Dtype, Vec<usize>, Fill);
+
+/// Every tensor in file order.
+fn layout(spec: &SynthSpec, n_vocab: usize, group: usize) -> Result<Vec<Planned>> {
     let a = spec.arch.as_str();
     if !["llama", "qwen2", "qwen3"].contains(&a) {
         return Err(Error::usage(format!("synthetic AWQ directories are written for llama, qwen2 and qwen3, not {a}")));
