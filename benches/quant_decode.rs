@@ -1,7 +1,8 @@
 //! Decode throughput per type, single thread: our scalar reference, our AVX2 path, our AVX-512
 //! path (the hot types, where the CPU has AVX-512), and ggml's C
 //! `dequantize_row_*` (the anchor, from the llama.cpp build in the oracle venv) on the same
-//! blocks in the same run. Run: `cargo bench --bench quant_decode`.
+//! blocks in the same run; then GPTQ and AWQ-GEMM decode (scalar and AVX2). Run: `cargo bench
+//! --bench quant_decode` (`QUANT_DECODE_HF_ONLY=1`: only the GPTQ/AWQ part, no anchor needed).
 //! Set FINETUNE_PYTHON to the oracle venv's python, or run `bash tests/oracle/setup.sh` first.
 #[path = "../tests/common/random_blocks.rs"]
 mod random_blocks;
@@ -38,6 +39,9 @@ fn oracle_python() -> PathBuf {
 
 fn main() {
     let mut rng = Rng(1);
+    if std::env::var_os("QUANT_DECODE_HF_ONLY").is_some() {
+        return hf_packed(&mut rng);
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-decode");
     std::fs::create_dir_all(&dir).unwrap();
     let target_bytes = 8 << 20;
@@ -132,11 +136,13 @@ fn cache_resident(rng: &mut Rng) {
     }
 }
 
-/// GPTQ and AWQ-GEMM `decode_rows` in 16-row panels (as the float matmul asks for them) on a
-/// 4096 × 4096 matrix of random codes, group 128, single thread.
+/// GPTQ and AWQ-GEMM decode on a 4096 × 4096 matrix of random codes, group 128, single thread,
+/// as training asks for it: `decode_rows` in 16-row panels (forward) and `decode_cols` of
+/// 512-column ranges of one row, and 32-row × 512-column blocks (the backward's
+/// `decode_block`), scalar reference and AVX2 path.
 fn hf_packed(rng: &mut Rng) {
     use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter};
-    use finetune::weights::{awq, gptq};
+    use finetune::weights::{AwqMatrix, GptqMatrix, QuantWeight};
     let (k, n, g) = (4096usize, 4096usize, 128usize);
     let mut bytes = |len: usize| (0..len).map(|_| (rng.next_u64() >> 24) as u8).collect::<Vec<u8>>();
     let scales: Vec<u8> = (0..k / g * n).flat_map(|_| half::f16::from_f32(0.01).to_le_bytes()).collect();
@@ -150,19 +156,40 @@ fn hf_packed(rng: &mut Rng) {
     let st = SafetensorsFile::from_bytes("bench.safetensors", w.to_bytes()).unwrap();
     let get = |name: &str| st.get(name);
     let q = serde_json::json!({"bits": 4, "group_size": g, "desc_act": false, "sym": false, "version": "gemm"});
-    let mats: [(&str, finetune::weights::Weight); 2] =
-        [("GPTQ 4-bit g128", gptq::open(&get, "g", &q, k, n).unwrap()), ("AWQ-GEMM 4-bit g128", awq::open(&get, "a", &q, k, n).unwrap())];
+    let gptq = |simd| Box::new(GptqMatrix::open(&get, "g", &q, k, n).unwrap().with_simd(simd)) as Box<dyn QuantWeight>;
+    let awq = |simd| Box::new(AwqMatrix::open(&get, "a", &q, k, n).unwrap().with_simd(simd)) as Box<dyn QuantWeight>;
     println!();
-    println!("Hugging Face packed weights: decode_rows in 16-row panels, {n} × {k}, 1 thread");
-    println!("| format | Melem/s |");
-    println!("|---|---|");
+    println!("Hugging Face packed weights, {n} × {k}, 1 thread (Melem/s): decode_rows in 16-row panels (forward), decode_cols 512 columns of one row, blocks of 32 rows × 512 columns (backward)");
+    println!("| format | path | decode_rows | decode_cols | backward blocks |");
+    println!("|---|---|---:|---:|---:|");
     let mut out = vec![0f32; 16 * k];
-    for (name, m) in mats {
-        let t = best_of(3, || {
+    for (name, simd, m) in [
+        ("GPTQ 4-bit g128", false, gptq(false)),
+        ("GPTQ 4-bit g128", true, gptq(true)),
+        ("AWQ-GEMM 4-bit g128", false, awq(false)),
+        ("AWQ-GEMM 4-bit g128", true, awq(true)),
+    ] {
+        let rows = best_of(3, || {
             for r in (0..n).step_by(16) {
                 m.decode_rows(r, r + 16, &mut out);
             }
         });
-        println!("| {name} | {:.0} |", (n * k) as f64 / t / 1e6);
+        let cols = best_of(3, || {
+            for c0 in (0..k).step_by(512) {
+                for r in 0..n {
+                    m.decode_cols(r, c0, c0 + 512, &mut out[..512]);
+                }
+            }
+        });
+        let back = best_of(3, || {
+            for c0 in (0..k).step_by(512) {
+                for r0 in (0..n).step_by(32) {
+                    m.decode_block(r0, r0 + 32, c0, c0 + 512, &mut out);
+                }
+            }
+        });
+        let path = if simd { "AVX2" } else { "scalar" };
+        let rate = |t: f64| format!("{:.0}", (n * k) as f64 / t / 1e6);
+        println!("| {name} | {path} | {} | {} | {} |", rate(rows), rate(cols), rate(back));
     }
 }

@@ -1,15 +1,23 @@
 //! One LoRA training step (forward, chunked loss, checkpointed backward, clipping, AdamW) at
-//! 7B scale: a generated Qwen2-7B-shaped Q4_K_M file (random weights, real shapes and types,
-//! see `finetune::model::synth::write_q4_k_m_like`), LoRA r16 on all seven projections. Reports
-//! train tokens/s, its phase breakdown (`finetune::prof`), the peak RSS of this process (bar: ≤ 6 GiB) beside the planner's estimate,
-//! and llama.cpp's ppN on the same file and thread count when a python with llama-cpp-python is
+//! 7B scale, on generated Qwen2-7B-shaped models (random weights, real shapes): a Q4_K_M GGUF
+//! (`finetune::model::synth::write_q4_k_m_like`) and an AWQ-GEMM 4-bit g128 Hugging Face
+//! directory (`finetune::model::synth_awq::write_awq_like`). LoRA r16 on all seven projections.
+//! Each format runs in a child process of its own, so each peak RSS (VmHWM) is that format's
+//! alone; each prints its phase breakdown (`finetune::prof`); the table gives train tokens/s,
+//! peak RSS (bar: ≤ 6 GiB) and the ratio to Q4_K_M, and
+//! llama.cpp's ppN on the GGUF at the same thread count when a python with llama-cpp-python is
 //! given.
 //!
 //! Run: `cargo bench --bench train_7b` with env
-//! - `TRAIN7B_MODEL`: the file (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`); written
-//!   first (≈ 4.5 GB, streamed tensor by tensor) when missing;
-//! - `TRAIN7B_TOKENIZER`: a GGUF whose `tokenizer.*` keys the generated file copies (default
-//!   `models/SmolLM2-135M-Instruct.Q4_1.gguf`);
+//! - `TRAIN7B_FORMATS`: comma-separated `q4_k_m`, `awq` (default both, in that order);
+//! - `TRAIN7B_MODEL`: the GGUF (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`), written
+//!   first (≈ 4.7 GB, streamed tensor by tensor) when missing;
+//! - `TRAIN7B_AWQ`: the AWQ directory (default `~/.cache/finetune/qwen2-7b-shape-awq`), written
+//!   first (≈ 5.6 GB, streamed) when missing;
+//! - `TRAIN7B_TOKENIZER`: a GGUF whose `tokenizer.*` keys the generated GGUF copies (default
+//!   `models/SmolLM2-135M-Instruct.Q4_1.gguf`); `TRAIN7B_HF_TOKENIZER`: a Hugging Face directory
+//!   whose `tokenizer.json` / `tokenizer_config.json` the AWQ directory copies (default
+//!   `~/.cache/finetune/hf/smollm2-135m/bf16`; absent: none copied, training needs none);
 //! - `TRAIN7B_SEQ` (512), `TRAIN7B_THREADS` (2), `TRAIN7B_KEEP` (bytes of kept intermediates,
 //!   default as `finetune --keep-activations`);
 //! - `TRAIN7B_PYTHON`: python for the llama.cpp anchor (`tests/oracle/oracle.py bench-llama`);
@@ -18,18 +26,22 @@
 //! The step's B matrices are small random values (a fresh adapter has B = 0, which would skip
 //! most of the LoRA backward).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use finetune::bench::{step_inputs, StepInputs};
-use finetune::gguf::{GgufFile, GgufModel};
+use finetune::gguf::GgufFile;
 use finetune::lora::Target;
 use finetune::model::synth::{write_q4_k_m_like, SynthSpec};
-use finetune::model::Model;
+use finetune::model::synth_awq::{qwen2_7b_awq_dir, write_awq_like};
+use finetune::model_file::ModelFile;
 use finetune::prof::{self, PHASES};
 use finetune::train::block::{SeqView, StepOptions, Trainable, DEFAULT_KEEP_BYTES};
 use finetune::train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use finetune::train::plan::{human, plan};
+
+const N_VOCAB: usize = 152_064;
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
@@ -40,33 +52,53 @@ fn peak_rss() -> u64 {
     finetune::util::proc::peak_rss_bytes().unwrap_or(0)
 }
 
-fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let home = PathBuf::from(std::env::var("HOME").expect("HOME"));
-    let path =
-        std::env::var("TRAIN7B_MODEL").map(PathBuf::from).unwrap_or_else(|_| home.join(".cache/finetune/qwen2-7b-shape-q4_k_m.gguf"));
-    let t: usize = env_or("TRAIN7B_SEQ", 512);
-    let threads: usize = env_or("TRAIN7B_THREADS", 2);
-    let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
+fn cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/finetune")
+}
 
-    if !path.exists() {
+fn model_path(format: &str) -> PathBuf {
+    match format {
+        "q4_k_m" => std::env::var("TRAIN7B_MODEL").map(PathBuf::from).unwrap_or_else(|_| cache().join("qwen2-7b-shape-q4_k_m.gguf")),
+        "awq" => std::env::var("TRAIN7B_AWQ").map(PathBuf::from).unwrap_or_else(|_| qwen2_7b_awq_dir(&cache())),
+        other => panic!("TRAIN7B_FORMATS: unknown format '{other}' (q4_k_m, awq)"),
+    }
+}
+
+/// Write the model of `format` at `path` unless it is there.
+fn ensure(format: &str, path: &Path) {
+    if path.exists() {
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).expect("model folder");
+    }
+    let t0 = Instant::now();
+    let n = if format == "q4_k_m" {
         let tok_path =
             std::env::var("TRAIN7B_TOKENIZER").map(PathBuf::from).unwrap_or_else(|_| root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         let tok = GgufFile::open(&tok_path).unwrap_or_else(|e| panic!("{}: {e}", tok_path.display()));
-        if let Some(d) = path.parent() {
-            std::fs::create_dir_all(d).expect("model directory");
+        write_q4_k_m_like(&SynthSpec::qwen2_7b(), N_VOCAB, &tok, path).expect("writing the 7B-shaped GGUF")
+    } else {
+        let tok = std::env::var("TRAIN7B_HF_TOKENIZER").map(PathBuf::from).unwrap_or_else(|_| cache().join("hf/smollm2-135m/bf16"));
+        let tok = tok.join("tokenizer.json").is_file().then_some(tok);
+        if tok.is_none() {
+            println!("note: no Hugging Face tokenizer found; the AWQ directory gets none (training does not need one)");
         }
-        let t0 = Instant::now();
-        let n = write_q4_k_m_like(&SynthSpec::qwen2_7b(), 152_064, &tok, &path).expect("writing the 7B-shaped model");
-        println!("wrote {} ({}) in {:.0} s", path.display(), human(n), t0.elapsed().as_secs_f64());
-    }
+        write_awq_like(&SynthSpec::qwen2_7b(), N_VOCAB, 128, tok.as_deref(), path).expect("writing the 7B-shaped AWQ directory")
+    };
+    println!("wrote {} ({}) in {:.0} s", path.display(), human(n), t0.elapsed().as_secs_f64());
+}
+
+/// One measured step on `format`'s model; prints `RESULT <tok/s> <peak bytes>` last.
+fn child(format: &str, t: usize, threads: usize, keep: u64) {
+    let path = model_path(format);
     let rss_before = peak_rss();
-    let g = GgufModel::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let model = Model::load(&g).expect("model");
+    let mf = ModelFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let model = mf.load().expect("model");
     let c = &model.cfg;
     println!(
-        "model: {} ({} layers, n_embd {}, n_ff {}, {} heads / {} kv, vocab {})",
+        "[{format}] model: {} ({} layers, n_embd {}, n_ff {}, {} heads / {} kv, vocab {})",
         path.display(),
         c.n_layer,
         c.n_embd,
@@ -75,15 +107,12 @@ fn main() {
         c.n_head_kv,
         c.n_vocab
     );
-    let estimate = plan(&model, &Target::ALL, 16, t, t, keep);
-    println!("memory plan: {estimate}");
-
+    println!("[{format}] memory plan: {}", plan(&model, &Target::ALL, 16, t, t, keep));
     let StepInputs { mut lora, tokens, labels, positions } = step_inputs(&model, t);
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
     let tr = Trainable::new(&model);
-
     prof::set_enabled(true);
     prof::reset();
     let t0 = Instant::now();
@@ -100,21 +129,61 @@ fn main() {
     let phases: Vec<f64> = PHASES.iter().map(|&p| prof::seconds(p)).collect();
     let peak = peak_rss();
     assert!(loss.is_finite() && norm.is_finite(), "loss {loss}, grad norm {norm}");
-    println!("one step, seq {t}, r16 all targets, {threads} threads: {secs:.1} s, loss {:.4}, grad norm {norm:.3e}", loss / n as f64);
+    println!(
+        "[{format}] one step, seq {t}, r16 all targets, {threads} threads: {secs:.1} s, loss {:.4}, grad norm {norm:.3e}, RSS before loading {}",
+        loss / n as f64,
+        human(rss_before)
+    );
     print!("{}", prof::table(&phases, secs, &[("clip grad norm", clip), ("AdamW", adamw)]));
-    println!("| engine | train tok/s (seq {t}) | pp{t} tok/s | peak RSS |");
-    println!("|---|---:|---:|---:|");
-    println!("| finetune | {:.2} | | {} (before loading: {}) |", t as f64 / secs, human(peak), human(rss_before));
-    if let Ok(py) = std::env::var("TRAIN7B_PYTHON") {
-        let oracle = root.join("tests/oracle/oracle.py");
-        match finetune::bench::measure_llama_cpp(py.as_ref(), &oracle, &path, t, 0, threads, 1) {
-            Ok(s) => {
-                println!("| llama.cpp (inference) | | {:.2} | |", s.pp);
-                println!("train tok/s / llama.cpp pp{t}: {:.3}", t as f64 / secs / s.pp);
+    println!("RESULT {} {peak}", t as f64 / secs);
+}
+
+fn main() {
+    let t: usize = env_or("TRAIN7B_SEQ", 512);
+    let threads: usize = env_or("TRAIN7B_THREADS", 2);
+    let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);
+    if let Ok(format) = std::env::var("TRAIN7B_CHILD") {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
+        return child(&format, t, threads, keep);
+    }
+    let formats: Vec<String> = std::env::var("TRAIN7B_FORMATS")
+        .unwrap_or_else(|_| "q4_k_m,awq".into())
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for f in &formats {
+        ensure(f, &model_path(f));
+    }
+    let exe = std::env::current_exe().expect("own executable");
+    let mut rows: Vec<(String, f64, u64)> = Vec::new();
+    for f in &formats {
+        let out = Command::new(&exe).env("TRAIN7B_CHILD", f).stderr(Stdio::inherit()).output().expect("start the child step");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut result = None;
+        for line in text.lines() {
+            match line.strip_prefix("RESULT ") {
+                Some(r) => result = r.split_once(' ').and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<u64>().ok()?))),
+                None => println!("{line}"),
             }
+        }
+        let (tps, peak) = result.unwrap_or_else(|| panic!("[{f}] the step failed ({})", out.status));
+        rows.push((f.clone(), tps, peak));
+    }
+    let base = rows.iter().find(|r| r.0 == "q4_k_m").map(|r| r.1);
+    println!("one training step, Qwen2-7B shapes, seq {t}, r16 on all seven projections, {threads} threads, one process per format");
+    println!("| format | train tok/s | peak RSS | ≤ 6 GiB | tok/s ÷ Q4_K_M |");
+    println!("|---|---:|---:|---|---:|");
+    for (f, tps, peak) in &rows {
+        let ratio = base.map_or("–".into(), |b| format!("{:.2}×", tps / b));
+        let ok = if *peak <= 6u64 << 30 { "yes" } else { "EXCEEDS" };
+        println!("| {f} | {tps:.2} | {} | {ok} | {ratio} |", human(*peak));
+    }
+    if let (Ok(py), Some(b)) = (std::env::var("TRAIN7B_PYTHON"), base) {
+        let oracle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
+        match finetune::bench::measure_llama_cpp(py.as_ref(), &oracle, &model_path("q4_k_m"), t, 0, threads, 1) {
+            Ok(s) => println!("llama.cpp pp{t} on the GGUF (inference): {:.2} tok/s; Q4_K_M train tok/s ÷ that: {:.3}", s.pp, b / s.pp),
             Err(e) => println!("llama.cpp anchor failed: {e}"),
         }
     }
-    let limit = 6u64 << 30;
-    println!("peak RSS {} the 6 GiB bar", if peak <= limit { "is within" } else { "EXCEEDS" });
 }

@@ -13,6 +13,7 @@ pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
 pub mod synth;
+pub mod synth_awq;
 pub mod trace;
 
 pub use config::{Arch, Config, ModelError};

@@ -42,7 +42,7 @@ pub struct SynthSpec {
 }
 
 /// Uniform in [−1, 1), from the top 24 bits.
-fn sym(rng: &mut SplitMix64) -> f32 {
+pub(crate) fn sym(rng: &mut SplitMix64) -> f32 {
     ((rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
 }
 

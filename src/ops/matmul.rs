@@ -150,9 +150,7 @@ fn backward_input_part(w: &dyn QuantWeight, dy: &[f32], t: usize, c0: usize, c1:
     let mut packed = vec![0f32; n_sl * NR * kp];
     for p0 in (o0..o1).step_by(kp) {
         let nrows = kp.min(o1 - p0);
-        for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
-            w.decode_cols(p0 + r, c0, c1, out);
-        }
+        w.decode_block(p0, p0 + nrows, c0, c1, &mut rows[..nrows * wc]);
         pack_cols(&rows[..nrows * wc], wc, nrows, 0, wc, NR * kp, &mut packed);
         for m0 in (0..t).step_by(MR) {
             let mr = MR.min(t - m0);

@@ -9,17 +9,20 @@
 //! * [`ShardedSafetensors`] opens a sharded checkpoint directory (`model.safetensors.index.json`
 //!   and its shards) and finds a tensor by name in whichever shard holds it.
 //! * [`SafetensorsWriter`] builds a file (header padded with spaces to a multiple of 8 bytes,
-//!   as the reference writer does) and writes it atomically.
+//!   as the reference writer does) and writes it atomically; [`SafetensorsPlan`] streams one too
+//!   large for memory (tensors declared first, data written in pieces).
 //!
 //! Every error is an [`Error::Format`](crate::Error::Format) naming the file and, where it
 //! applies, the tensor.
 
 mod reader;
 mod sharded;
+mod stream;
 mod writer;
 
 pub use reader::{SafetensorsFile, TensorInfo, TensorView};
 pub use sharded::{ShardedSafetensors, INDEX_FILE, SINGLE_FILE};
+pub use stream::{SafetensorsPlan, SafetensorsStream};
 pub use writer::{write_atomic, SafetensorsWriter};
 
 use crate::quant::GgmlType;

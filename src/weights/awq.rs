@@ -29,6 +29,8 @@ pub struct AwqMatrix<'a> {
     qweight: &'a [u8],
     qzeros: &'a [u8],
     scales: Scales<'a>,
+    /// Take the AVX2 path.
+    simd: bool,
 }
 
 /// Open the AWQ module `prefix` (`{prefix}.qweight`, `.qzeros`, `.scales`) as an
@@ -94,25 +96,72 @@ impl<'a> AwqMatrix<'a> {
             qweight: qweight.data,
             qzeros: qzeros.data,
             scales: Scales { data: sv.data, dtype: sv.dtype, n: n_out },
+            simd: simd_default(),
         })
     }
 
-    /// Decode columns `c0..c1` of row `n`.
-    fn decode_row(&self, n: usize, c0: usize, c1: usize, out: &mut [f32]) {
-        let (wcol, shift, nw) = (n / 8, 4 * REV[n % 8], self.n_out / 8);
-        let dt = self.scales.dtype;
-        let mut k = c0;
-        while k < c1 {
-            let g = k / self.group;
-            let z = ((word(self.qzeros, g * nw + wcol) >> shift) & 15) as f32;
-            let s = self.scales.get(g, n);
-            let end = ((g + 1) * self.group).min(c1);
-            for kk in k..end {
-                let q = ((word(self.qweight, kk * nw + wcol) >> shift) & 15) as f32;
-                out[kk - c0] = round_to(dt, (q - z) * s);
+    /// Use the AVX2 path where the CPU has it (`on`, the default) or the scalar reference
+    /// (`!on`); both give the same bits.
+    pub fn with_simd(mut self, on: bool) -> Self {
+        self.simd = on && simd_default();
+        self
+    }
+
+    /// The 16 possible weights of output `n` in group `g`: `(q − z)·s` rounded, for q = 0..16.
+    #[inline]
+    fn lut(&self, g: usize, n: usize) -> [f32; 16] {
+        let z = ((word(self.qzeros, g * (self.n_out / 8) + n / 8) >> (4 * REV[n % 8])) & 15) as f32;
+        let (s, dt) = (self.scales.get(g, n), self.scales.dtype);
+        std::array::from_fn(|q| round_to(dt, (q as f32 - z) * s))
+    }
+
+    /// Decode rows `r0..r1`, columns `c0..c1` into `out` (row stride `c1 − c0`). Eight
+    /// consecutive rows share each word: they are decoded together so a word is read once.
+    fn block(&self, r0: usize, r1: usize, c0: usize, c1: usize, out: &mut [f32]) {
+        let (ld, nw) = (c1 - c0, self.n_out / 8);
+        let mut n = r0;
+        while n < r1 && ld > 0 {
+            let wcol = n / 8;
+            let hi = (8 * wcol + 8).min(r1);
+            let rows = hi - n;
+            let base = (n - r0) * ld;
+            let shifts: [u32; 8] = std::array::from_fn(|i| 4 * REV[(n + i) % 8]);
+            let mut k = c0;
+            while k < c1 {
+                // The 16 possible weights of each row in this group, then lookups.
+                let g = k / self.group;
+                let end = ((g + 1) * self.group).min(c1);
+                let luts: [[f32; 16]; 8] = std::array::from_fn(|i| if i < rows { self.lut(g, n + i) } else { [0.0; 16] });
+                #[allow(unused_mut)]
+                let mut done = 0;
+                #[cfg(target_arch = "x86_64")]
+                if self.simd {
+                    let o = &mut out[base + k - c0..];
+                    // SAFETY: `simd` is set only where AVX2 is available.
+                    done = unsafe { super::packed_x86::awq_rows(self.qweight, nw, wcol, k, end - k, &shifts, &luts, rows, o, ld) };
+                }
+                for kk in k + done..end {
+                    let w = word(self.qweight, kk * nw + wcol);
+                    for i in 0..rows {
+                        out[base + i * ld + kk - c0] = luts[i][((w >> shifts[i]) & 15) as usize];
+                    }
+                }
+                k = end;
             }
-            k = end;
+            n = hi;
         }
+    }
+}
+
+/// Whether new matrices take the AVX2 path.
+fn simd_default() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::packed_x86::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -130,41 +179,15 @@ impl QuantWeight for AwqMatrix<'_> {
         self.qweight.len() + self.qzeros.len() + self.scales.data.len()
     }
     fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        // Eight consecutive rows share each word: decode them together so a word is read once.
-        let k = self.n_in;
-        let nw = self.n_out / 8;
-        let dt = self.scales.dtype;
-        let mut n = r0;
-        while n < r1 {
-            let wcol = n / 8;
-            let hi = (8 * wcol + 8).min(r1);
-            let base = (n - r0) * k;
-            for g in 0..k / self.group {
-                // The 16 possible weights of each row in this group (`(q − z)·s` rounded, the
-                // same arithmetic as per weight), then lookups.
-                let zw = word(self.qzeros, g * nw + wcol);
-                let mut lut = [[0f32; 16]; 8];
-                for (i, r) in (n..hi).enumerate() {
-                    let z = ((zw >> (4 * REV[r % 8])) & 15) as f32;
-                    let s = self.scales.get(g, r);
-                    for (q, v) in lut[i].iter_mut().enumerate() {
-                        *v = round_to(dt, (q as f32 - z) * s);
-                    }
-                }
-                for kk in g * self.group..(g + 1) * self.group {
-                    let w = word(self.qweight, kk * nw + wcol);
-                    for (i, r) in (n..hi).enumerate() {
-                        out[base + i * k + kk] = lut[i][((w >> (4 * REV[r % 8])) & 15) as usize];
-                    }
-                }
-            }
-            n = hi;
-        }
+        self.block(r0, r1, 0, self.n_in, out);
+    }
+    fn decode_block(&self, r0: usize, r1: usize, c0: usize, c1: usize, out: &mut [f32]) {
+        self.block(r0, r1, c0, c1, out);
     }
     fn col_block(&self) -> usize {
         32
     }
     fn decode_cols(&self, r: usize, c0: usize, c1: usize, out: &mut [f32]) {
-        self.decode_row(r, c0, c1, &mut out[..c1 - c0]);
+        self.block(r, r + 1, c0, c1, &mut out[..c1 - c0]);
     }
 }

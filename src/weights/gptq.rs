@@ -52,6 +52,10 @@ pub struct GptqMatrix<'a> {
     g_idx: Vec<u32>,
     n_groups: usize,
     zeros: Zeros,
+    /// `g_idx[k] = k / group` for every k (no act-order): groups are runs of columns.
+    ordered: bool,
+    /// Take the AVX2 path (4-bit, ordered groups).
+    simd: bool,
 }
 
 /// Open the GPTQ module `prefix` (`{prefix}.qweight`, `.qzeros`, `.scales`, `.g_idx`) as an
@@ -134,6 +138,7 @@ impl<'a> GptqMatrix<'a> {
             (false, 3) => Zeros::FieldAdd,
             (false, b) => Zeros::WordAdd((0..32 / b).fold(0u32, |acc, i| acc | 1 << (b * i))),
         };
+        let ordered = g_idx.iter().enumerate().all(|(k, &g)| g as usize == k / group);
         let w = GptqMatrix {
             bits,
             group,
@@ -144,8 +149,10 @@ impl<'a> GptqMatrix<'a> {
             zw,
             scales: Scales { data: sv.data, dtype: sv.dtype, n: n_out },
             g_idx,
+            ordered,
             n_groups,
             zeros,
+            simd: simd_default(),
         };
         // Once per process: a model has this in many modules.
         static WARNED: AtomicBool = AtomicBool::new(false);
@@ -218,25 +225,70 @@ impl<'a> GptqMatrix<'a> {
         }
     }
 
-    /// Decode columns `c0..c1` (any range) of row `n`, `tab` being scratch space. At up to 4
-    /// bits every group's 2^b possible weights are computed once (`(q − z)·s` rounded, the same
-    /// arithmetic) and the codes look them up; at 8 bits each weight is computed.
-    fn decode(&self, n: usize, c0: usize, c1: usize, tab: &mut Vec<f32>, out: &mut [f32]) {
+    /// Use the AVX2 path where the CPU has it (`on`, the default) or the scalar reference
+    /// (`!on`); both give the same bits.
+    pub fn with_simd(mut self, on: bool) -> Self {
+        self.simd = on && simd_default();
+        self
+    }
+
+    /// Decode columns `c0..c1` (any range) of row `n`. At up to 4 bits each group's 2^b
+    /// possible weights are computed once (`(q − z)·s` rounded, the same arithmetic) and the
+    /// codes look them up; at 8 bits each weight is computed. No heap allocation: ordered
+    /// groups use a table on the stack, act-order a per-thread scratch table.
+    fn decode(&self, n: usize, c0: usize, c1: usize, out: &mut [f32]) {
         let dt = self.scales.dtype;
-        tab.clear();
-        if self.bits <= 4 {
-            let l = 1usize << self.bits;
-            for g in 0..self.n_groups {
+        let l = 1usize << self.bits;
+        if self.ordered && self.bits <= 4 {
+            let mut k = c0;
+            while k < c1 {
+                let g = k / self.group;
+                let end = ((g + 1) * self.group).min(c1);
                 let (z, s) = (self.zero(g, n) as f32, self.scales.get(g, n));
-                tab.extend((0..l).map(|q| round_to(dt, (q as f32 - z) * s)));
+                let lut: [f32; 16] = std::array::from_fn(|q| if q < l { round_to(dt, (q as f32 - z) * s) } else { 0.0 });
+                #[allow(unused_mut)]
+                let mut done = 0;
+                #[cfg(target_arch = "x86_64")]
+                if self.simd && self.bits == 4 && k % 8 == 0 {
+                    let o = &mut out[k - c0..end - c0];
+                    // SAFETY: `simd` is set only where AVX2 is available.
+                    done = unsafe { super::packed_x86::gptq4_column(self.qweight, self.n_out, n, k / 8, &lut, o) };
+                }
+                self.decode_row(n, k + done, end, |_, q| lut[q as usize], &mut out[k + done - c0..end - c0]);
+                k = end;
             }
-            self.decode_row(n, c0, c1, |g, q| tab[g * l + q as usize], out);
-        } else {
-            for g in 0..self.n_groups {
-                tab.extend([self.zero(g, n) as f32, self.scales.get(g, n)]);
-            }
-            self.decode_row(n, c0, c1, |g, q| round_to(dt, (q as f32 - tab[2 * g]) * tab[2 * g + 1]), out);
+            return;
         }
+        thread_local! {
+            static TAB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        TAB.with_borrow_mut(|tab| {
+            tab.clear();
+            if self.bits <= 4 {
+                for g in 0..self.n_groups {
+                    let (z, s) = (self.zero(g, n) as f32, self.scales.get(g, n));
+                    tab.extend((0..l).map(|q| round_to(dt, (q as f32 - z) * s)));
+                }
+                self.decode_row(n, c0, c1, |g, q| tab[g * l + q as usize], out);
+            } else {
+                for g in 0..self.n_groups {
+                    tab.extend([self.zero(g, n) as f32, self.scales.get(g, n)]);
+                }
+                self.decode_row(n, c0, c1, |g, q| round_to(dt, (q as f32 - tab[2 * g]) * tab[2 * g + 1]), out);
+            }
+        });
+    }
+}
+
+/// Whether new matrices take the AVX2 path.
+fn simd_default() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::packed_x86::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -254,16 +306,15 @@ impl QuantWeight for GptqMatrix<'_> {
         self.qweight.len() + self.qzeros.len() + self.scales.data.len() + 4 * self.g_idx.len()
     }
     fn decode_rows(&self, r0: usize, r1: usize, out: &mut [f32]) {
-        let mut tab = Vec::new();
         for (n, row) in (r0..r1).zip(out.chunks_exact_mut(self.n_in)) {
-            self.decode(n, 0, self.n_in, &mut tab, row);
+            self.decode(n, 0, self.n_in, row);
         }
     }
     fn col_block(&self) -> usize {
         32
     }
     fn decode_cols(&self, r: usize, c0: usize, c1: usize, out: &mut [f32]) {
-        self.decode(r, c0, c1, &mut Vec::new(), &mut out[..c1 - c0]);
+        self.decode(r, c0, c1, &mut out[..c1 - c0]);
     }
 }
 

@@ -23,6 +23,8 @@ pub mod gguf;
 pub mod gptq;
 pub mod hf;
 pub mod packed;
+#[cfg(target_arch = "x86_64")]
+pub mod packed_x86;
 
 pub use awq::AwqMatrix;
 pub use ctensors::PackQuantizedMatrix;
@@ -97,6 +99,16 @@ pub trait QuantWeight: Send + Sync + std::fmt::Debug {
     /// Decode columns `c0..c1` of row `r` into `out` (`c1 − c0` values); `c0` and `c1` are
     /// multiples of [`col_block`](Self::col_block) (or `c1 = n_in`).
     fn decode_cols(&self, r: usize, c0: usize, c1: usize, out: &mut [f32]);
+    /// Decode rows `r0..r1` restricted to columns `c0..c1` (bounds as for
+    /// [`decode_cols`](Self::decode_cols)) into `out`, row-major with stride `c1 − c0`. The
+    /// default decodes row by row; formats that share data between rows override it.
+    fn decode_block(&self, r0: usize, r1: usize, c0: usize, c1: usize, out: &mut [f32]) {
+        if c1 > c0 {
+            for (r, row) in (r0..r1).zip(out.chunks_exact_mut(c1 - c0)) {
+                self.decode_cols(r, c0, c1, row);
+            }
+        }
+    }
     /// The activation format an integer dot product on this weight expects (ggml's
     /// `vec_dot_type`: Q8_0, Q8_1 or Q8_K), if the format has such a path.
     fn dot_activation(&self) -> Option<GgmlType> {
