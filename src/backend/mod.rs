@@ -109,6 +109,14 @@ pub trait Backend: Sync {
     fn embed(&self, table: &dyn QuantWeight, tokens: &[u32], scale: Option<f32>, out: &mut Self::Buf);
     /// `y = x·Wᵀ` (`x` `[T, n_in]`, `y` `[T, n_out]`, overwritten).
     fn matmul(&self, w: &dyn QuantWeight, x: &Self::Buf, y: &mut Self::Buf);
+    /// [`Backend::matmul`] of several weights on the same `x` (`ys[i] = x·ws[i]ᵀ`), the same
+    /// values; a backend may run them together (the CPU's one-token forward: one parallel
+    /// region instead of one per weight).
+    fn matmul_many(&self, ws: &[&dyn QuantWeight], x: &Self::Buf, ys: &mut [&mut Self::Buf]) {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            self.matmul(*w, x, y);
+        }
+    }
     /// `out = rmsnorm(x)·w` per `n`-wide row.
     fn rms_norm(&self, x: &Self::Buf, out: &mut Self::Buf, n: usize, eps: f32, w: Option<&Self::Buf>);
     /// Rotate `n_heads` heads of `head_dim` in each row of `x`, row `t` at `positions[t]`.

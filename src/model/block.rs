@@ -141,6 +141,41 @@ impl<T> Model<'_, T> {
         {
             let _s = span(Phase::FwdMatmul);
             b.matmul(self.weight(il, target), x, y);
+        }
+        self.adapt(b, il, target, x, y, train)
+    }
+
+    /// [`Model::project`] of several targets on the same `x` (q, k, v or gate, up): the frozen
+    /// weights in one [`Backend::matmul_many`], then each target's adapters and LoRA as
+    /// [`Model::project`] adds them (the same values: every target is computed on its own).
+    pub fn project_many<B: Backend<Buf = T>, const N: usize>(
+        &self,
+        b: &B,
+        il: usize,
+        targets: [Target; N],
+        x: &T,
+        mut ys: [&mut T; N],
+        train: Option<(&LoraSet<T>, Option<Dropout>)>,
+    ) -> [Option<T>; N] {
+        {
+            let _s = span(Phase::FwdMatmul);
+            b.matmul_many(&targets.map(|t| self.weight(il, t)), x, &mut ys);
+        }
+        std::array::from_fn(|i| self.adapt(b, il, targets[i], x, ys[i], train))
+    }
+
+    /// The adapters (and the trainable LoRA) of [`Model::project`], added to `y = x·Wᵀ`.
+    fn adapt<B: Backend<Buf = T>>(
+        &self,
+        b: &B,
+        il: usize,
+        target: Target,
+        x: &T,
+        y: &mut T,
+        train: Option<(&LoraSet<T>, Option<Dropout>)>,
+    ) -> Option<T> {
+        {
+            let _s = span(Phase::FwdMatmul);
             for (set, user_scale) in &self.adapters {
                 if let Some(p) = set.get(il, target) {
                     let u = b.lora_down(p, x);
@@ -192,9 +227,8 @@ impl<T> Model<'_, T> {
         tr_("attn_norm", &xn1);
         let (mut q_pre, mut k_pre, mut v) = (b.zeros(t * qd), b.zeros(t * kd), b.zeros(t * vvd));
         let mut codes: [Option<T>; 7] = Default::default();
-        codes[0] = self.project(b, il, Target::Q, &xn1, &mut q_pre, tr);
-        codes[1] = self.project(b, il, Target::K, &xn1, &mut k_pre, tr);
-        codes[2] = self.project(b, il, Target::V, &xn1, &mut v, tr);
+        [codes[0], codes[1], codes[2]] =
+            self.project_many(b, il, [Target::Q, Target::K, Target::V], &xn1, [&mut q_pre, &mut k_pre, &mut v], tr);
         tr_("Qcur", &q_pre);
         tr_("Kcur", &k_pre);
         tr_("Vcur", &v);
@@ -259,8 +293,7 @@ impl<T> Model<'_, T> {
         b.rms_norm(&x1, &mut xn2, e, c.eps, Some(&l.ffn_norm));
         tr_("ffn_norm", &xn2);
         let (mut gate, mut up) = (b.zeros(t * c.n_ff), b.zeros(t * c.n_ff));
-        codes[4] = self.project(b, il, Target::Gate, &xn2, &mut gate, tr);
-        codes[5] = self.project(b, il, Target::Up, &xn2, &mut up, tr);
+        [codes[4], codes[5]] = self.project_many(b, il, [Target::Gate, Target::Up], &xn2, [&mut gate, &mut up], tr);
         tr_("ffn_gate", &gate);
         tr_("ffn_up", &up);
         let mut h = b.copy(&gate);

@@ -7,6 +7,7 @@
 //!
 //! Work split: rayon over chunks of weight rows; a chunk walks all activation rows, so its
 //! weight rows stay in L1 while the (small) quantized activations stream from L2.
+//! [`matmul_q8_many`] splits the chunks of several matrices in one parallel region.
 
 use rayon::prelude::*;
 
@@ -29,103 +30,155 @@ pub fn has_q8_path(w: &QMatrix) -> bool {
 /// `y[t, o] = Σ_i x[t, i]·W[o, i]` with activations quantized as llama.cpp does; `y` is
 /// overwritten.
 pub fn matmul_q8(w: &QMatrix, x: &[f32], y: &mut [f32]) {
-    let k = w.n_in;
-    let t = x.len() / k.max(1);
-    assert_eq!(x.len(), t * k, "x is not a whole number of rows");
-    assert_eq!(y.len(), t * w.n_out, "y has the wrong size");
-    if !has_q8_path(w) || t == 0 {
-        return matmul(w, x, y);
+    matmul_q8_many(&[*w], x, &mut [y]);
+}
+
+/// [`matmul_q8`] of several matrices on the same `x` (a block's q, k, v or gate, up) in ONE
+/// parallel region: the row chunks of all of them are split over the threads together, so a
+/// one-token forward pays one fork/join instead of one per matrix. Each output element is the
+/// same kernel call as in [`matmul_q8`], so the bits are the same.
+pub fn matmul_q8_many(ws: &[QMatrix], x: &[f32], ys: &mut [&mut [f32]]) {
+    assert_eq!(ws.len(), ys.len(), "one output per matrix");
+    let mut quantized = Vec::new();
+    for (w, y) in ws.iter().zip(ys.iter_mut()) {
+        let k = w.n_in;
+        let t = x.len() / k.max(1);
+        assert_eq!(x.len(), t * k, "x is not a whole number of rows");
+        assert_eq!(y.len(), t * w.n_out, "y has the wrong size");
+        if !has_q8_path(w) || t == 0 {
+            matmul(w, x, y);
+        } else {
+            quantized.push((w, &mut **y));
+        }
     }
+    let acts: Vec<Acts> = quantized.iter().map(|(w, _)| quantize_for(w, x)).collect();
+    let jobs: Vec<Job> = quantized.into_iter().zip(&acts).map(|((w, y), a)| job(w, a, x.len() / w.n_in, y)).collect();
+    let tasks: Vec<(usize, usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, job)| (0..job.n.div_ceil(job.chunk)).map(move |c| (j, c * job.chunk, ((c + 1) * job.chunk).min(job.n))))
+        .collect();
+    tasks.into_par_iter().for_each(|(j, r0, r1)| (jobs[j].rows)(r0, r1));
+}
+
+/// A matrix's activations, quantized for its kernels.
+enum Acts {
+    /// llama.cpp's 4-row interleaved Q8_K (for repacked weights).
+    Repacked(Vec<quant::q8::BlockQ8K>),
+    /// One row of the weight's `vec_dot_type` per activation row.
+    Rows(Q8Rows),
+}
+
+fn quantize_for(w: &QMatrix, x: &[f32]) -> Acts {
     let kern = quant::kernels(w.ty);
-    if let (Some(Repacked { gemv, gemm4 }), 0) = (kern.repacked, w.n_out % 8) {
-        // llama.cpp repacks these (CPU_REPACK): 4-row groups by its gemm, the t % 4 rest by gemv.
-        let a = quant::quantize_rows_4x8(x, k);
-        let r = |tt: usize| &a[tt * k / 256..(tt + 1) * k / 256];
-        return run_n(w, t, y, |row, tt| gemv(row, r(tt)), |row, tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
+    if let (Some(_), 0) = (kern.repacked, w.n_out % 8) {
+        return Acts::Repacked(quant::quantize_rows_4x8(x, w.n_in));
     }
+    Acts::Rows(quant::quantize_rows(kern.vec_dot_type.expect("checked by has_q8_path"), x, w.n_in))
+}
+
+/// One matrix's work: `rows(r0, r1)` writes output columns `r0..r1` of every token row.
+struct Job<'a> {
+    n: usize,
+    chunk: usize,
+    rows: Box<dyn Fn(usize, usize) + Sync + 'a>,
+}
+
+/// The kernels llama.cpp runs for `w` on `t` activation rows `a`, writing into `y`.
+fn job<'a>(w: &QMatrix<'a>, a: &'a Acts, t: usize, y: &'a mut [f32]) -> Job<'a> {
+    let k = w.n_in;
+    let kern = quant::kernels(w.ty);
+    let qa = match (a, kern.repacked) {
+        (Acts::Repacked(a), Some(Repacked { gemv, gemm4 })) => {
+            // llama.cpp repacks these (CPU_REPACK): 4-row groups by its gemm, the t % 4 rest by gemv.
+            let r = move |tt: usize| &a[tt * k / 256..(tt + 1) * k / 256];
+            return many(w, t, y, move |row, tt| gemv(row, r(tt)), move |row, tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
+        }
+        (Acts::Rows(qa), _) => qa,
+        (Acts::Repacked(_), None) => unreachable!("repacked activations for a type without a repacked kernel"),
+    };
     let act = kern.vec_dot_type.expect("checked by has_q8_path");
     let one = kern.vec_dot.expect("checked by has_q8_path");
-    let qa = quant::quantize_rows(act, x, k);
     let bpr = k / act.block_size();
-    match (one, &qa) {
+    match (one, qa) {
         (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
-            let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
+            let r = move |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             match (kern.vec_dot4, kern.vec_dot8) {
                 (_, Some(DotKernelN::Q8(f8))) if t >= 8 => {
-                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
+                    many(w, t, y, move |row, tt| f(row, r(tt)), move |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
                 }
                 (Some(DotKernelN::Q8(f4)), _) if t > 2 => {
-                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
+                    many(w, t, y, move |row, tt| f(row, r(tt)), move |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
                 }
-                _ => run(w, t, y, |row, tt| f(row, r(tt))),
+                _ => single(w, t, y, move |row, tt| f(row, r(tt))),
             }
         }
         (DotKernel::Q8K(f), Q8Rows::Q8K(a)) => {
-            let r = |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
+            let r = move |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             // llama.cpp's tiled K-quant matmul takes batches of 8 or more rows, in its own order.
             if let (Some(f1), true) = (kern.tiled, t >= 8) {
                 return match kern.tiled8 {
-                    Some(f8) => run_n(w, t, y, |row, tt| f1(row, [r(tt)])[0], |row, tt| f8(row, std::array::from_fn(|k| r(tt + k)))),
-                    None => run(w, t, y, |row, tt| f1(row, [r(tt)])[0]),
+                    Some(f8) => {
+                        many(w, t, y, move |row, tt| f1(row, [r(tt)])[0], move |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
+                    }
+                    None => single(w, t, y, move |row, tt| f1(row, [r(tt)])[0]),
                 };
             }
             match (kern.vec_dot4, kern.vec_dot8) {
                 (_, Some(DotKernelN::Q8K(f8))) if t >= 8 => {
-                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
+                    many(w, t, y, move |row, tt| f(row, r(tt)), move |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
                 }
                 (Some(DotKernelN::Q8K(f4)), _) if t > 2 => {
-                    run_n(w, t, y, |row, tt| f(row, r(tt)), |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
+                    many(w, t, y, move |row, tt| f(row, r(tt)), move |row, tt| f4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]))
                 }
-                _ => run(w, t, y, |row, tt| f(row, r(tt))),
+                _ => single(w, t, y, move |row, tt| f(row, r(tt))),
             }
         }
         _ => unreachable!("vec_dot_type and kernel disagree for {}", w.ty),
     }
 }
 
-fn run(w: &QMatrix, t: usize, y: &mut [f32], dot: impl Fn(&[u8], usize) -> f32 + Sync) {
-    let n = w.n_out;
-    let rb = w.row_bytes();
+/// One dot per (weight row, activation row).
+fn single<'a>(w: &QMatrix<'a>, t: usize, y: &'a mut [f32], dot: impl Fn(&[u8], usize) -> f32 + Sync + 'a) -> Job<'a> {
+    let (n, rb, data) = (w.n_out, w.row_bytes(), w.data);
     let threads = rayon::current_num_threads().max(1);
     let chunk = if t <= 2 { n.div_ceil(8 * threads).clamp(8, 512) } else { 16 };
     let yp = SendPtr(y.as_mut_ptr());
-    let yp = &yp;
-    (0..n.div_ceil(chunk)).into_par_iter().for_each(|ci| {
-        let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(n));
+    let rows = move |r0: usize, r1: usize| {
+        let yp = &yp; // the whole SendPtr, not its raw field
         for tt in 0..t {
             for r in r0..r1 {
-                let v = dot(&w.data[r * rb..(r + 1) * rb], tt);
-                // SAFETY: chunks own disjoint rows r0..r1 of every output row; tt < t, r < n.
+                let v = dot(&data[r * rb..(r + 1) * rb], tt);
+                // SAFETY: tasks own disjoint rows r0..r1 of every output row; tt < t, r < n; `y`
+                // is borrowed for the job's lifetime.
                 unsafe { *yp.0.add(tt * n + r) = v };
             }
         }
-    });
+    };
+    Job { n, chunk, rows: Box::new(rows) }
 }
 
-/// [`run`] with an `N`-activation-row kernel for whole groups of `N` rows (the remainder one at
-/// a time); results are the same bits as [`run`].
-fn run_n<const N: usize>(
-    w: &QMatrix,
+/// [`single`] with an `N`-activation-row kernel for whole groups of `N` rows (the remainder one
+/// at a time); results are the same bits as [`single`].
+fn many<'a, const N: usize>(
+    w: &QMatrix<'a>,
     t: usize,
-    y: &mut [f32],
-    dot: impl Fn(&[u8], usize) -> f32 + Sync,
-    dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync,
-) {
-    let n = w.n_out;
-    let rb = w.row_bytes();
-    let chunk = 16;
+    y: &'a mut [f32],
+    dot: impl Fn(&[u8], usize) -> f32 + Sync + 'a,
+    dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync + 'a,
+) -> Job<'a> {
+    let (n, rb, data) = (w.n_out, w.row_bytes(), w.data);
     let yp = SendPtr(y.as_mut_ptr());
-    let yp = &yp;
-    (0..n.div_ceil(chunk)).into_par_iter().for_each(|ci| {
-        let (r0, r1) = (ci * chunk, ((ci + 1) * chunk).min(n));
+    let rows = move |r0: usize, r1: usize| {
+        let yp = &yp; // the whole SendPtr, not its raw field
         let mut tt = 0;
         while tt < t {
             for r in r0..r1 {
-                let row = &w.data[r * rb..(r + 1) * rb];
+                let row = &data[r * rb..(r + 1) * rb];
                 if tt + N <= t {
                     let v = dotn(row, tt);
                     for (k, &vk) in v.iter().enumerate() {
-                        // SAFETY: chunks own disjoint rows r0..r1; tt + k < t, r < n.
+                        // SAFETY: tasks own disjoint rows r0..r1; tt + k < t, r < n.
                         unsafe { *yp.0.add((tt + k) * n + r) = vk };
                     }
                 } else {
@@ -137,13 +190,49 @@ fn run_n<const N: usize>(
             }
             tt += N;
         }
-    });
+    };
+    Job { n, chunk: 16, rows: Box::new(rows) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant::GgmlType;
+
+    #[test]
+    fn fused_matmuls_give_the_bits_of_separate_calls() {
+        let mut seed = 11u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        // Mixed types and widths in one call (Q4_K with n_out % 8 == 0 takes the repacked
+        // kernels, F32 has no integer path), as a block's q, k, v can be.
+        let k = 512usize;
+        let shapes = [(GgmlType::Q4_1, 40usize), (GgmlType::Q4_K, 24), (GgmlType::Q6_K, 37), (GgmlType::Q8_0, 9), (GgmlType::F32, 5)];
+        let data: Vec<Vec<u8>> = shapes
+            .iter()
+            .map(|&(ty, n)| {
+                let wf: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+                let mut wb = vec![0u8; k * n / ty.block_size() * ty.type_size()];
+                quant::encode(ty, &wf, &mut wb).unwrap();
+                wb
+            })
+            .collect();
+        let ws: Vec<QMatrix> = shapes.iter().zip(&data).map(|(&(ty, n), d)| QMatrix { ty, n_in: k, n_out: n, data: d }).collect();
+        for t in [1usize, 2, 3, 8, 13] {
+            let x: Vec<f32> = (0..k * t).map(|_| rnd()).collect();
+            let mut fused: Vec<Vec<f32>> = ws.iter().map(|w| vec![f32::NAN; t * w.n_out]).collect();
+            let mut ys: Vec<&mut [f32]> = fused.iter_mut().map(|y| y.as_mut_slice()).collect();
+            matmul_q8_many(&ws, &x, &mut ys);
+            for (w, got) in ws.iter().zip(&fused) {
+                let mut want = vec![0f32; t * w.n_out];
+                matmul_q8(w, &x, &mut want);
+                let same = got.iter().zip(&want).all(|(p, q)| p.to_bits() == q.to_bits());
+                assert!(same, "{}: t = {t}: fused output differs from the separate call", w.ty);
+            }
+        }
+    }
 
     #[test]
     fn q8_matmul_is_close_to_f32_for_every_kernel_type() {

@@ -20,7 +20,7 @@ use crate::ops::attention_train::{attention_backward, attention_forward};
 use crate::ops::f16::round_f16_inplace;
 use crate::ops::loss;
 use crate::ops::matmul::{matmul, matmul_backward_input, matmul_backward_input_add};
-use crate::ops::matmul_q8::matmul_q8;
+use crate::ops::matmul_q8::{matmul_q8, matmul_q8_many};
 use crate::ops::norm::{rms_norm, rms_norm_backward};
 use crate::ops::rope::Rope;
 use crate::weights::QuantWeight;
@@ -101,6 +101,16 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
         match w.as_ggml() {
             Some(q) if GGML => matmul_q8(&q, x, y),
             _ => matmul(w, x, y),
+        }
+    }
+    fn matmul_many(&self, ws: &[&dyn QuantWeight], x: &Vec<f32>, ys: &mut [&mut Vec<f32>]) {
+        let qs: Option<Vec<_>> = ws.iter().map(|w| w.as_ggml()).collect();
+        match qs {
+            Some(qs) if GGML => {
+                let mut ys: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
+                matmul_q8_many(&qs, x, &mut ys)
+            }
+            _ => ws.iter().zip(ys.iter_mut()).for_each(|(w, y)| self.matmul(*w, x, y)),
         }
     }
     fn rms_norm(&self, x: &Vec<f32>, out: &mut Vec<f32>, n: usize, eps: f32, w: Option<&Vec<f32>>) {
