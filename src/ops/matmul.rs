@@ -31,26 +31,84 @@ pub fn matmul(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
     gemm(w, x, t, y)
 }
 
+/// Columns of W (a multiple of the block width) decoded and multiplied at a time: a panel's
+/// chunk is `rows × kc` (L2-resident) and a 12-row strip of x's chunk `12 × kc` (L1).
+fn k_chunk(k: usize, block: usize) -> usize {
+    if k <= 512 || block == 0 || block > 256 {
+        return k;
+    }
+    (256 / block).max(1) * block
+}
+
+thread_local! {
+    /// Per-thread scratch of the panel loops (decoded rows, packed slivers): grown, never shrunk.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Many tokens. Panels of W rows run in parallel; each goes over k in chunks of `kc` columns
+/// (whole blocks): the chunk's rows are decoded and packed (≈192 KiB), and every token row is
+/// multiplied by it, the first chunk setting y and the next ones continuing the same
+/// accumulation from y (the bits of one pass over k). x is read once per panel, so panels are
+/// as tall as the chunk allows.
 fn gemm(w: &dyn QuantWeight, x: &[f32], t: usize, y: &mut [f32]) {
     let k = w.n_in();
     let n = w.n_out();
-    let panel_rows = ((192 * 1024 / 4 / k).max(NR) / NR * NR).min(n.div_ceil(NR) * NR);
+    let kc = k_chunk(k, w.col_block());
+    let threads = rayon::current_num_threads();
+    let tall = (192 * 1024 / 4 / kc).max(NR) / NR * NR;
+    let even = n.div_ceil(4 * threads).div_ceil(NR) * NR;
+    let panel_rows = tall.min(even).max(NR);
     let n_panels = n.div_ceil(panel_rows);
     let yp = SendPtr(y.as_mut_ptr());
     let yp = &yp;
-    (0..n_panels).into_par_iter().for_each_init(
-        || (vec![0f32; panel_rows * k], vec![0f32; panel_rows * k]),
-        |(rows, packed), p| {
+    (0..n_panels).into_par_iter().for_each(|p| {
+        with_scratch(|rows, packed| {
             let o0 = p * panel_rows;
             let o1 = (o0 + panel_rows).min(n);
             let nrows = o1 - o0;
-            w.decode_rows(o0, o1, &mut rows[..nrows * k]);
             let n_sl = nrows.div_ceil(NR);
-            pack_rows(&rows[..nrows * k], k, nrows, k, &mut packed[..n_sl * NR * k]);
-            // SAFETY: each panel writes only columns o0..o1 of y; panels are disjoint.
-            unsafe { tile::<SET, false>(t, nrows, k, x, k, &packed[..n_sl * NR * k], NR * k, yp.0.add(o0), n) };
-        },
-    );
+            for k0 in (0..k).step_by(kc) {
+                let kw = kc.min(k - k0);
+                grow(rows, nrows * kw);
+                grow(packed, n_sl * NR * kw);
+                if kw == k {
+                    w.decode_rows(o0, o1, &mut rows[..nrows * k]);
+                } else {
+                    for (r, out) in rows[..nrows * kw].chunks_exact_mut(kw).enumerate() {
+                        w.decode_cols(o0 + r, k0, k0 + kw, out);
+                    }
+                }
+                pack_rows(&rows[..nrows * kw], kw, nrows, kw, &mut packed[..n_sl * NR * kw]);
+                let (b, c) = (&packed[..n_sl * NR * kw], yp.0.wrapping_add(o0));
+                // SAFETY: each panel writes only columns o0..o1 of y; panels are disjoint.
+                unsafe {
+                    if k0 == 0 {
+                        tile::<SET, false>(t, nrows, kw, &x[k0..], k, b, NR * kw, c, n)
+                    } else {
+                        tile::<CONT, false>(t, nrows, kw, &x[k0..], k, b, NR * kw, c, n)
+                    }
+                }
+            }
+        })
+    });
+}
+
+/// Run `f` on this thread's scratch (fresh buffers if it is in use further up the stack).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut g) => {
+            let (a, b) = &mut *g;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
+}
+
+/// Grow `v` to at least `len` values.
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
 }
 
 /// Input gradient of [`matmul`] (W frozen): `dx[t, i] = Σ_o dy[t, o]·W[o, i]`, i.e.
@@ -130,23 +188,40 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-/// `dy[:, o0..o1] · W[o0..o1, c0..c1]` as a `[t, c1−c0]` buffer, `kp` rows decoded at a time.
+/// `dy[:, o0..o1] · W[o0..o1, c0..c1]` as a `[t, c1−c0]` buffer: `kp` rows decoded at a time,
+/// each such panel's product added to the buffer in row order. Panels are decoded in groups
+/// (≈512 KiB packed) and the tokens taken 48 at a time across a group, so the buffer's rows
+/// stay in cache while the group's panels are added (the same additions in the same order).
 #[allow(clippy::too_many_arguments)]
 fn backward_input_part(w: &dyn QuantWeight, dy: &[f32], t: usize, c0: usize, c1: usize, o0: usize, o1: usize, kp: usize) -> Vec<f32> {
+    const MC: usize = 48;
     let (n, wc) = (w.n_out(), c1 - c0);
     let n_sl = wc.div_ceil(NR);
+    let psz = n_sl * NR * kp;
+    let group = (128 * 1024 / psz).clamp(1, (o1 - o0).div_ceil(kp));
     let mut acc = vec![0f32; t * wc];
-    let mut rows = vec![0f32; kp * wc];
-    let mut packed = vec![0f32; n_sl * NR * kp];
-    for p0 in (o0..o1).step_by(kp) {
-        let nrows = kp.min(o1 - p0);
-        for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
-            w.decode_cols(p0 + r, c0, c1, out);
+    with_scratch(|rows, packed| {
+        grow(rows, kp * wc);
+        grow(packed, group * psz);
+        for g0 in (o0..o1).step_by(group * kp) {
+            let g1 = (g0 + group * kp).min(o1);
+            for (p0, dst) in (g0..g1).step_by(kp).zip(packed.chunks_exact_mut(psz)) {
+                let nrows = kp.min(g1 - p0);
+                for (r, out) in rows[..nrows * wc].chunks_exact_mut(wc).enumerate() {
+                    w.decode_cols(p0 + r, c0, c1, out);
+                }
+                pack_cols(&rows[..nrows * wc], wc, nrows, 0, wc, NR * kp, dst);
+            }
+            for m0 in (0..t).step_by(MC) {
+                let mr = MC.min(t - m0);
+                for (p0, bp) in (g0..g1).step_by(kp).zip(packed.chunks_exact(psz)) {
+                    let nrows = kp.min(g1 - p0);
+                    // SAFETY: rows m0..m0+mr of acc [t, wc].
+                    unsafe { tile::<ADD, false>(mr, wc, nrows, &dy[m0 * n + p0..], n, bp, NR * kp, acc.as_mut_ptr().add(m0 * wc), wc) };
+                }
+            }
         }
-        pack_cols(&rows[..nrows * wc], wc, nrows, 0, wc, NR * kp, &mut packed);
-        // SAFETY: the tile is acc itself, [t, wc].
-        unsafe { tile::<ADD, false>(t, wc, nrows, &dy[p0..], n, &packed, NR * kp, acc.as_mut_ptr(), wc) };
-    }
+    });
     acc
 }
 
@@ -991,8 +1066,9 @@ mod tests {
         }
     }
 
-    /// Forward and input backward decode each weight value exactly once per call, and the
-    /// backward agrees with an f64 reference (Q4_K: 256-wide blocks, column ranges of whole
+    /// Forward and input backward decode each weight value exactly once per call, the forward
+    /// (k in chunks) gives the bits of one pass over k, and the backward agrees with an f64
+    /// reference (Q4_K: 256-wide blocks, column ranges of whole
     /// blocks).
     #[test]
     fn each_weight_block_is_decoded_once_per_call() {
@@ -1015,6 +1091,10 @@ mod tests {
             w.1.store(0, std::sync::atomic::Ordering::Relaxed);
             pool.install(|| matmul(&w, &x, &mut y));
             assert_eq!(w.1.load(std::sync::atomic::Ordering::Relaxed), n * k, "forward, {threads} threads");
+            // The forward goes over k in chunks (1024 > 512): the bits of one pass over k.
+            let mut y1 = vec![0f32; t * n];
+            gemm_f32_bt(&x, k, t, &wd, k, n, k, &mut y1, n, &mut Vec::new());
+            assert!(y.iter().zip(&y1).all(|(a, b)| a.to_bits() == b.to_bits()), "forward differs from one pass");
             let dy: Vec<f32> = (0..t * n).map(|_| rnd()).collect();
             let mut dx = vec![0f32; t * k];
             w.1.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -1027,5 +1107,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The input backward's grouped loop (panels decoded in groups, tokens 48 at a time) gives
+    /// the bits of the plain order: each `kp`-row panel's product over all tokens added in turn.
+    #[test]
+    fn grouped_backward_keeps_the_panel_order_bits() {
+        let mut seed = 11u64;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let (k, n, t, kp) = (512usize, 600usize, 100usize, 64usize);
+        let wf: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+        let mut wb = vec![0u8; k * n / 256 * 144];
+        quant::encode(GgmlType::Q4_K, &wf, &mut wb).unwrap();
+        let w = QMatrix { ty: GgmlType::Q4_K, n_in: k, n_out: n, data: &wb };
+        let dy: Vec<f32> = (0..t * n).map(|_| rnd()).collect();
+        let (c0, c1, o0, o1) = (256, 512, 8, 600);
+        let got = backward_input_part(&w, &dy, t, c0, c1, o0, o1, kp);
+        let wc = c1 - c0;
+        let mut want = vec![0f32; t * wc];
+        for p0 in (o0..o1).step_by(kp) {
+            let nrows = kp.min(o1 - p0);
+            let mut rows = vec![0f32; nrows * wc];
+            for (r, out) in rows.chunks_exact_mut(wc).enumerate() {
+                w.decode_cols(p0 + r, c0, c1, out);
+            }
+            let mut packed = vec![0f32; wc.div_ceil(NR) * NR * kp];
+            pack_cols(&rows, wc, nrows, 0, wc, NR * kp, &mut packed);
+            // SAFETY: want is [t, wc].
+            unsafe { tile::<ADD, false>(t, wc, nrows, &dy[p0..], n, &packed, NR * kp, want.as_mut_ptr(), wc) };
+        }
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "grouped order changed the bits");
     }
 }
