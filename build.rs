@@ -28,10 +28,24 @@ fn runtime_include(nvcc: &Path) -> Option<PathBuf> {
     inc.is_dir().then_some(inc)
 }
 
+/// The minor version of the compiler building this crate (`rustc 1.95.0 (…)` → 95).
+fn rustc_minor() -> Option<u32> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = std::process::Command::new(rustc).arg("--version").output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace().nth(1)?.split('.').nth(1)?.parse().ok()
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=ggml");
     println!("cargo:rerun-if-env-changed=FINETUNE_NVCC");
+    // The AVX-512 intrinsics of src/ops/matmul.rs are stable from Rust 1.89; older compilers
+    // (rust-version is 1.85) build without that micro-kernel.
+    println!("cargo:rustc-check-cfg=cfg(finetune_avx512)");
+    if rustc_minor().is_some_and(|m| m >= 89) {
+        println!("cargo:rustc-cfg=finetune_avx512");
+    }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }

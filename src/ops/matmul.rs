@@ -423,12 +423,13 @@ enum Level {
     /// The 6×16 SIMD kernel (AVX2+FMA, NEON).
     Simd,
     /// The 12×32 AVX-512 kernel.
+    #[cfg_attr(not(all(target_arch = "x86_64", finetune_avx512)), allow(dead_code))]
     Avx512,
 }
 
 /// The level in use (see [`avx512_enabled`]).
 fn level() -> Level {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", finetune_avx512))]
     if avx512_enabled() {
         return Level::Avx512;
     }
@@ -453,7 +454,7 @@ unsafe fn tile_at<const MODE: u8, const TA: bool>(
     c: *mut f32,
     ldc: usize,
 ) {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", finetune_avx512))]
     if lv == Level::Avx512 {
         return x512::tile::<MODE, TA>(m, n, k, a.as_ptr(), lda, b.as_ptr(), bstride, c, ldc);
     }
@@ -470,7 +471,7 @@ unsafe fn tile_at<const MODE: u8, const TA: bool>(
 
 /// Whether the f32 GEMMs use the AVX-512 micro-kernel: the CPU has AVX-512F and SIMD is on
 /// (`FINETUNE_SIMD=scalar` turns all SIMD off, `FINETUNE_SIMD=avx2` keeps these GEMMs on AVX2).
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", finetune_avx512))]
 pub fn avx512_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| {
@@ -600,7 +601,9 @@ unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: 
 
 /// The AVX-512 micro-kernel: up to 12 rows × 32 columns (two slivers side by side) in 24 zmm
 /// accumulators, each lane one fused multiply-add per k, k ascending, as the 6×16 kernels.
-#[cfg(target_arch = "x86_64")]
+/// (Built with Rust ≥ 1.89, where these intrinsics are stable: see build.rs.)
+#[cfg(all(target_arch = "x86_64", finetune_avx512))]
+#[allow(clippy::incompatible_msrv)]
 mod x512 {
     use super::{ADD, CONT, NR};
     use std::arch::x86_64::*;
@@ -934,7 +937,7 @@ mod tests {
         if crate::quant::simd_enabled() {
             v.push(Level::Simd);
         }
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", finetune_avx512))]
         if std::arch::is_x86_feature_detected!("avx512f") {
             v.push(Level::Avx512);
         }
