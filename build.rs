@@ -30,7 +30,8 @@ fn runtime_include(nvcc: &Path) -> Option<PathBuf> {
 }
 
 /// Whether the compiler has the AVX-512 intrinsics and target features (stable since Rust
-/// 1.89; the crate's MSRV is older): `cfg(finetune_avx512)` turns on `quant/x86/decode512.rs`.
+/// 1.89; the crate's MSRV is older): `cfg(finetune_avx512)` turns on `quant/x86/decode512.rs` and the 12×32 micro-kernel of
+/// `ops/matmul.rs`.
 fn rustc_has_avx512() -> bool {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let Ok(out) = Command::new(rustc).arg("--version").output() else { return false };
