@@ -236,3 +236,53 @@ pub fn rope_factors(j: &Json, file: &str, cfg: &Config) -> Result<Option<Vec<f32
         .collect();
     Ok(Some(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn llama(scaling: Json) -> Json {
+        serde_json::json!({"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 64,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 128, "rms_norm_eps": 1e-5,
+            "vocab_size": 100, "rope_theta": 500000.0, "rope_scaling": scaling})
+    }
+
+    #[test]
+    fn llama3_rope_factors_follow_the_three_regimes() {
+        let j = llama(serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 64}));
+        let cfg = from_json(&j, "config.json").unwrap();
+        let f = rope_factors(&j, "config.json", &cfg).unwrap().unwrap();
+        assert_eq!(f.len(), 8);
+        assert_eq!(f[0], 1.0, "short wavelengths unchanged");
+        assert_eq!(f[7], 8.0, "long wavelengths divided by the factor");
+        assert!(f.iter().any(|&x| x > 1.0 && x < 8.0), "a smoothed frequency between: {f:?}");
+        assert!(rope_factors(&llama(Json::Null), "config.json", &cfg).unwrap().is_none());
+    }
+
+    #[test]
+    fn garbage_rope_scaling_is_a_named_error() {
+        for (bad, key) in [
+            (serde_json::json!({"rope_type": "llama3", "factor": "eight"}), "rope_scaling.factor"),
+            (serde_json::json!({"rope_type": "llama3", "factor": -2.0}), "rope_scaling.factor"),
+            (serde_json::json!({"rope_type": "llama3", "low_freq_factor": 4.0, "high_freq_factor": 1.0}), "rope_scaling.high_freq_factor"),
+        ] {
+            let j = llama(bad);
+            let cfg = from_json(&j, "config.json").unwrap();
+            let e = rope_factors(&j, "config.json", &cfg).unwrap_err().to_string();
+            assert!(e.contains("config.json") && e.contains(key), "{e}");
+        }
+        let e = from_json(&llama(serde_json::json!({"rope_type": "yarn", "factor": 4.0})), "config.json").unwrap_err().to_string();
+        assert!(e.contains("rope_scaling") && e.contains("yarn"), "{e}");
+        let mut g = serde_json::json!({"model_type": "gemma3_text", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 128, "rms_norm_eps": 1e-6, "vocab_size": 100,
+            "hidden_activation": "gelu_pytorch_tanh", "layer_types": ["sliding_attention", "full_attention"],
+            "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6},
+                                "sliding_attention": {"rope_type": "default", "rope_theta": -1.0}}});
+        let e = from_json(&g, "config.json").unwrap_err().to_string();
+        assert!(e.contains("rope_parameters.sliding_attention.rope_theta"), "{e}");
+        g["rope_parameters"]["sliding_attention"]["rope_theta"] = serde_json::json!(10000.0);
+        let c = from_json(&g, "config.json").unwrap();
+        assert_eq!((c.rope_base, c.rope_base_swa), (1e6, 10000.0));
+    }
+}
