@@ -347,6 +347,15 @@ fn broken_copy(tag: &str) -> PathBuf {
     d
 }
 
+/// `d/config.json` changed by `f` and written back; the changed JSON is returned.
+fn edit_config(d: &Path, f: impl FnOnce(&mut serde_json::Value)) -> serde_json::Value {
+    let cfg = d.join("config.json");
+    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    f(&mut j);
+    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    j
+}
+
 fn open_err(d: &Path) -> String {
     let r = ModelFile::open(d).and_then(|m| {
         m.tokenizer()?;
@@ -384,29 +393,26 @@ fn broken_directories_are_clear_errors() {
 
     // A tensor shape that disagrees with config.json.
     let d = broken_copy("hf-bad-shape");
-    let cfg = d.join("config.json");
-    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    j["intermediate_size"] = serde_json::json!(1000);
-    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    edit_config(&d, |j| {
+        j["intermediate_size"] = serde_json::json!(1000);
+    });
     let e = open_err(&d);
     assert!(e.contains("model.layers.0.mlp.gate_proj.weight") && e.contains("safetensors") && e.contains("[1000, 576]"), "{e}");
 
     // An unknown architecture.
     let d = broken_copy("hf-bad-arch");
-    let cfg = d.join("config.json");
-    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    j["model_type"] = serde_json::json!("mamba");
-    j["architectures"] = serde_json::json!(["MambaForCausalLM"]);
-    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    edit_config(&d, |j| {
+        j["model_type"] = serde_json::json!("mamba");
+        j["architectures"] = serde_json::json!(["MambaForCausalLM"]);
+    });
     let e = open_err(&d);
     assert!(e.contains("config.json") && e.contains("mamba") && e.contains("not supported"), "{e}");
 
     // A quantization method nobody implemented.
     let d = broken_copy("hf-bad-quant");
-    let cfg = d.join("config.json");
-    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    j["quantization_config"] = serde_json::json!({"quant_method": "bitsandbytes"});
-    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    edit_config(&d, |j| {
+        j["quantization_config"] = serde_json::json!({"quant_method": "bitsandbytes"});
+    });
     // (the dense weights are still there, so the matrices open; inspect names the method)
     let (ok, text, err) = bin(&["inspect", d.to_str().unwrap()]);
     assert!(ok && text.contains("quantization:  bitsandbytes"), "{text}{err}");
@@ -518,10 +524,9 @@ fn corrupt_safetensors_and_configs_in_a_directory_are_clear_errors() {
 
     // config.json names one layer more than the files hold.
     let d = broken_copy("hf-extra-layer");
-    let cfg = d.join("config.json");
-    let mut j: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    j["num_hidden_layers"] = serde_json::json!(31);
-    std::fs::write(&cfg, serde_json::to_vec(&j).unwrap()).unwrap();
+    let j = edit_config(&d, |j| {
+        j["num_hidden_layers"] = serde_json::json!(31);
+    });
     let e = open_err(&d);
     assert!(e.contains("model.safetensors.index.json") && e.contains("'model.layers.30.") && e.contains("missing"), "{e}");
     // The same with one model.safetensors.

@@ -60,19 +60,26 @@ def load(case):
     model.eval()
     quant = [m for m in model.modules() if isinstance(m, BaseQuantLinear)]
     if case["compute"] == "f32":
-        for m in model.modules():
-            if isinstance(m, BaseQuantLinear):
-                continue
-            for n, p in m.named_parameters(recurse=False):
-                p.data = p.data.float()
-            for n, b in m.named_buffers(recurse=False):
-                if b.is_floating_point():
-                    setattr(m, n, b.float())
-        model.config.torch_dtype = torch.float32
+        widen_floats(model, skip=BaseQuantLinear)
         for m in quant:
             if type(m).__name__ == "AwqTorchLinear":
                 m.forward = types.MethodType(awq_f32_forward, m)
     return model, quant
+
+
+def widen_floats(model, skip=()):
+    """Every floating parameter and buffer of the modules (except those of type `skip`) widened
+    to float32 (exact); the config says float32."""
+    for m in model.modules():
+        if isinstance(m, skip):
+            continue
+        for n, p in m.named_parameters(recurse=False):
+            if p.is_floating_point():
+                p.data = p.data.float()
+        for n, b in m.named_buffers(recurse=False):
+            if b.is_floating_point():
+                setattr(m, n, b.float())
+    model.config.torch_dtype = torch.float32
 
 
 def load_transformers(case):
@@ -89,14 +96,7 @@ def load_transformers(case):
     quant = [m for m in model.modules() if getattr(m, "quantization_scheme", None) is not None]
     global SCALES
     SCALES = sorted({str(m.weight_scale.dtype) for m in quant} | {"weights " + str(m.weight.dtype) for m in quant})
-    for m in model.modules():
-        for n, p in m.named_parameters(recurse=False):
-            if p.is_floating_point():
-                p.data = p.data.float()
-        for n, b in m.named_buffers(recurse=False):
-            if b.is_floating_point():
-                setattr(m, n, b.float())
-    model.config.torch_dtype = torch.float32
+    widen_floats(model)
     for m in quant:
         assert m.weight.dtype == torch.float32, m.weight.dtype
     return model, quant
