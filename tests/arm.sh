@@ -4,8 +4,8 @@
 # cross linker and libc (Debian gcc-aarch64-linux-gnu, libc6-dev-arm64-cross) and qemu-user.
 # The linker and runner are set here by environment variables only, so x86 builds are untouched.
 #
-# Runs, with QEMU_CPU=max (NEON + dotprod + i8mm): tests/simd_arm.rs (every NEON kernel against
-# its scalar reference, bit for bit, and the dispatch check), the library's op tests (SIMD vs
+# Runs, with QEMU_CPU=max (NEON + dotprod + i8mm): tests/simd_arm.rs (every NEON kernel, the
+# i8mm ones included, against its scalar reference, bit for bit, and the dispatch check), the library's op tests (SIMD vs
 # scalar op kernels), tests/grad_ops.rs (finite-difference gradients) and tests/arm_bits.rs
 # (logits of both real models, both numerics, with the bits of the x86-64 run just before); then
 # tests/simd_arm.rs again with QEMU_CPU=cortex-a53 (no dotprod), so both dispatch paths run.
@@ -30,9 +30,9 @@ run --no-run --lib --test simd_arm --test grad_ops --test arm_bits
 bash models/fetch.sh
 bits="$PWD/target/arm-bits-x86_64.txt"
 FINETUNE_BITS_OUT="$bits" cargo test --release --test arm_bits -- --ignored
-echo "arm: QEMU_CPU=max (NEON + dotprod)" >&2
-QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+dotprod run --test simd_arm -- --test-threads=2
-QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+dotprod run --lib ops:: -- --test-threads=2
+echo "arm: QEMU_CPU=max (NEON + dotprod + i8mm)" >&2
+QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+i8mm run --test simd_arm -- --test-threads=2
+QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+i8mm run --lib ops:: -- --test-threads=2
 QEMU_CPU=max run --test grad_ops -- --test-threads=2
 QEMU_CPU=max FINETUNE_BITS_IN="$bits" run --test arm_bits -- --ignored
 echo "arm: QEMU_CPU=cortex-a53 (NEON without dotprod)" >&2

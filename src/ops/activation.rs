@@ -58,6 +58,10 @@ fn glu_ggml_serial(act: Act, gate: &mut [f32], up: &[f32]) {
     use crate::ops::attention::ggml_expf;
     match act {
         Act::SwiGlu => {
+            #[cfg(target_arch = "aarch64")]
+            if crate::quant::simd_enabled() {
+                return neon::swiglu_ggml(gate, up);
+            }
             #[cfg(target_arch = "x86_64")]
             if crate::quant::simd_enabled() {
                 // SAFETY: AVX2/FMA checked by simd_enabled() (hardware FMA for ggml_expf).
@@ -156,6 +160,35 @@ mod tests {
             glu_inplace_ggml(Act::GeGlu, &mut g, &up);
             assert_eq!(g[0].to_bits(), (f16_round(gelu_tanh_ggml(f16_round(x))) * 1.5).to_bits(), "x = {x}");
             x += 0.000_731;
+        }
+    }
+}
+
+/// SwiGLU in ggml numerics four lanes at a time: `g / (1 + ggml_expf(−g)) · u` with the
+/// vector [`crate::ops::vexp`] `ggml_expf` (same bits), IEEE `fdiv`/`fmul` as the scalar code.
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use std::arch::aarch64::*;
+
+    use crate::ops::attention::ggml_expf;
+    use crate::ops::vexp::neon_ggml::exp4;
+
+    pub(super) fn swiglu_ggml(gate: &mut [f32], up: &[f32]) {
+        // As the scalar `zip`: the shorter length.
+        let n = gate.len().min(up.len());
+        let (gate, up) = (&mut gate[..n], &up[..n]);
+        let mut g4 = gate.chunks_exact_mut(4);
+        let mut u4 = up.chunks_exact(4);
+        for (g, u) in (&mut g4).zip(&mut u4) {
+            // SAFETY: four floats read from and written to four-float chunks; NEON is baseline.
+            unsafe {
+                let x = vld1q_f32(g.as_ptr());
+                let s = vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0), exp4(vnegq_f32(x))));
+                vst1q_f32(g.as_mut_ptr(), vmulq_f32(s, vld1q_f32(u.as_ptr())));
+            }
+        }
+        for (g, &u) in g4.into_remainder().iter_mut().zip(u4.remainder()) {
+            *g = *g / (1.0 + ggml_expf(-*g)) * u;
         }
     }
 }

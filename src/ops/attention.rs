@@ -103,6 +103,11 @@ fn ggml_softmax(row: &mut [f32], pos0: usize, max: f32) {
 
 /// `row[i] = ggml_expf(row[i] − max)`, with hardware FMA where available.
 fn exp_row(row: &mut [f32], max: f32) {
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() {
+        // NEON, four lanes at a time (the same bits).
+        return super::vexp::ggml_exp_row(row, max);
+    }
     #[cfg(target_arch = "x86_64")]
     if crate::quant::simd_enabled() {
         // SAFETY: AVX2/FMA checked by simd_enabled().

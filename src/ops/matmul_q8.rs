@@ -92,7 +92,12 @@ fn job<'a>(w: &QMatrix<'a>, a: &'a Acts, t: usize, y: &'a mut [f32]) -> Job<'a> 
         (Acts::Repacked(a), Some(Repacked { gemv, gemm4 })) => {
             // llama.cpp repacks these (CPU_REPACK): 4-row groups by its gemm, the t % 4 rest by gemv.
             let r = move |tt: usize| &a[tt * k / 256..(tt + 1) * k / 256];
-            return many(w, t, y, move |row, tt| gemv(row, r(tt)), move |row, tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
+            let (one, four) =
+                (move |row: &[u8], tt| gemv(row, r(tt)), move |row: &[u8], tt| gemm4(row, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
+            if let Some(g2) = kern.repacked2x4 {
+                return many2(w, t, y, one, four, move |rows, tt| g2(rows, [r(tt), r(tt + 1), r(tt + 2), r(tt + 3)]));
+            }
+            return many(w, t, y, one, four);
         }
         (Acts::Rows(qa), _) => qa,
         (Acts::Repacked(_), None) => unreachable!("repacked activations for a type without a repacked kernel"),
@@ -117,11 +122,19 @@ fn job<'a>(w: &QMatrix<'a>, a: &'a Acts, t: usize, y: &'a mut [f32]) -> Job<'a> 
             let r = move |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             // llama.cpp's tiled K-quant matmul takes batches of 8 or more rows, in its own order.
             if let (Some(f1), true) = (kern.tiled, t >= 8) {
-                return match kern.tiled8 {
-                    Some(f8) => {
+                return match (kern.tiled8, kern.tiled2x8) {
+                    (Some(f8), Some(f2)) => many2(
+                        w,
+                        t,
+                        y,
+                        move |row, tt| f1(row, [r(tt)])[0],
+                        move |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))),
+                        move |rows, tt| f2(rows, std::array::from_fn(|k| r(tt + k))),
+                    ),
+                    (Some(f8), None) => {
                         many(w, t, y, move |row, tt| f1(row, [r(tt)])[0], move |row, tt| f8(row, std::array::from_fn(|k| r(tt + k))))
                     }
-                    None => single(w, t, y, move |row, tt| f1(row, [r(tt)])[0]),
+                    (None, _) => single(w, t, y, move |row, tt| f1(row, [r(tt)])[0]),
                 };
             }
             match (kern.vec_dot4, kern.vec_dot8) {
@@ -189,6 +202,46 @@ fn many<'a, const N: usize>(
                 }
             }
             tt += N;
+        }
+    };
+    Job { n, chunk: 16, rows: Box::new(rows) }
+}
+
+/// [`many`] with a kernel of two weight rows × `N` activation rows (`i8mm`'s tile shape) for
+/// the pairs of weight rows of a chunk (an odd last row by `dotn`); the same bits as [`many`].
+fn many2<'a, const N: usize>(
+    w: &QMatrix<'a>,
+    t: usize,
+    y: &'a mut [f32],
+    dot: impl Fn(&[u8], usize) -> f32 + Sync + 'a,
+    dotn: impl Fn(&[u8], usize) -> [f32; N] + Sync + 'a,
+    dot2n: impl Fn([&[u8]; 2], usize) -> [[f32; N]; 2] + Sync + 'a,
+) -> Job<'a> {
+    let (n, rb, data) = (w.n_out, w.row_bytes(), w.data);
+    let yp = SendPtr(y.as_mut_ptr());
+    let rows = move |r0: usize, r1: usize| {
+        let yp = &yp; // the whole SendPtr, not its raw field
+        let row = |r: usize| &data[r * rb..(r + 1) * rb];
+        // SAFETY (every store): tasks own disjoint rows r0..r1; token rows < t, r < n.
+        let put = |tt: usize, r: usize, v: f32| unsafe { *yp.0.add(tt * n + r) = v };
+        let mut tt = 0;
+        while tt + N <= t {
+            let mut r = r0;
+            while r + 2 <= r1 {
+                let v = dot2n([row(r), row(r + 1)], tt);
+                for k in 0..N {
+                    put(tt + k, r, v[0][k]);
+                    put(tt + k, r + 1, v[1][k]);
+                }
+                r += 2;
+            }
+            if r < r1 {
+                dotn(row(r), tt).iter().enumerate().for_each(|(k, &v)| put(tt + k, r, v));
+            }
+            tt += N;
+        }
+        for k in tt..t {
+            (r0..r1).for_each(|r| put(k, r, dot(row(r), k)));
         }
     };
     Job { n, chunk: 16, rows: Box::new(rows) }

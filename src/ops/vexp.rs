@@ -1,6 +1,8 @@
 //! Vectorised `exp` for softmax rows (attention, cross-entropy): AVX2+FMA when available
 //! (runtime-detected), NEON on AArch64 (the same operations on the same eight lanes, so the
-//! same bits as AVX2), else the standard library's `f32::exp`.
+//! same bits as AVX2), else the standard library's `f32::exp`. On AArch64 also [`ggml_exp_row`]:
+//! llama.cpp's `ggml_v_expf` four lanes at a time, the bits of the scalar
+//! [`crate::ops::attention::ggml_expf`].
 
 /// `x ← exp(x − c)` over a slice; returns the sum of the results (f32, fixed order).
 pub fn exp_sub(x: &mut [f32], c: f32) -> f32 {
@@ -147,5 +149,64 @@ mod tests {
             }
         }
         assert!(((sum as f64 - want_sum) / want_sum).abs() < 1e-5);
+    }
+}
+
+/// `row[i] = ggml_expf(row[i] − max)` ([`crate::ops::attention::ggml_expf`]): on AArch64 four
+/// lanes at a time by [`neon_ggml::exp4`] (the same bits; `FINETUNE_SIMD=scalar` turns it off),
+/// elsewhere the scalar function.
+pub fn ggml_exp_row(row: &mut [f32], max: f32) {
+    #[cfg(target_arch = "aarch64")]
+    if crate::quant::simd_enabled() {
+        return neon_ggml::exp_row(row, max);
+    }
+    row.iter_mut().for_each(|d| *d = crate::ops::attention::ggml_expf(*d - max));
+}
+
+/// `ggml_expf` on four lanes, operation for operation: `fmla`/`fmls` for its fused
+/// multiply-adds, the `|n| > 192` cases selected, and the scaling by `2ⁿ` done as there, in f64
+/// (exact) with one rounding to f32 (`fcvtn`, round to nearest even as `as f32`).
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod neon_ggml {
+    use std::arch::aarch64::*;
+
+    /// [`crate::ops::attention::ggml_expf`] of each lane.
+    #[inline(always)]
+    pub(crate) fn exp4(x: float32x4_t) -> float32x4_t {
+        let c = |bits: u32| f32::from_bits(bits);
+        // SAFETY: NEON (with its f64 lanes) is baseline on AArch64; no memory is touched.
+        unsafe {
+            let r = vdupq_n_f32(c(0x4b40_0000));
+            let z = vfmaq_f32(r, x, vdupq_n_f32(c(0x3fb8_aa3b)));
+            let n = vsubq_f32(z, r);
+            let b = vfmsq_f32(x, n, vdupq_n_f32(c(0x3f31_7200)));
+            let b = vfmsq_f32(b, n, vdupq_n_f32(c(0x35bf_be8e)));
+            let u = vmulq_f32(b, b);
+            let p = vfmaq_f32(vdupq_n_f32(c(0x3d2b_9f17)), vdupq_n_f32(c(0x3c07_2010)), b);
+            let q = vfmaq_f32(vdupq_n_f32(c(0x3eff_fedb)), vdupq_n_f32(c(0x3e2a_af33)), b);
+            let w = vfmaq_f32(vdupq_n_f32(1.0), vdupq_n_f32(c(0x3f7f_fff6)), b);
+            let j = vfmaq_f32(w, vfmaq_f32(q, p, u), u);
+            // 2ⁿ from its exponent bits (n integral; lanes with |n| > 192 are replaced below).
+            let ni = vcvtq_s32_f32(vminnmq_f32(vmaxnmq_f32(n, vdupq_n_f32(-200.0)), vdupq_n_f32(200.0)));
+            let pow = |e: int32x2_t| vreinterpretq_f64_s64(vshlq_n_s64(vaddq_s64(vmovl_s32(e), vdupq_n_s64(1023)), 52));
+            let lo = vmulq_f64(vcvt_f64_f32(vget_low_f32(j)), pow(vget_low_s32(ni)));
+            let hi = vmulq_f64(vcvt_high_f64_f32(j), pow(vget_high_s32(ni)));
+            let y = vcvt_high_f32_f64(vcvt_f32_f64(lo), hi);
+            let big = vcagtq_f32(n, vdupq_n_f32(192.0));
+            let special = vbslq_f32(vcleq_f32(n, vdupq_n_f32(0.0)), vdupq_n_f32(0.0), vdupq_n_f32(f32::INFINITY));
+            vbslq_f32(big, special, y)
+        }
+    }
+
+    /// [`super::ggml_exp_row`]: four lanes at a time, the tail by the scalar function.
+    pub(super) fn exp_row(row: &mut [f32], max: f32) {
+        let mut chunks = row.chunks_exact_mut(4);
+        for c in &mut chunks {
+            // SAFETY: four floats in and out of a four-float chunk; NEON is baseline.
+            unsafe { vst1q_f32(c.as_mut_ptr(), exp4(vsubq_f32(vld1q_f32(c.as_ptr()), vdupq_n_f32(max)))) };
+        }
+        for d in chunks.into_remainder() {
+            *d = crate::ops::attention::ggml_expf(*d - max);
+        }
     }
 }

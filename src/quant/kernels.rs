@@ -7,8 +7,8 @@
 //! [`kernels`] reads the table of the level in use ([`isa`]: the best the CPU has, or scalar when
 //! `FINETUNE_SIMD=scalar`); [`kernels_for`] reads any level the CPU has (tests compare them).
 //!
-//! On AArch64 the levels are [`Isa::Neon`] and [`Isa::NeonDot`] (the integer dots with `sdot`),
-//! from [`super::arm`]. This is the only place that maps a type to its functions.
+//! On AArch64 the levels are [`Isa::Neon`], [`Isa::NeonDot`] (the integer dots with `sdot`) and
+//! [`Isa::NeonI8mm`] (plus two-weight-row kernels with `smmla`), from [`super::arm`]. This is the only place that maps a type to its functions.
 
 use std::sync::OnceLock;
 
@@ -28,6 +28,11 @@ pub type EncodeFn = fn(&[f32], &mut [u8]);
 pub type DotQ8xN<const N: usize> = fn(&[u8], [&[BlockQ8]; N]) -> [f32; N];
 /// One weight row against `N` Q8_K activation rows (as [`DotQ8xN`]).
 pub type DotQ8KxN<const N: usize> = fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N];
+
+/// Two weight rows against `N` Q8_K activation rows (`N` even): `[weight row][activation row]`,
+/// each result bit-identical to the one-weight-row kernel's (the `i8mm` kernels' shape: one
+/// `smmla` tile is two weight rows by two activation rows).
+pub type DotQ8K2xN<const N: usize> = fn([&[u8]; 2], [&[BlockQ8K]; N]) -> [[f32; N]; 2];
 
 /// An `N`-activation-row dot kernel, by activation format.
 #[derive(Clone, Copy, Debug)]
@@ -92,8 +97,12 @@ pub struct TypeKernels {
     pub tiled8: Option<DotQ8KxN<8>>,
     /// The scalar reference of the tiled order.
     pub tiled_scalar: Option<DotQ8K>,
+    /// [`tiled8`](Self::tiled8) for two weight rows at once (same bits per weight row).
+    pub tiled2x8: Option<DotQ8K2xN<8>>,
     /// llama.cpp's repacked kernels (Q4_K).
     pub repacked: Option<Repacked>,
+    /// The repacked `gemm4` for two weight rows at once (same bits per weight row).
+    pub repacked2x4: Option<DotQ8K2xN<4>>,
 }
 
 /// An instruction-set level with its own kernel table.
@@ -111,11 +120,14 @@ pub enum Isa {
     /// [`Isa::Neon`] with the `dotprod` extension: `sdot` in the integer dot kernels (the same
     /// bits).
     NeonDot,
+    /// [`Isa::NeonDot`] with the `i8mm` extension: `smmla` in two-weight-row kernels (Q6_K's
+    /// tiled order, the repacked Q4_K gemm; the same bits).
+    NeonI8mm,
 }
 
 impl Isa {
     /// Every level, scalar first.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Neon, Isa::NeonDot];
+    pub const ALL: [Isa; 6] = [Isa::Scalar, Isa::Avx2, Isa::Avx2Vnni, Isa::Neon, Isa::NeonDot, Isa::NeonI8mm];
 
     /// Lower-case name.
     pub fn name(self) -> &'static str {
@@ -125,6 +137,7 @@ impl Isa {
             Isa::Avx2Vnni => "avx2+vnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neon+dotprod",
+            Isa::NeonI8mm => "neon+i8mm",
         }
     }
 
@@ -142,8 +155,10 @@ impl Isa {
             Isa::Neon => super::arm::available(),
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => super::arm::dotprod_available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonI8mm => super::arm::dotprod_available() && super::arm::i8mm_available(),
             #[cfg(not(target_arch = "aarch64"))]
-            Isa::Neon | Isa::NeonDot => false,
+            Isa::Neon | Isa::NeonDot | Isa::NeonI8mm => false,
         }
     }
 }
@@ -165,6 +180,8 @@ pub fn isa() -> Isa {
         Isa::Avx2Vnni
     } else if Isa::Avx2.supported() {
         Isa::Avx2
+    } else if Isa::NeonI8mm.supported() {
+        Isa::NeonI8mm
     } else if Isa::NeonDot.supported() {
         Isa::NeonDot
     } else {
@@ -189,7 +206,7 @@ pub fn kernels_for(isa: Isa, ty: GgmlType) -> Option<&'static TypeKernels> {
 }
 
 fn table(isa: Isa) -> Option<&'static [TypeKernels]> {
-    static TABLES: [OnceLock<Vec<TypeKernels>>; 5] = [const { OnceLock::new() }; 5];
+    static TABLES: [OnceLock<Vec<TypeKernels>>; Isa::ALL.len()] = [const { OnceLock::new() }; Isa::ALL.len()];
     if !isa.supported() {
         return None;
     }
@@ -210,8 +227,10 @@ fn entry(isa: Isa, ty: GgmlType) -> TypeKernels {
         Isa::Neon => arm_entry::<false>(ty),
         #[cfg(target_arch = "aarch64")]
         Isa::NeonDot => arm_entry::<true>(ty),
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonI8mm => arm_i8mm_entry(ty),
         #[cfg(not(target_arch = "aarch64"))]
-        Isa::Neon | Isa::NeonDot => unreachable!("not supported here"),
+        Isa::Neon | Isa::NeonDot | Isa::NeonI8mm => unreachable!("not supported here"),
     }
 }
 
@@ -243,7 +262,9 @@ fn scalar_entry(ty: GgmlType) -> TypeKernels {
         tiled: None,
         tiled8: None,
         tiled_scalar: None,
+        tiled2x8: None,
         repacked: None,
+        repacked2x4: None,
     };
     let (decode, encode): (Option<DecodeFn>, Option<EncodeFn>) = match ty {
         F32 => (blocks!(float::decode_f32, F32), Some(float::encode_f32)),
@@ -427,6 +448,18 @@ fn arm_entry<const DOT: bool>(ty: GgmlType) -> TypeKernels {
             tiled8: Some(vk::q6_k_tiled_n::<8, DOT>),
             ..s
         },
+        _ => s,
+    }
+}
+
+/// The `dotprod` entry with [`super::arm::i8mm`]'s two-weight-row kernels added.
+#[cfg(target_arch = "aarch64")]
+fn arm_i8mm_entry(ty: GgmlType) -> TypeKernels {
+    use super::arm::i8mm;
+    let s = arm_entry::<true>(ty);
+    match ty {
+        GgmlType::Q4_K => TypeKernels { repacked2x4: Some(i8mm::q4_k_gemm_2x4), ..s },
+        GgmlType::Q6_K => TypeKernels { tiled2x8: Some(i8mm::q6_k_tiled_2xn::<8>), ..s },
         _ => s,
     }
 }

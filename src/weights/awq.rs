@@ -140,6 +140,11 @@ impl<'a> AwqMatrix<'a> {
                     // SAFETY: `simd` is set only where AVX2 is available.
                     done = unsafe { super::packed_x86::awq_rows(self.qweight, nw, wcol, k, end - k, &shifts, &luts, rows, o, ld) };
                 }
+                #[cfg(target_arch = "aarch64")]
+                if self.simd {
+                    let o = &mut out[base + k - c0..];
+                    done = super::packed_arm::awq_rows(self.qweight, nw, wcol, k, end - k, &shifts, &luts, rows, o, ld);
+                }
                 for kk in k + done..end {
                     let w = word(self.qweight, kk * nw + wcol);
                     for i in 0..rows {
@@ -153,13 +158,17 @@ impl<'a> AwqMatrix<'a> {
     }
 }
 
-/// Whether new matrices take the AVX2 path.
+/// Whether new matrices take the SIMD path (AVX2 on x86-64, NEON on AArch64).
 fn simd_default() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         super::packed_x86::available()
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        super::packed_arm::available()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
     }

@@ -254,6 +254,10 @@ impl<'a> GptqMatrix<'a> {
                     // SAFETY: `simd` is set only where AVX2 is available.
                     done = unsafe { super::packed_x86::gptq4_column(self.qweight, self.n_out, n, k / 8, &lut, o) };
                 }
+                #[cfg(target_arch = "aarch64")]
+                if self.simd && self.bits == 4 && k % 8 == 0 {
+                    done = super::packed_arm::gptq4_column(self.qweight, self.n_out, n, k / 8, &lut, &mut out[k - c0..end - c0]);
+                }
                 self.decode_row(n, k + done, end, |_, q| lut[q as usize], &mut out[k + done - c0..end - c0]);
                 k = end;
             }
@@ -280,13 +284,17 @@ impl<'a> GptqMatrix<'a> {
     }
 }
 
-/// Whether new matrices take the AVX2 path.
+/// Whether new matrices take the SIMD path (AVX2 on x86-64, NEON on AArch64).
 fn simd_default() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         super::packed_x86::available()
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        super::packed_arm::available()
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         false
     }

@@ -23,6 +23,8 @@ pub mod gguf;
 pub mod gptq;
 pub mod hf;
 pub mod packed;
+#[cfg(target_arch = "aarch64")]
+pub mod packed_arm;
 #[cfg(target_arch = "x86_64")]
 pub mod packed_x86;
 

@@ -9,8 +9,16 @@
 //! the kernel table ([`super::kernels`]): without `dotprod` the 4-byte lane sums are widening
 //! multiplies and pairwise adds ([`dot16`] with `DOT = false`), with it one `sdot` per 16 bytes.
 //! Both give the same i32 lanes, so the same results.
+//!
+//! With `i8mm` ([`i8mm_available`]) the kernels of [`i8mm`] take two weight rows at a time:
+//! one `smmla` gives the 2×2 tile of 8-byte dots of two weight rows with two activation rows.
+//! They serve the formats whose reference sums a whole (sub-)block as one integer before any
+//! f32 step (Q6_K's tiled order, llama.cpp's repacked Q4_K gemm); the formats whose reference
+//! keeps eight 4-element lanes in f32 (the 32-element ones, Q6_K's vec_dot order) cannot use an
+//! 8-element tile without wasting half of it, so they keep `sdot`.
 
 pub mod decode;
+pub mod i8mm;
 pub mod q4k;
 pub mod vecdot;
 pub mod vecdot_k;
@@ -28,10 +36,10 @@ pub fn dotprod_available() -> bool {
     *ON.get_or_init(|| available() && std::arch::is_aarch64_feature_detected!("dotprod"))
 }
 
-/// Whether the CPU has the `i8mm` extension (reported by `finetune`'s ISA line; the kernels here
-/// pair one weight row with one activation row at a time, where `smmla`'s 2×2 tiles do not pay).
+/// Whether the CPU has the `i8mm` extension (`smmla`, the kernels of [`i8mm`]), detected once.
 pub fn i8mm_available() -> bool {
-    std::arch::is_aarch64_feature_detected!("i8mm")
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| available() && std::arch::is_aarch64_feature_detected!("i8mm"))
 }
 
 /// i32 lane `i` = Σ_{k<4} a[4i+k]·b[4i+k] (signed bytes). With `DOT` one `sdot` (the caller
@@ -76,5 +84,19 @@ unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     let mut acc = acc;
     // 0x4e829420 = sdot v0.4s, v1.16b, v2.16b
     std::arch::asm!(".inst 0x4e829420", inout("v0") acc, in("v1") a, in("v2") b, options(pure, nomem, nostack));
+    acc
+}
+
+/// `smmla acc.4s, a.16b, b.16b` (Armv8.6 i8mm): with `a` two rows of 8 signed bytes (`a[0..8]`,
+/// `a[8..16]`) and `b` likewise, lane `2i + j` of `acc` gains `Σ_k a[8i + k]·b[8j + k]`. Inline
+/// assembly with the encoding, as [`sdot`].
+///
+/// # Safety
+/// The CPU has `i8mm` ([`i8mm_available`]).
+#[inline(always)]
+pub(in crate::quant) unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // 0x4e82a420 = smmla v0.4s, v1.16b, v2.16b
+    std::arch::asm!(".inst 0x4e82a420", inout("v0") acc, in("v1") a, in("v2") b, options(pure, nomem, nostack));
     acc
 }

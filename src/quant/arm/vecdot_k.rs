@@ -13,7 +13,7 @@ use crate::quant::util::f16_at;
 
 /// The sixteen 16-code vectors of a Q6_K super-block, element order (codes 0..63).
 #[inline(always)]
-fn q6_k_codes(b: &[u8]) -> [int8x16_t; 16] {
+pub(in crate::quant) fn q6_k_codes(b: &[u8]) -> [int8x16_t; 16] {
     assert!(b.len() >= 210);
     // SAFETY: all loads within the 210-byte block (checked); NEON is baseline.
     unsafe {
