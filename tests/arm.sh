@@ -5,10 +5,12 @@
 # The linker and runner are set here by environment variables only, so x86 builds are untouched.
 #
 # Runs, with QEMU_CPU=max (NEON + dotprod + i8mm): tests/simd_arm.rs (every NEON kernel, the
-# i8mm ones included, against its scalar reference, bit for bit, and the dispatch check), the library's op tests (SIMD vs
-# scalar op kernels), tests/grad_ops.rs (finite-difference gradients) and tests/arm_bits.rs
-# (logits of both real models, both numerics, with the bits of the x86-64 run just before); then
-# tests/simd_arm.rs again with QEMU_CPU=cortex-a53 (no dotprod), so both dispatch paths run.
+# i8mm ones included, against its scalar reference, bit for bit, and the dispatch check), the
+# library's op tests (SIMD vs scalar op kernels), tests/grad_ops.rs (finite-difference
+# gradients) and tests/arm_bits.rs (logits of both real models, both numerics, with the bits of
+# the x86-64 run just before); then
+# tests/simd_arm.rs again with QEMU_CPU=cortex-a76 (dotprod, no i8mm) and QEMU_CPU=cortex-a53
+# (no dotprod), so every dispatch path runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target=aarch64-unknown-linux-gnu
@@ -35,5 +37,7 @@ QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+i8mm run --test simd_arm -- --test-threads
 QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+i8mm run --lib ops:: -- --test-threads=2
 QEMU_CPU=max run --test grad_ops -- --test-threads=2
 QEMU_CPU=max FINETUNE_BITS_IN="$bits" run --test arm_bits -- --ignored
+echo "arm: QEMU_CPU=cortex-a76 (NEON + dotprod, no i8mm)" >&2
+QEMU_CPU=cortex-a76 FINETUNE_EXPECT_ISA=neon+dotprod run --test simd_arm -- --test-threads=2
 echo "arm: QEMU_CPU=cortex-a53 (NEON without dotprod)" >&2
 QEMU_CPU=cortex-a53 FINETUNE_EXPECT_ISA=neon run --test simd_arm -- --test-threads=2

@@ -252,10 +252,10 @@ fn i8mm_two_weight_row_kernels_match_scalar_bit_for_bit() {
     let f2 = table(Isa::NeonI8mm, GgmlType::Q6_K).tiled2x8.expect("Q6_K two-row tiled kernel");
     let w: [Vec<u8>; 2] = std::array::from_fn(|_| blocks_with_extremes(GgmlType::Q6_K, bpr, &mut rng));
     let got = f2([&w[0], &w[1]], std::array::from_fn(r));
-    for (i, wr) in w.iter().enumerate() {
-        for t in 0..8 {
+    for (i, (wr, gi)) in w.iter().zip(&got).enumerate() {
+        for (t, g) in gi.iter().enumerate() {
             let want = tiled(wr, r(t));
-            assert_eq!(got[i][t].to_bits(), want.to_bits(), "Q6_K tiled 2x8: weight row {i}, row {t}: {} vs {want}", got[i][t]);
+            assert_eq!(g.to_bits(), want.to_bits(), "Q6_K tiled 2x8: weight row {i}, row {t}: {g} vs {want}");
         }
     }
     // Q4_K, repacked gemm: two weight rows × the four rows of a group.
@@ -347,7 +347,7 @@ fn neon_awq_and_gptq_lookups_match_scalar_bit_for_bit() {
     use finetune::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter};
     use finetune::weights::{AwqMatrix, GptqMatrix, QuantWeight};
     assert!(finetune::weights::packed_arm::available() || std::env::var("FINETUNE_SIMD").as_deref() == Ok("scalar"));
-    let mut rng = Rng(0xA3_0);
+    let mut rng = Rng(0xA30);
     let same = |what: &str, a: &[f32], b: &[f32]| {
         let bad = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits());
         assert!(bad.is_none(), "{what}: value {} differs", bad.unwrap_or(0));
@@ -355,7 +355,8 @@ fn neon_awq_and_gptq_lookups_match_scalar_bit_for_bit() {
     for (k, n, g, dtype) in [(256usize, 64usize, 32usize, Dtype::F16), (384, 48, 128, Dtype::BF16), (160, 40, 32, Dtype::F32)] {
         let mut words = |len: usize| (0..len).flat_map(|_| (rng.next_u64() as u32).to_le_bytes()).collect::<Vec<u8>>();
         let (gq, gz, aq, az) = (words(k / 8 * n), words(k.div_ceil(g) * n / 8), words(k * n / 8), words(k / g * n / 8));
-        let scales: Vec<f32> = (0..k.div_ceil(g) * n).map(|i| 0.013 * (1.0 + (i % 7) as f32) * if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+        let scales: Vec<f32> =
+            (0..k.div_ceil(g) * n).map(|i| 0.013 * (1.0 + (i % 7) as f32) * if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
         let mut wr = SafetensorsWriter::new();
         wr.add("g.qweight", Dtype::I32, &[k / 8, n], gq).unwrap();
         wr.add("g.qzeros", Dtype::I32, &[k.div_ceil(g), n / 8], gz).unwrap();
@@ -367,7 +368,8 @@ fn neon_awq_and_gptq_lookups_match_scalar_bit_for_bit() {
         let get = |name: &str| st.get(name);
         for (sym, ver) in [(false, "gptq"), (true, "gptq_v2")] {
             let q = serde_json::json!({"bits": 4, "group_size": g, "sym": sym, "checkpoint_format": ver, "version": "gemm"});
-            let pairs: [(&str, Box<dyn QuantWeight>, Box<dyn QuantWeight>); 2] = [
+            type Pair<'a> = (&'static str, Box<dyn QuantWeight + 'a>, Box<dyn QuantWeight + 'a>);
+            let pairs: [Pair; 2] = [
                 (
                     "AWQ",
                     Box::new(AwqMatrix::open(&get, "a", &q, k, n).unwrap().with_simd(true)),

@@ -140,30 +140,6 @@ pub fn glu_backward(act: Act, gate: &[f32], up: &[f32], dh: &[f32], dgate: &mut 
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant::util::f16_round;
-
-    #[test]
-    fn gelu_table_equals_direct_formula_for_every_f16_input() {
-        let t = gelu_f16_table();
-        for bits in 0..=u16::MAX {
-            let x = half::f16::from_bits(bits).to_f32();
-            let direct = f16_round(gelu_tanh_ggml(f16_round(x)));
-            assert_eq!(t[bits as usize].to_bits(), direct.to_bits(), "x = {x} ({bits:#06x})");
-        }
-        // f32 inputs between f16 values: the lookup rounds them as f16_round does.
-        let mut x = -9.999_5f32;
-        while x < 10.0 {
-            let (mut g, up) = ([x], [1.5f32]);
-            glu_inplace_ggml(Act::GeGlu, &mut g, &up);
-            assert_eq!(g[0].to_bits(), (f16_round(gelu_tanh_ggml(f16_round(x))) * 1.5).to_bits(), "x = {x}");
-            x += 0.000_731;
-        }
-    }
-}
-
 /// SwiGLU in ggml numerics four lanes at a time: `g / (1 + ggml_expf(−g)) · u` with the
 /// vector [`crate::ops::vexp`] `ggml_expf` (same bits), IEEE `fdiv`/`fmul` as the scalar code.
 #[cfg(target_arch = "aarch64")]
@@ -189,6 +165,30 @@ mod neon {
         }
         for (g, &u) in g4.into_remainder().iter_mut().zip(u4.remainder()) {
             *g = *g / (1.0 + ggml_expf(-*g)) * u;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::util::f16_round;
+
+    #[test]
+    fn gelu_table_equals_direct_formula_for_every_f16_input() {
+        let t = gelu_f16_table();
+        for bits in 0..=u16::MAX {
+            let x = half::f16::from_bits(bits).to_f32();
+            let direct = f16_round(gelu_tanh_ggml(f16_round(x)));
+            assert_eq!(t[bits as usize].to_bits(), direct.to_bits(), "x = {x} ({bits:#06x})");
+        }
+        // f32 inputs between f16 values: the lookup rounds them as f16_round does.
+        let mut x = -9.999_5f32;
+        while x < 10.0 {
+            let (mut g, up) = ([x], [1.5f32]);
+            glu_inplace_ggml(Act::GeGlu, &mut g, &up);
+            assert_eq!(g[0].to_bits(), (f16_round(gelu_tanh_ggml(f16_round(x))) * 1.5).to_bits(), "x = {x}");
+            x += 0.000_731;
         }
     }
 }

@@ -222,16 +222,20 @@ fn many2<'a, const N: usize>(
     let rows = move |r0: usize, r1: usize| {
         let yp = &yp; // the whole SendPtr, not its raw field
         let row = |r: usize| &data[r * rb..(r + 1) * rb];
-        // SAFETY (every store): tasks own disjoint rows r0..r1; token rows < t, r < n.
-        let put = |tt: usize, r: usize, v: f32| unsafe { *yp.0.add(tt * n + r) = v };
+        let put = |tt: usize, r: usize, v: f32| {
+            debug_assert!(tt < t && (r0..r1).contains(&r));
+            // SAFETY: called with token rows tt < t and r in this task's rows r0..r1 (r1 ≤ n);
+            // tasks own disjoint rows; `y` is borrowed for the job's lifetime.
+            unsafe { *yp.0.add(tt * n + r) = v }
+        };
         let mut tt = 0;
         while tt + N <= t {
             let mut r = r0;
             while r + 2 <= r1 {
                 let v = dot2n([row(r), row(r + 1)], tt);
-                for k in 0..N {
-                    put(tt + k, r, v[0][k]);
-                    put(tt + k, r + 1, v[1][k]);
+                for (k, (&v0, &v1)) in v[0].iter().zip(&v[1]).enumerate() {
+                    put(tt + k, r, v0);
+                    put(tt + k, r + 1, v1);
                 }
                 r += 2;
             }

@@ -128,30 +128,6 @@ mod neon {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::exp_sub;
-
-    #[test]
-    fn exp_sub_matches_f64_exp() {
-        let mut x: Vec<f32> = (0..20001).map(|i| -95.0 + i as f32 * 0.00575).collect();
-        x.push(f32::NEG_INFINITY);
-        let orig = x.clone();
-        let sum = exp_sub(&mut x, 3.0);
-        let mut want_sum = 0f64;
-        for (&o, &e) in orig.iter().zip(&x) {
-            let want = ((o - 3.0) as f64).exp();
-            want_sum += want;
-            if want < 1e-37 {
-                assert!(e.abs() <= 1e-37, "exp({o} - 3) = {e}, want {want}");
-            } else {
-                assert!(((e as f64 - want) / want).abs() < 4e-7, "exp({o} - 3) = {e}, want {want}");
-            }
-        }
-        assert!(((sum as f64 - want_sum) / want_sum).abs() < 1e-5);
-    }
-}
-
 /// `row[i] = ggml_expf(row[i] − max)` ([`crate::ops::attention::ggml_expf`]): on AArch64 four
 /// lanes at a time by [`neon_ggml::exp4`] (the same bits; `FINETUNE_SIMD=scalar` turns it off),
 /// elsewhere the scalar function.
@@ -208,5 +184,29 @@ pub(crate) mod neon_ggml {
         for d in chunks.into_remainder() {
             *d = crate::ops::attention::ggml_expf(*d - max);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exp_sub;
+
+    #[test]
+    fn exp_sub_matches_f64_exp() {
+        let mut x: Vec<f32> = (0..20001).map(|i| -95.0 + i as f32 * 0.00575).collect();
+        x.push(f32::NEG_INFINITY);
+        let orig = x.clone();
+        let sum = exp_sub(&mut x, 3.0);
+        let mut want_sum = 0f64;
+        for (&o, &e) in orig.iter().zip(&x) {
+            let want = ((o - 3.0) as f64).exp();
+            want_sum += want;
+            if want < 1e-37 {
+                assert!(e.abs() <= 1e-37, "exp({o} - 3) = {e}, want {want}");
+            } else {
+                assert!(((e as f64 - want) / want).abs() < 4e-7, "exp({o} - 3) = {e}, want {want}");
+            }
+        }
+        assert!(((sum as f64 - want_sum) / want_sum).abs() < 1e-5);
     }
 }
