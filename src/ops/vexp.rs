@@ -129,7 +129,7 @@ mod neon {
 }
 
 /// `row[i] = ggml_expf(row[i] − max)` ([`crate::ops::attention::ggml_expf`]): on AArch64 four
-/// lanes at a time by [`neon_ggml::exp4`] (the same bits; `FINETUNE_SIMD=scalar` turns it off),
+/// lanes at a time by `neon_ggml::exp4` (the same bits; `FINETUNE_SIMD=scalar` turns it off),
 /// elsewhere the scalar function.
 pub fn ggml_exp_row(row: &mut [f32], max: f32) {
     #[cfg(target_arch = "aarch64")]
