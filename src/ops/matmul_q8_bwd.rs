@@ -66,7 +66,7 @@ pub fn matmul_backward_input_q8_at(level: Level, w: &dyn QuantWeight, dy: &[f32]
         return;
     }
     let layout = level.layout();
-    let q = QuantDy::new(layout, dy, t, n);
+    let q = QuantDy::new(level, dy, t, n);
     let bs = w.col_block().max(1);
     let threads = rayon::current_num_threads();
     let per = (CW / bs).max(1).min((k.div_ceil(bs) / (2 * threads)).max(1));
@@ -91,7 +91,7 @@ pub fn matmul_backward_input_q8_at(level: Level, w: &dyn QuantWeight, dy: &[f32]
                     let (r0, r1) = (o0 + b * BLOCK, (o0 + (b + 1) * BLOCK).min(o1));
                     let rows = &mut s.rows[..(r1 - r0) * ncols];
                     w.decode_block(r0, r1, c0, c1, rows);
-                    dot_i8::pack_block(layout, rows, ncols, r1 - r0, ncols, b, nb, &mut s.tile, &mut s.scales, &mut s.amax, &mut s.inv);
+                    dot_i8::pack_block(level, rows, ncols, r1 - r0, ncols, b, nb, &mut s.tile, &mut s.scales, &mut s.amax, &mut s.inv);
                 }
                 let c = Chunk {
                     t,
@@ -126,7 +126,8 @@ struct QuantDy {
 }
 
 impl QuantDy {
-    fn new(layout: Layout, dy: &[f32], t: usize, n: usize) -> QuantDy {
+    fn new(level: Level, dy: &[f32], t: usize, n: usize) -> QuantDy {
+        let layout = level.layout();
         let nbt = n.div_ceil(BLOCK);
         let ldq = nbt * BLOCK;
         let cb = layout.code_bytes();
@@ -135,7 +136,7 @@ impl QuantDy {
             |(((codes, scales), corr), row)| {
                 let mut blk = [0i8; BLOCK];
                 for (b, (s, c)) in scales.iter_mut().zip(corr.iter_mut()).enumerate() {
-                    *s = dot_i8::quantize_block(&row[b * BLOCK..((b + 1) * BLOCK).min(n)], &mut blk);
+                    *s = dot_i8::quantize_block(level, &row[b * BLOCK..((b + 1) * BLOCK).min(n)], &mut blk);
                     *c = -128 * blk.iter().map(|&v| v as i32).sum::<i32>();
                     let dst = &mut codes[b * BLOCK * cb..(b + 1) * BLOCK * cb];
                     match layout {

@@ -94,9 +94,44 @@ pub fn level() -> Level {
     }
 }
 
+/// [`quantize_block_scalar`] at `level`'s speed (the same bits).
+pub fn quantize_block(level: Level, x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if level != Level::Scalar && level.supported() {
+        // SAFETY: every non-scalar x86 level has AVX2.
+        return unsafe { super::x86::dot_i8::quantize_block_avx2(x, q) };
+    }
+    let _ = level;
+    quantize_block_scalar(x, q)
+}
+
+/// [`pack_block_scalar`] at `level`'s speed, in `level.layout()` (the same bits).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_block(
+    level: Level,
+    rows: &[f32],
+    ld: usize,
+    nrows: usize,
+    ncols: usize,
+    b: usize,
+    nb: usize,
+    tile: &mut [u8],
+    scales: &mut [f32],
+    amax: &mut [f32],
+    inv: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if level != Level::Scalar && level.supported() {
+        let words = level.layout() == Layout::Words;
+        // SAFETY: every non-scalar x86 level has AVX2; the kernel checks the slices' lengths.
+        return unsafe { super::x86::dot_i8::pack_block_avx2(words, rows, ld, nrows, ncols, b, nb, tile, scales) };
+    }
+    pack_block_scalar(level.layout(), rows, ld, nrows, ncols, b, nb, tile, scales, amax, inv)
+}
+
 /// Quantize one block of up to [`BLOCK`] values (the rest of `q` set to 0): scale
 /// `amax / 127`, codes `round_ties_even(x / scale)` through the reciprocal. Returns the scale.
-pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
+pub fn quantize_block_scalar(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -112,7 +147,7 @@ pub fn quantize_block(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
 /// scales into `scales`. Rows past `nrows` and columns past `ncols` (to the sliver's end) get
 /// code 0 and scale 0. `amax`/`inv` are scratch of at least `ncols` rounded up to 16.
 #[allow(clippy::too_many_arguments)]
-pub fn pack_block(
+pub fn pack_block_scalar(
     layout: Layout,
     rows: &[f32],
     ld: usize,

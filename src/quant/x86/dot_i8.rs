@@ -157,3 +157,110 @@ unsafe fn vnni_micro<const M: usize, const V: usize>(c: &Chunk, t0: usize, s: us
         }
     }
 }
+
+/// Lanes `< n` of 8 set, as floats' sign masks for `maskload`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn mask_ps(n: usize) -> __m256i {
+    lanes_below(n.min(8))
+}
+
+/// [`pack_block_scalar`](crate::quant::dot_i8::pack_block_scalar) with AVX2: per sliver the
+/// 32×16 values in registers, the column maxima, `d = amax/127`, `1/d` (0 where d is 0) and
+/// `cvtps` (round half to even, the reference's rounding) on `x·(1/d)`, then the layout's
+/// byte or word interleave by shifts. The same bits.
+///
+/// # Safety
+/// AVX2 present.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn pack_block_avx2(
+    words: bool,
+    rows: &[f32],
+    ld: usize,
+    nrows: usize,
+    ncols: usize,
+    b: usize,
+    nb: usize,
+    tile: &mut [u8],
+    scales: &mut [f32],
+) {
+    let nsl = ncols.div_ceil(SLIVER);
+    let bb = if words { 2 * BLOCK * SLIVER } else { BLOCK * SLIVER };
+    assert!(nrows <= BLOCK && b < nb && ncols <= ld);
+    assert!(nrows == 0 || rows.len() >= (nrows - 1) * ld + ncols, "rows too short");
+    assert!(tile.len() >= nsl * nb * bb && scales.len() >= nsl * nb * SLIVER, "tile too short");
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let (ff, ffff) = (_mm256_set1_epi32(0xff), _mm256_set1_epi32(0xffff));
+    for s in 0..nsl {
+        let cols = SLIVER.min(ncols - s * SLIVER);
+        let m = [mask_ps(cols), mask_ps(cols.saturating_sub(8))];
+        let mut x = [[_mm256_setzero_ps(); 2]; BLOCK];
+        let mut amax = [_mm256_setzero_ps(); 2];
+        for (r, xr) in x.iter_mut().enumerate().take(nrows) {
+            for h in 0..2 {
+                xr[h] = _mm256_maskload_ps(rows.as_ptr().wrapping_add(r * ld + s * SLIVER + 8 * h), m[h]);
+                amax[h] = _mm256_max_ps(amax[h], _mm256_and_ps(xr[h], abs));
+            }
+        }
+        let sc = scales.as_mut_ptr().add((s * nb + b) * SLIVER);
+        let mut inv = [_mm256_setzero_ps(); 2];
+        for h in 0..2 {
+            let d = _mm256_div_ps(amax[h], _mm256_set1_ps(127.0));
+            inv[h] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0), d), _mm256_cmp_ps::<_CMP_NEQ_OQ>(d, _mm256_setzero_ps()));
+            _mm256_storeu_ps(sc.add(8 * h), d);
+        }
+        let q = |r: usize, h: usize| _mm256_cvtps_epi32(_mm256_mul_ps(x[r][h], inv[h]));
+        let dst = tile.as_mut_ptr().add((s * nb + b) * bb) as *mut __m256i;
+        for h in 0..2 {
+            if words {
+                for p in 0..BLOCK / 2 {
+                    let w = _mm256_or_si256(_mm256_and_si256(q(2 * p, h), ffff), _mm256_slli_epi32::<16>(q(2 * p + 1, h)));
+                    _mm256_storeu_si256(dst.add(2 * p + h), w);
+                }
+            } else {
+                for k in 0..BLOCK / 4 {
+                    let lo =
+                        _mm256_or_si256(_mm256_and_si256(q(4 * k, h), ff), _mm256_slli_epi32::<8>(_mm256_and_si256(q(4 * k + 1, h), ff)));
+                    let hi = _mm256_or_si256(
+                        _mm256_slli_epi32::<16>(_mm256_and_si256(q(4 * k + 2, h), ff)),
+                        _mm256_slli_epi32::<24>(q(4 * k + 3, h)),
+                    );
+                    let w = _mm256_xor_si256(_mm256_or_si256(lo, hi), _mm256_set1_epi32(0x8080_8080u32 as i32));
+                    _mm256_storeu_si256(dst.add(2 * k + h), w);
+                }
+            }
+        }
+    }
+}
+
+/// [`quantize_block_scalar`](crate::quant::dot_i8::quantize_block_scalar) with AVX2 (the same
+/// maximum, scale, reciprocal and round-half-to-even conversion: the same bits).
+///
+/// # Safety
+/// AVX2 present.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
+    let n = x.len().min(BLOCK);
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut amax = _mm256_setzero_ps();
+    for (j, v) in v.iter_mut().enumerate() {
+        let m = mask_ps(n.saturating_sub(8 * j));
+        *v = _mm256_maskload_ps(x.as_ptr().wrapping_add(8 * j), m);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(*v, abs));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
+    let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut out = [0i32; BLOCK];
+    for (j, v) in v.iter().enumerate() {
+        _mm256_storeu_si256(out.as_mut_ptr().add(8 * j) as *mut __m256i, _mm256_cvtps_epi32(_mm256_mul_ps(*v, _mm256_set1_ps(id))));
+    }
+    for (q, o) in q.iter_mut().zip(out) {
+        *q = o as i8;
+    }
+    d
+}
