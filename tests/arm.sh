@@ -8,7 +8,8 @@
 # its scalar reference, bit for bit, and the dispatch check), the library's op tests (SIMD vs
 # scalar op kernels), tests/grad_ops.rs (finite-difference gradients) and tests/arm_bits.rs
 # (logits of both real models, both numerics, with the bits of the x86-64 run just before); then
-# tests/simd_arm.rs again with QEMU_CPU=cortex-a53 (no dotprod), so both dispatch paths run.
+# tests/simd_arm.rs again with QEMU_CPU=cortex-a53 (no dotprod), so both dispatch paths run;
+# tests/matmul_q8_bwd.rs's bit tests (NEON input-backward kernels vs scalar) under both CPUs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target=aarch64-unknown-linux-gnu
@@ -26,7 +27,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch
 run() { cargo test --release --target "$target" "$@"; }
 # The library and the binary must build for AArch64; then the test targets run below.
 cargo build --release --target "$target" --lib --bins
-run --no-run --lib --test simd_arm --test grad_ops --test arm_bits
+run --no-run --lib --test simd_arm --test grad_ops --test arm_bits --test matmul_q8_bwd
 bash models/fetch.sh
 bits="$PWD/target/arm-bits-x86_64.txt"
 FINETUNE_BITS_OUT="$bits" cargo test --release --test arm_bits -- --ignored
@@ -34,6 +35,8 @@ echo "arm: QEMU_CPU=max (NEON + dotprod)" >&2
 QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+dotprod run --test simd_arm -- --test-threads=2
 QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+dotprod run --lib ops:: -- --test-threads=2
 QEMU_CPU=max run --test grad_ops -- --test-threads=2
+QEMU_CPU=max FINETUNE_EXPECT_ISA=neon+dotprod run --test matmul_q8_bwd -- --test-threads=2 every_level scalar_reference
 QEMU_CPU=max FINETUNE_BITS_IN="$bits" run --test arm_bits -- --ignored
 echo "arm: QEMU_CPU=cortex-a53 (NEON without dotprod)" >&2
 QEMU_CPU=cortex-a53 FINETUNE_EXPECT_ISA=neon run --test simd_arm -- --test-threads=2
+QEMU_CPU=cortex-a53 FINETUNE_EXPECT_ISA=neon run --test matmul_q8_bwd -- --test-threads=2 every_level scalar_reference

@@ -6,13 +6,13 @@
 //! A chunk of W (rows `b0·32 ..`, a range of columns) is a *tile*: columns in slivers of
 //! [`SLIVER`], each sliver's blocks one after the other. [`Layout::Bytes`] (scalar, AVX-512
 //! VNNI) stores a block as 8 steps of `[16 columns][4 rows]` bytes, each code `q + 128` (the
-//! unsigned operand of `vpdpbusd`); [`Layout::Words`] (AVX2) as 16 steps of
+//! unsigned operand of `vpdpbusd`; NEON flips it back for `sdot`); [`Layout::Words`] (AVX2) as 16 steps of
 //! `[16 columns][2 rows]` i16 codes (`vpmaddwd`). Scales are `[sliver][block][16]` f32.
 //!
 //! For every token `t` and column `i` of a tile: `acc = fma(Σ_{o∈b} qy[t,o]·qw[o,i] as f32,
 //! sw[b,i]·sy[t,b], acc)` for the blocks in order, from 0 or from `dx[t,i]`. The integer sums
 //! are exact (|Σ| ≤ 32·127·127 < 2²⁴, so the conversion is too) and the f32 steps are these
-//! three in this order on every level: the SIMD twins (`x86/dot_i8.rs`) give the scalar
+//! three in this order on every level: the SIMD twins (`x86/dot_i8.rs`, `arm/dot_i8.rs`) give the scalar
 //! reference's bits ([`chunk_scalar`]).
 
 /// Rows (of W, outputs of the forward) per quantization block.
@@ -53,13 +53,17 @@ pub enum Level {
     Scalar,
     /// AVX2 `vpmaddwd` on i16 codes, 3 tokens × 16 columns per step.
     Avx2,
-    /// AVX-512 VNNI `vpdpbusd`, 4 tokens × 32 columns per step.
+    /// AVX-512 VNNI `vpdpbusd`, 6 tokens × 32 columns per step.
     Vnni,
+    /// AArch64 NEON (widening multiplies), 3 tokens × 16 columns per step.
+    Neon,
+    /// [`Level::Neon`] with `sdot` (the `dotprod` extension).
+    NeonDot,
 }
 
 impl Level {
     /// Every level, scalar first.
-    pub const ALL: [Level; 3] = [Level::Scalar, Level::Avx2, Level::Vnni];
+    pub const ALL: [Level; 5] = [Level::Scalar, Level::Avx2, Level::Vnni, Level::Neon, Level::NeonDot];
 
     /// Whether this CPU (and compiler) can run the level.
     pub fn supported(self) -> bool {
@@ -69,6 +73,10 @@ impl Level {
             Level::Avx2 => super::x86::available(),
             #[cfg(all(target_arch = "x86_64", finetune_avx512))]
             Level::Vnni => super::x86::available() && super::x86::vnni_available() && super::x86::avx512_available(),
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => super::arm::available(),
+            #[cfg(target_arch = "aarch64")]
+            Level::NeonDot => super::arm::dotprod_available(),
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -78,7 +86,7 @@ impl Level {
     pub fn layout(self) -> Layout {
         match self {
             Level::Avx2 => Layout::Words,
-            Level::Scalar | Level::Vnni => Layout::Bytes,
+            Level::Scalar | Level::Vnni | Level::Neon | Level::NeonDot => Layout::Bytes,
         }
     }
 }
@@ -90,6 +98,8 @@ pub fn level() -> Level {
     match super::isa() {
         Isa::Avx2Vnni if Level::Vnni.supported() => Level::Vnni,
         Isa::Avx2 | Isa::Avx2Vnni => Level::Avx2,
+        Isa::NeonDot if Level::NeonDot.supported() => Level::NeonDot,
+        Isa::Neon | Isa::NeonDot => Level::Neon,
         _ => Level::Scalar,
     }
 }
@@ -277,6 +287,10 @@ pub unsafe fn chunk(level: Level, c: &Chunk) {
         Level::Avx2 => super::x86::dot_i8::chunk_avx2(c),
         #[cfg(all(target_arch = "x86_64", finetune_avx512))]
         Level::Vnni => super::x86::dot_i8::chunk_vnni(c),
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => super::arm::dot_i8::chunk_neon::<false>(c),
+        #[cfg(target_arch = "aarch64")]
+        Level::NeonDot => super::arm::dot_i8::chunk_neon::<true>(c),
         _ => chunk_scalar(c, level.layout()),
     }
 }

@@ -11,6 +11,7 @@
 //! Both give the same i32 lanes, so the same results.
 
 pub mod decode;
+pub mod dot_i8;
 pub mod q4k;
 pub mod vecdot;
 pub mod vecdot_k;

@@ -1,6 +1,6 @@
 //! The x86 twins of [`crate::quant::dot_i8::chunk_scalar`]: AVX2 (`vpmaddwd` on
 //! [`Layout::Words`](crate::quant::dot_i8::Layout) tiles, 3 tokens × 16 columns) and AVX-512
-//! VNNI (`vpdpbusd` on `Bytes` tiles, 4 tokens × 32 columns). Per block each lane sums its
+//! VNNI (`vpdpbusd` on `Bytes` tiles, 6 tokens × 32 columns). Per block each lane sums its
 //! column's 32 integer products exactly, converts, and does the reference's multiply and
 //! fused add, so the bits are the scalar reference's.
 
@@ -86,6 +86,7 @@ unsafe fn avx2_micro<const M: usize>(c: &Chunk, t0: usize, s: usize) {
 /// AVX-512 F/BW/VL/VNNI and FMA present; `c` as for
 /// [`chunk_scalar`](crate::quant::dot_i8::chunk_scalar), tile and codes in `Layout::Bytes`.
 #[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
 pub unsafe fn chunk_vnni(c: &Chunk) {
     let nsl = c.ncols.div_ceil(SLIVER);
@@ -94,8 +95,12 @@ pub unsafe fn chunk_vnni(c: &Chunk) {
         let v = (nsl - s).min(2);
         let mut t0 = 0;
         while t0 < c.t {
-            let m = (c.t - t0).min(4);
+            let m = (c.t - t0).min(6);
             match (m, v) {
+                (6, 2) => vnni_micro::<6, 2>(c, t0, s),
+                (5, 2) => vnni_micro::<5, 2>(c, t0, s),
+                (6, _) => vnni_micro::<6, 1>(c, t0, s),
+                (5, _) => vnni_micro::<5, 1>(c, t0, s),
                 (4, 2) => vnni_micro::<4, 2>(c, t0, s),
                 (3, 2) => vnni_micro::<3, 2>(c, t0, s),
                 (2, 2) => vnni_micro::<2, 2>(c, t0, s),
@@ -114,6 +119,7 @@ pub unsafe fn chunk_vnni(c: &Chunk) {
 /// Tokens `t0..t0+M`, slivers `s..s+V`: `(q + 128)·y` summed by `vpdpbusd` from `−128·Σy`,
 /// i.e. exactly `Σ q·y`.
 #[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,fma")]
 unsafe fn vnni_micro<const M: usize, const V: usize>(c: &Chunk, t0: usize, s: usize) {
