@@ -2,7 +2,8 @@
 //! `y = x·Wᵀ` (`ops::matmul::matmul`) and the input backward `dx = dy·W`
 //! (`ops::matmul::matmul_backward_input`, f32) beside its integer-dot twin
 //! (`ops::matmul_q8_bwd::matmul_backward_input_q8`, "q8": the level in use, and "q8 avx2": its
-//! AVX2 kernel where the CPU has more), GFLOP(-equivalent)/s on 1 and 2 threads.
+//! AVX2 kernel where the CPU has more, per CPU-second), GFLOP(-equivalent)/s on 1 and 2 threads;
+//! "q8/f32 cpu" is the ratio per CPU-second.
 //! `FINETUNE_SIMD=avx2` runs the f32 AVX2 micro-kernel where the CPU has AVX-512 (A/B in one
 //! binary).
 //!
@@ -62,7 +63,7 @@ fn main() {
     println!("GFLOP/s by wall time, and per CPU-second (all threads; less sensitive to a shared machine)");
     let avx2 = Level::Avx2.supported() && finetune::quant::dot_i8::level() != Level::Avx2;
     println!("q8 level: {:?}", finetune::quant::dot_i8::level());
-    println!("shape      n_out  n_in     T thr   fwd wall  fwd cpu   bwd wall  bwd cpu    q8 wall   q8 cpu  q8/f32  q8avx2 wall");
+    println!("shape      n_out  n_in     T thr   fwd wall  fwd cpu   bwd wall  bwd cpu    q8 wall   q8 cpu  q8/f32 cpu  q8avx2 cpu");
     for &(name, n_out, n_in) in &shapes {
         let wb = random_q4k(n_out, n_in, &mut rng);
         let w = QMatrix { ty: GgmlType::Q4_K, n_in, n_out, data: &wb };
@@ -78,20 +79,20 @@ fn main() {
                 let (bw, bc) = pool.install(|| best(reps, || matmul_backward_input(&w, &dy, &mut dx)));
                 let (qw, qc) = pool.install(|| best(reps, || matmul_backward_input_q8(&w, &dy, &mut dx, false)));
                 let a2 = if avx2 {
-                    pool.install(|| best(reps, || matmul_backward_input_q8_at(Level::Avx2, &w, &dy, &mut dx, false))).0
+                    pool.install(|| best(reps, || matmul_backward_input_q8_at(Level::Avx2, &w, &dy, &mut dx, false))).1
                 } else {
                     f64::NAN
                 };
                 let g = |s: f64| flop / s / 1e9;
                 println!(
-                    "{name:<9} {n_out:>6} {n_in:>6} {t:>4} {th:>3}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}  {:>5.2}×  {:>8.1}",
+                    "{name:<9} {n_out:>6} {n_in:>6} {t:>4} {th:>3}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}  {:>9.2}×  {:>8.1}",
                     g(fw),
                     g(fc),
                     g(bw),
                     g(bc),
                     g(qw),
                     g(qc),
-                    bw / qw,
+                    bc / qc,
                     g(a2)
                 );
             }
