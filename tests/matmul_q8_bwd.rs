@@ -1,8 +1,8 @@
 //! `ops::matmul_q8_bwd::matmul_backward_input_q8` (dx = dy·W on integer dots): every kernel level
 //! gives the scalar reference's bits on odd shapes and any thread count; the scalar reference
 //! is the quantized sum computed independently here (f64); the error against the f32
-//! `matmul_backward_input` on 7B-shaped Q4_K/Q6_K/Q8_0 matrices and on real SmolLM2 weights
-//! is measured and bounded; float weights keep the f32 path's bits.
+//! `matmul_backward_input` on 7B-shaped Q4_K/Q6_K/Q8_0 matrices and on real SmolLM2 / Gemma 3
+//! weights is measured and bounded; float weights keep the f32 path's bits.
 
 mod common;
 
@@ -166,7 +166,8 @@ fn measure(name: &str, w: &dyn QuantWeight, t: usize, seed: u64) -> f64 {
 }
 
 /// Measured (every level gives the same bits): 7.5e-3 to 7.6e-3 on the random 7B-shaped
-/// Q4_K/Q6_K/Q8_0 matrices below, 7.9e-3 to 8.4e-3 on SmolLM2's Q4_1 weights. Theory agrees:
+/// Q4_K/Q6_K/Q8_0 matrices below, 7.6e-3 to 8.6e-3 on SmolLM2's and Gemma 3's weights (Q4_1,
+/// Q4_K, Q6_K, Q8_0, Q5_0). Theory agrees:
 /// an 8-bit rounding per 32-block with scale amax/127 has rms error (amax/127)/√12 ≈ 0.0052σ
 /// for normal values (E amax ≈ 2.3σ), twice (dy and W) ≈ 7.4e-3. The bound is 1.4× the
 /// largest measured value (fixed seeds: the figures do not move between runs).
@@ -192,16 +193,23 @@ fn error_against_f32_on_7b_shapes() {
     }
 }
 
+/// SmolLM2's Q4_1 and Gemma 3's Q4_K (attn_output), Q6_K (ffn_down), Q8_0 (attn_v), Q5_0 (ffn_gate).
 #[test]
-fn error_against_f32_on_smollm2_weights() {
-    let g = GgufModel::open(common::smollm()).unwrap();
-    for name in ["blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.29.ffn_gate.weight"] {
-        let v = g.tensor(name).unwrap_or_else(|| panic!("{name} in SmolLM2"));
-        let w = QMatrix { ty: v.info.ty, n_in: v.info.dims[0] as usize, n_out: v.info.dims[1] as usize, data: v.data };
-        assert!(uses_integer_dots(&w), "{name}: {}", v.info.ty);
-        let err = measure(name, &w, 64, 7);
-        assert!(err <= REL_L2_BOUND, "{name}: rel L2 {err}");
-        assert!(err > 1e-4, "{name}: an error this small means the f32 path ran");
+fn error_against_f32_on_real_weights() {
+    let cases = [
+        (common::smollm(), ["blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.29.ffn_gate.weight", "blk.29.attn_v.weight"]),
+        (common::gemma(), ["blk.0.attn_output.weight", "blk.0.ffn_down.weight", "blk.17.attn_v.weight", "blk.17.ffn_gate.weight"]),
+    ];
+    for (path, names) in cases {
+        let g = GgufModel::open(&path).unwrap();
+        for name in names {
+            let v = g.tensor(name).unwrap_or_else(|| panic!("{name} in {}", path.display()));
+            let w = QMatrix { ty: v.info.ty, n_in: v.info.dims[0] as usize, n_out: v.info.dims[1] as usize, data: v.data };
+            assert!(uses_integer_dots(&w), "{name}: {}", v.info.ty);
+            let err = measure(name, &w, 64, 7);
+            assert!(err <= REL_L2_BOUND, "{name}: rel L2 {err}");
+            assert!(err > 1e-4, "{name}: an error this small means the f32 path ran");
+        }
     }
 }
 
