@@ -47,7 +47,7 @@ unsafe fn avx2_micro<const M: usize>(c: &Chunk, t0: usize, s: usize) {
     for (m, a) in acc.iter_mut().enumerate() {
         for (h, a) in a.iter_mut().enumerate() {
             if !c.zero {
-                *a = _mm256_maskload_ps(c.dx.add((t0 + m) * c.ldx + s * SLIVER + 8 * h), mask[h]);
+                *a = _mm256_maskload_ps(c.dx.wrapping_add((t0 + m) * c.ldx + s * SLIVER + 8 * h), mask[h]);
             }
         }
     }
@@ -75,7 +75,7 @@ unsafe fn avx2_micro<const M: usize>(c: &Chunk, t0: usize, s: usize) {
     }
     for (m, a) in acc.iter().enumerate() {
         for (h, &a) in a.iter().enumerate() {
-            _mm256_maskstore_ps(c.dx.add((t0 + m) * c.ldx + s * SLIVER + 8 * h), mask[h], a);
+            _mm256_maskstore_ps(c.dx.wrapping_add((t0 + m) * c.ldx + s * SLIVER + 8 * h), mask[h], a);
         }
     }
 }
