@@ -1,7 +1,11 @@
 //! The frozen-weight training matmuls at Qwen2-7B shapes on random Q4_K weights: the forward
 //! `y = x·Wᵀ` (`ops::matmul::matmul`) and the input backward `dx = dy·W`
-//! (`ops::matmul::matmul_backward_input`), GFLOP/s on 1 and 2 threads. `FINETUNE_SIMD=avx2` runs
-//! the AVX2 micro-kernel where the CPU has AVX-512 (A/B in one binary).
+//! (`ops::matmul::matmul_backward_input`, f32) beside its integer-dot twin
+//! (`ops::matmul_q8_bwd::matmul_backward_input_q8`, "q8": the level in use, and "q8 avx2": its
+//! AVX2 kernel where the CPU has more, per CPU-second), GFLOP(-equivalent)/s on 1 and 2 threads;
+//! "q8/f32 cpu" is the ratio per CPU-second.
+//! `FINETUNE_SIMD=avx2` runs the f32 AVX2 micro-kernel where the CPU has AVX-512 (A/B in one
+//! binary).
 //!
 //! Run: `cargo bench --bench matmul_7b` with env `MATMUL7B_SEQ` (tokens, default `128,512`),
 //! `MATMUL7B_THREADS` (default `1,2`), `MATMUL7B_REPS` (best of, default 2).
@@ -9,6 +13,8 @@
 use std::time::Instant;
 
 use finetune::ops::matmul::{matmul, matmul_backward_input, QMatrix};
+use finetune::ops::matmul_q8_bwd::{matmul_backward_input_q8, matmul_backward_input_q8_at};
+use finetune::quant::dot_i8::Level;
 use finetune::quant::GgmlType;
 use finetune::util::rng::SplitMix64;
 
@@ -55,7 +61,9 @@ fn main() {
     // (name, n_out, n_in): attn_q/o, ffn_gate/up, ffn_down of Qwen2-7B.
     let shapes = [("attn_q", 3584usize, 3584usize), ("ffn_up", 18944, 3584), ("ffn_down", 3584, 18944)];
     println!("GFLOP/s by wall time, and per CPU-second (all threads; less sensitive to a shared machine)");
-    println!("shape      n_out  n_in     T thr   fwd wall  fwd cpu   bwd wall  bwd cpu");
+    let avx2 = Level::Avx2.supported() && finetune::quant::dot_i8::level() != Level::Avx2;
+    println!("q8 level: {:?}", finetune::quant::dot_i8::level());
+    println!("shape      n_out  n_in     T thr   fwd wall  fwd cpu   bwd wall  bwd cpu    q8 wall   q8 cpu  q8/f32 cpu  q8avx2 cpu");
     for &(name, n_out, n_in) in &shapes {
         let wb = random_q4k(n_out, n_in, &mut rng);
         let w = QMatrix { ty: GgmlType::Q4_K, n_in, n_out, data: &wb };
@@ -69,8 +77,24 @@ fn main() {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().expect("thread pool");
                 let (fw, fc) = pool.install(|| best(reps, || matmul(&w, &x, &mut y)));
                 let (bw, bc) = pool.install(|| best(reps, || matmul_backward_input(&w, &dy, &mut dx)));
+                let (qw, qc) = pool.install(|| best(reps, || matmul_backward_input_q8(&w, &dy, &mut dx, false)));
+                let a2 = if avx2 {
+                    pool.install(|| best(reps, || matmul_backward_input_q8_at(Level::Avx2, &w, &dy, &mut dx, false))).1
+                } else {
+                    f64::NAN
+                };
                 let g = |s: f64| flop / s / 1e9;
-                println!("{name:<9} {n_out:>6} {n_in:>6} {t:>4} {th:>3}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}", g(fw), g(fc), g(bw), g(bc));
+                println!(
+                    "{name:<9} {n_out:>6} {n_in:>6} {t:>4} {th:>3}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}  {:>9.2}×  {:>8.1}",
+                    g(fw),
+                    g(fc),
+                    g(bw),
+                    g(bc),
+                    g(qw),
+                    g(qc),
+                    bc / qc,
+                    g(a2)
+                );
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod f16;
 pub mod loss;
 pub mod matmul;
 pub mod matmul_q8;
+pub mod matmul_q8_bwd;
 pub mod norm;
 pub mod rope;
 mod send_ptr;

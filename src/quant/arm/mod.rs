@@ -18,6 +18,7 @@
 //! 8-element tile without wasting half of it, so they keep `sdot`.
 
 pub mod decode;
+pub mod dot_i8;
 pub mod i8mm;
 pub mod q4k;
 pub mod vecdot;
