@@ -7,13 +7,20 @@
 //! `FINETUNE_SIMD=avx2` runs the f32 AVX2 micro-kernel where the CPU has AVX-512 (A/B in one
 //! binary).
 //!
+//! A second table times the forward three ways: f32 `matmul`, llama.cpp's inference kernels
+//! (`ops::matmul_q8::matmul_q8`, "llama") and the integer GEMM (`ops::matmul_q8_fwd::matmul_q8_fwd_at`
+//! at the level in use, "i8"; it ignores `MIN_TOKENS`, so short inputs can be measured).
+//!
 //! Run: `cargo bench --bench matmul_7b` with env `MATMUL7B_SEQ` (tokens, default `128,512`),
-//! `MATMUL7B_THREADS` (default `1,2`), `MATMUL7B_REPS` (best of, default 2).
+//! `MATMUL7B_THREADS` (default `1,2`), `MATMUL7B_REPS` (best of, default 2), `MATMUL7B_PARTS`
+//! (`bwd,fwd` by default: which tables).
 
 use std::time::Instant;
 
 use finetune::ops::matmul::{matmul, matmul_backward_input, QMatrix};
+use finetune::ops::matmul_q8::matmul_q8;
 use finetune::ops::matmul_q8_bwd::{matmul_backward_input_q8, matmul_backward_input_q8_at};
+use finetune::ops::matmul_q8_fwd::matmul_q8_fwd_at;
 use finetune::quant::dot_i8::Level;
 use finetune::quant::GgmlType;
 use finetune::util::rng::SplitMix64;
@@ -57,10 +64,17 @@ fn main() {
     let seqs = list("MATMUL7B_SEQ", "128,512");
     let threads = list("MATMUL7B_THREADS", "1,2");
     let reps = list("MATMUL7B_REPS", "2")[0];
+    let parts = std::env::var("MATMUL7B_PARTS").unwrap_or_else(|_| "bwd,fwd".into());
     let mut rng = SplitMix64::new(7);
     // (name, n_out, n_in): attn_q/o, ffn_gate/up, ffn_down of Qwen2-7B.
     let shapes = [("attn_q", 3584usize, 3584usize), ("ffn_up", 18944, 3584), ("ffn_down", 3584, 18944)];
     println!("GFLOP/s by wall time, and per CPU-second (all threads; less sensitive to a shared machine)");
+    if parts.contains("fwd") {
+        forward(&shapes, &seqs, &threads, reps, &mut SplitMix64::new(8));
+    }
+    if !parts.contains("bwd") {
+        return;
+    }
     let avx2 = Level::Avx2.supported() && finetune::quant::dot_i8::level() != Level::Avx2;
     println!("q8 level: {:?}", finetune::quant::dot_i8::level());
     println!("shape      n_out  n_in     T thr   fwd wall  fwd cpu   bwd wall  bwd cpu    q8 wall   q8 cpu  q8/f32 cpu  q8avx2 cpu");
@@ -94,6 +108,40 @@ fn main() {
                     g(qc),
                     bc / qc,
                     g(a2)
+                );
+            }
+        }
+    }
+}
+
+/// The forward table: f32, llama.cpp's kernels, the integer GEMM; GFLOP per wall and CPU second.
+fn forward(shapes: &[(&str, usize, usize)], seqs: &[usize], threads: &[usize], reps: usize, rng: &mut SplitMix64) {
+    let level = finetune::quant::dot_i8::level();
+    println!("forward y = x·Wᵀ, i8 level {level:?}");
+    println!("shape      n_out  n_in     T thr   f32 wall  f32 cpu  llama wall llama cpu   i8 wall   i8 cpu  i8/f32 i8/llama (cpu)");
+    for &(name, n_out, n_in) in shapes {
+        let wb = random_q4k(n_out, n_in, rng);
+        let w = QMatrix { ty: GgmlType::Q4_K, n_in, n_out, data: &wb };
+        for &t in seqs {
+            let x: Vec<f32> = (0..t * n_in).map(|_| (rng.next_f64() - 0.5) as f32).collect();
+            let mut y = vec![0f32; t * n_out];
+            let flop = 2.0 * (t * n_in * n_out) as f64;
+            for &th in threads {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().expect("thread pool");
+                let (fw, fc) = pool.install(|| best(reps, || matmul(&w, &x, &mut y)));
+                let (lw, lc) = pool.install(|| best(reps, || matmul_q8(&w, &x, &mut y)));
+                let (iw, ic) = pool.install(|| best(reps, || matmul_q8_fwd_at(level, &w, &x, &mut y)));
+                let g = |s: f64| flop / s / 1e9;
+                println!(
+                    "{name:<9} {n_out:>6} {n_in:>6} {t:>4} {th:>3}   {:>8.1} {:>8.1}   {:>8.1} {:>8.1}  {:>8.1} {:>8.1}  {:>5.2}×  {:>5.2}×",
+                    g(fw),
+                    g(fc),
+                    g(lw),
+                    g(lc),
+                    g(iw),
+                    g(ic),
+                    fc / ic,
+                    lc / ic
                 );
             }
         }

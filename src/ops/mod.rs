@@ -15,6 +15,7 @@ pub mod loss;
 pub mod matmul;
 pub mod matmul_q8;
 pub mod matmul_q8_bwd;
+pub mod matmul_q8_fwd;
 pub mod norm;
 pub mod rope;
 mod send_ptr;

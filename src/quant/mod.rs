@@ -15,6 +15,7 @@
 #[cfg(target_arch = "aarch64")]
 pub mod arm;
 pub mod dot_i8;
+pub mod dot_i8_rows;
 pub mod float;
 pub mod iq4;
 pub mod kernels;

@@ -13,6 +13,7 @@ pub mod decode;
 #[cfg(finetune_avx512)]
 pub mod decode512;
 pub mod dot_i8;
+pub mod dot_i8_rows;
 pub mod q4k;
 pub mod vecdot;
 pub mod vecdot_k;

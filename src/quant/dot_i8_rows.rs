@@ -1,0 +1,92 @@
+//! The tile packing of the forward `y = x·Wᵀ` on integer dots ([`crate::ops::matmul_q8_fwd`]):
+//! there the reduction runs along W's rows (`n_in`), so W is quantized *as stored*, per (row
+//! `o`, [`BLOCK`] consecutive inputs), and the tile's columns are W's rows (the outputs).
+//! The tile is the one [`dot_i8::chunk`](super::dot_i8::chunk) reads (see [`super::dot_i8`]):
+//! outputs in slivers of [`SLIVER`], per sliver `nb` blocks of 32 inputs, a block in
+//! [`Layout::Bytes`] or [`Layout::Words`], scales `[sliver][block][16]`. So the chunk kernels
+//! of the backward run the forward unchanged; only the packing differs.
+//!
+//! A row's block is quantized as [`quantize_block_scalar`] does (scale `amax/127`, codes
+//! `round_ties_even(x·(1/scale))`, saturated to i8); the AVX2 twin
+//! (`x86/dot_i8_rows.rs`) gives the same bits.
+
+use super::dot_i8::{quantize_block_scalar, Layout, Level, BLOCK, SLIVER};
+
+/// [`pack_rows_scalar`] at `level`'s speed, in `level.layout()` (the same bits).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_rows(
+    level: Level,
+    rows: &[f32],
+    ld: usize,
+    nrows: usize,
+    ncols: usize,
+    s0: usize,
+    nb: usize,
+    tile: &mut [u8],
+    scales: &mut [f32],
+) {
+    check(level.layout(), rows, ld, nrows, ncols, s0, nb, tile, scales);
+    #[cfg(target_arch = "x86_64")]
+    if level != Level::Scalar && level.supported() {
+        let words = level.layout() == Layout::Words;
+        // SAFETY: every non-scalar x86 level has AVX2; `check` has bounded every access.
+        return unsafe { super::x86::dot_i8_rows::pack_rows_avx2(words, rows, ld, nrows, ncols, s0, nb, tile, scales) };
+    }
+    pack_rows_scalar(level.layout(), rows, ld, nrows, ncols, s0, nb, tile, scales)
+}
+
+/// The bounds every packer relies on (panics with what is wrong).
+#[allow(clippy::too_many_arguments)]
+fn check(layout: Layout, rows: &[f32], ld: usize, nrows: usize, ncols: usize, s0: usize, nb: usize, tile: &[u8], scales: &[f32]) {
+    assert!(ncols <= ld && ncols.div_ceil(BLOCK) == nb, "{ncols} columns do not make {nb} blocks of row stride {ld}");
+    assert!(nrows == 0 || rows.len() >= (nrows - 1) * ld + ncols, "rows too short");
+    let end = s0 + nrows.div_ceil(SLIVER);
+    assert!(tile.len() >= end * nb * layout.block_bytes() && scales.len() >= end * nb * SLIVER, "tile too short");
+}
+
+/// Quantize `nrows` rows of W (`ncols` inputs each, row stride `ld`; `ncols` makes exactly
+/// `nb` blocks of 32, the last one possibly short) into the tile's slivers `s0..`, a tile of
+/// `nb` blocks per sliver: row `o` is lane `o % 16` of sliver `s0 + o / 16`. Inputs past
+/// `ncols` (to the block's end) and lanes past `nrows` (to the sliver's end) get code 0 and
+/// scale 0.
+///
+/// # Panics
+/// If the slices do not hold what the shape says.
+#[allow(clippy::too_many_arguments)]
+pub fn pack_rows_scalar(
+    layout: Layout,
+    rows: &[f32],
+    ld: usize,
+    nrows: usize,
+    ncols: usize,
+    s0: usize,
+    nb: usize,
+    tile: &mut [u8],
+    scales: &mut [f32],
+) {
+    check(layout, rows, ld, nrows, ncols, s0, nb, tile, scales);
+    let bb = layout.block_bytes();
+    let mut q = [0i8; BLOCK];
+    for o in 0..nrows.div_ceil(SLIVER) * SLIVER {
+        let (s, l) = (s0 + o / SLIVER, o % SLIVER);
+        for b in 0..nb {
+            let d = if o < nrows {
+                quantize_block_scalar(&rows[o * ld + b * BLOCK..o * ld + ((b + 1) * BLOCK).min(ncols)], &mut q)
+            } else {
+                q.fill(0);
+                0.0
+            };
+            scales[(s * nb + b) * SLIVER + l] = d;
+            let dst = &mut tile[(s * nb + b) * bb..(s * nb + b + 1) * bb];
+            for (r, &v) in q.iter().enumerate() {
+                match layout {
+                    Layout::Bytes => dst[(r / 4 * SLIVER + l) * 4 + r % 4] = v as u8 ^ 0x80,
+                    Layout::Words => {
+                        let at = ((r / 2 * SLIVER + l) * 2 + r % 2) * 2;
+                        dst[at..at + 2].copy_from_slice(&(v as i16).to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
