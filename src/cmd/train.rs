@@ -167,9 +167,9 @@ pub struct TrainArgs {
     #[arg(long, default_value = "192M")]
     pub keep_activations: String,
     /// The frozen-weight products x·Wᵀ: `f32`, or `q8` (activations quantized to Q8 with
-    /// integer dots, as llama.cpp's forward: faster steps for a measured gradient error — on
-    /// SmolLM2 the LoRA gradient moves 7.4% rel. L2 (cosine 0.997) and the loss 1.5e-3 from
-    /// f32's; the backward stays f32, straight-through).
+    /// integer dots, as llama.cpp's forward; trades exactness for the integer kernels' speed —
+    /// measured on SmolLM2: LoRA gradient 7.4% rel. L2 from f32's (cosine 0.997), loss 1.5e-3;
+    /// the backward stays f32, straight-through).
     #[arg(long, value_name = "f32|q8", default_value = "f32")]
     pub matmul: String,
     /// Adapter storage type: F32, F16, BF16, Q8_0.
