@@ -2,14 +2,16 @@
 //! 7B scale, on generated Qwen2-7B-shaped models (random weights, real shapes): a Q4_K_M GGUF
 //! (`finetune::model::synth::write_q4_k_m_like`) and an AWQ-GEMM 4-bit g128 Hugging Face
 //! directory (`finetune::model::synth_awq::write_awq_like`). LoRA r16 on all seven projections.
-//! Each format runs in a child process of its own, so each peak RSS (VmHWM) is that format's
-//! alone; each prints its phase breakdown (`finetune::prof`); the table gives train tokens/s,
-//! peak RSS (bar: ≤ 6 GiB) and the ratio to Q4_K_M, and
-//! llama.cpp's ppN on the GGUF at the same thread count when a python with llama-cpp-python is
-//! given.
+//! Each (format, `--matmul` mode) runs in a child process of its own, so each peak RSS (VmHWM) is
+//! that run's alone; each prints its phase breakdown (`finetune::prof`); the table gives train
+//! tokens/s, peak RSS (bar: ≤ 6 GiB) and the ratio to Q4_K_M in f32, and, when a python with
+//! llama-cpp-python is given, llama.cpp's ppN on the GGUF at the same thread count and each
+//! Q4_K_M mode's train tok/s ÷ that.
 //!
 //! Run: `cargo bench --bench train_7b` with env
 //! - `TRAIN7B_FORMATS`: comma-separated `q4_k_m`, `awq` (default both, in that order);
+//! - `TRAIN7B_MATMUL`: comma-separated `f32`, `q8` (`finetune --matmul`; default both); AWQ has
+//!   no ggml blocks, so its q8 run would be its f32 run and is skipped;
 //! - `TRAIN7B_MODEL`: the GGUF (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`), written
 //!   first (≈ 4.7 GB, streamed tensor by tensor) when missing;
 //! - `TRAIN7B_AWQ`: the AWQ directory (default `~/.cache/finetune/qwen2-7b-shape-awq`), written
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use finetune::backend::cpu::{Cpu, Matmul};
 use finetune::bench::{step_inputs, StepInputs};
 use finetune::gguf::GgufFile;
 use finetune::lora::Target;
@@ -91,8 +94,11 @@ fn ensure(format: &str, path: &Path) {
 }
 
 /// One measured step on `format`'s model; prints `RESULT <tok/s> <peak bytes>` last.
-fn child(format: &str, t: usize, threads: usize, keep: u64) {
+fn child(format: &str, matmul: Matmul, t: usize, threads: usize, keep: u64) {
     let path = model_path(format);
+    // Lines are tagged with the run: `[q4_k_m/q8]`.
+    let tag = format!("{format}/{}", matmul.name());
+    let format = tag.as_str();
     let rss_before = peak_rss();
     let mf = ModelFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let model = mf.load().expect("model");
@@ -112,7 +118,7 @@ fn child(format: &str, t: usize, threads: usize, keep: u64) {
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable::new(&model);
+    let tr = Trainable::on(Cpu::with_matmul(matmul), &model);
     prof::set_enabled(true);
     prof::reset();
     let t0 = Instant::now();
@@ -144,8 +150,15 @@ fn main() {
     let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);
     if let Ok(format) = std::env::var("TRAIN7B_CHILD") {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("thread pool");
-        return child(&format, t, threads, keep);
+        let matmul = std::env::var("TRAIN7B_CHILD_MATMUL").ok().and_then(|m| Matmul::from_name(&m)).unwrap_or_default();
+        return child(&format, matmul, t, threads, keep);
     }
+    let modes: Vec<Matmul> = std::env::var("TRAIN7B_MATMUL")
+        .unwrap_or_else(|_| "f32,q8".into())
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Matmul::from_name(s).unwrap_or_else(|| panic!("TRAIN7B_MATMUL: unknown mode '{s}' (f32, q8)")))
+        .collect();
     let formats: Vec<String> = std::env::var("TRAIN7B_FORMATS")
         .unwrap_or_else(|_| "q4_k_m,awq".into())
         .split(',')
@@ -156,9 +169,15 @@ fn main() {
         ensure(f, &model_path(f));
     }
     let exe = std::env::current_exe().expect("own executable");
-    let mut rows: Vec<(String, f64, u64)> = Vec::new();
-    for f in &formats {
-        let out = Command::new(&exe).env("TRAIN7B_CHILD", f).stderr(Stdio::inherit()).output().expect("start the child step");
+    let mut rows: Vec<(String, Matmul, f64, u64)> = Vec::new();
+    let runs = formats.iter().flat_map(|f| modes.iter().map(move |&m| (f, m)));
+    for (f, m) in runs.filter(|&(f, m)| f == "q4_k_m" || m == Matmul::F32) {
+        let out = Command::new(&exe)
+            .env("TRAIN7B_CHILD", f)
+            .env("TRAIN7B_CHILD_MATMUL", m.name())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("start the child step");
         let text = String::from_utf8_lossy(&out.stdout);
         let mut result = None;
         for line in text.lines() {
@@ -167,22 +186,28 @@ fn main() {
                 None => println!("{line}"),
             }
         }
-        let (tps, peak) = result.unwrap_or_else(|| panic!("[{f}] the step failed ({})", out.status));
-        rows.push((f.clone(), tps, peak));
+        let (tps, peak) = result.unwrap_or_else(|| panic!("[{f}/{}] the step failed ({})", m.name(), out.status));
+        rows.push((f.clone(), m, tps, peak));
     }
-    let base = rows.iter().find(|r| r.0 == "q4_k_m").map(|r| r.1);
-    println!("one training step, Qwen2-7B shapes, seq {t}, r16 on all seven projections, {threads} threads, one process per format");
-    println!("| format | train tok/s | peak RSS | ≤ 6 GiB | tok/s ÷ Q4_K_M |");
-    println!("|---|---:|---:|---|---:|");
-    for (f, tps, peak) in &rows {
+    let base = rows.iter().find(|r| r.0 == "q4_k_m" && r.1 == Matmul::F32).map(|r| r.2);
+    println!("one training step, Qwen2-7B shapes, seq {t}, r16 on all seven projections, {threads} threads, one process per run");
+    println!("| format | --matmul | train tok/s | peak RSS | ≤ 6 GiB | tok/s ÷ Q4_K_M f32 |");
+    println!("|---|---|---:|---:|---|---:|");
+    for (f, m, tps, peak) in &rows {
         let ratio = base.map_or("–".into(), |b| format!("{:.2}×", tps / b));
         let ok = if *peak <= 6u64 << 30 { "yes" } else { "EXCEEDS" };
-        println!("| {f} | {tps:.2} | {} | {ok} | {ratio} |", human(*peak));
+        println!("| {f} | {} | {tps:.2} | {} | {ok} | {ratio} |", m.name(), human(*peak));
     }
-    if let (Ok(py), Some(b)) = (std::env::var("TRAIN7B_PYTHON"), base) {
+    let ggml: Vec<_> = rows.iter().filter(|r| r.0 == "q4_k_m").collect();
+    if let (Ok(py), false) = (std::env::var("TRAIN7B_PYTHON"), ggml.is_empty()) {
         let oracle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/oracle.py");
         match finetune::bench::measure_llama_cpp(py.as_ref(), &oracle, &model_path("q4_k_m"), t, 0, threads, 1) {
-            Ok(s) => println!("llama.cpp pp{t} on the GGUF (inference): {:.2} tok/s; Q4_K_M train tok/s ÷ that: {:.3}", s.pp, b / s.pp),
+            Ok(s) => {
+                println!("llama.cpp pp{t} on the GGUF (inference): {:.2} tok/s", s.pp);
+                for (_, m, tps, _) in ggml {
+                    println!("Q4_K_M --matmul {} train tok/s ÷ llama.cpp pp{t}: {:.3} (bar 0.33)", m.name(), tps / s.pp);
+                }
+            }
             Err(e) => println!("llama.cpp anchor failed: {e}"),
         }
     }

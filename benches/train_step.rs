@@ -2,7 +2,8 @@
 //! SmolLM2-135M Q4_1 with LoRA r16 on all seven projections, broken down by phase.
 //! Run: `cargo bench --bench train_step` (env: TRAIN_BENCH_MODEL, TRAIN_BENCH_THREADS (2),
 //! TRAIN_BENCH_REPS (3), TRAIN_BENCH_SEQ (512), TRAIN_BENCH_KEEP (bytes of kept block
-//! intermediates; default as `finetune --keep-activations`, 0 = recompute every block)).
+//! intermediates; default as `finetune --keep-activations`, 0 = recompute every block),
+//! TRAIN_BENCH_MATMUL (`f32` default, or `q8`: `finetune --matmul`)).
 //! Peak RSS: run the binary under `/usr/bin/time -v`.
 //!
 //! B matrices are filled with small random values so the LoRA backward does its full work (a
@@ -11,6 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use finetune::backend::cpu::{Cpu, Matmul};
 use finetune::bench::{step_inputs, StepInputs};
 use finetune::gguf::GgufModel;
 use finetune::model::Model;
@@ -40,7 +42,9 @@ fn main() {
     let StepInputs { lora, tokens, labels, positions } = step_inputs(&model, t);
     let mut grads = lora.zeros_like();
     let seq = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable::new(&model);
+    let mode = std::env::var("TRAIN_BENCH_MATMUL").unwrap_or_else(|_| "f32".into());
+    let matmul = Matmul::from_name(&mode).unwrap_or_else(|| panic!("TRAIN_BENCH_MATMUL={mode}: use f32 or q8"));
+    let tr = Trainable::on(Cpu::with_matmul(matmul), &model);
 
     let _ = tr.forward_backward_with(&lora, Some(&mut grads), &seq, 1.0, opts).expect("warm-up");
     prof::set_enabled(true);
@@ -57,7 +61,11 @@ fn main() {
     }
     prof::set_enabled(false);
     let tot = median(total);
-    println!("train_step: {} seq {t}, r16 all targets, {threads} threads, keep {keep} bytes, median of {reps}", path.display());
+    println!(
+        "train_step: {} seq {t}, r16 all targets, {threads} threads, keep {keep} bytes, --matmul {}, median of {reps}",
+        path.display(),
+        matmul.name()
+    );
     let secs: Vec<f64> = per.iter().map(|v| median(v.clone())).collect();
     print!("{}", prof::table(&secs, tot, &[]));
     println!("train tok/s (one sequence fwd+bwd): {:.1}", t as f64 / tot);

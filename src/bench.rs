@@ -119,7 +119,8 @@ pub fn step_inputs(m: &Model, seq: usize) -> StepInputs {
 /// LoRA r16 (alpha 32) on all seven projections, forward + loss + backward + AdamW, `keep_bytes`
 /// of kept intermediates; one warm-up step, then the median of `steps`. B starts small and
 /// random so the LoRA backward does its full work.
-pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Result<TrainSpeed> {
+/// `matmul`: how the frozen-weight products run (`--matmul`).
+pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64, matmul: crate::backend::cpu::Matmul) -> Result<TrainSpeed> {
     use crate::train::block::{SeqView, StepOptions, Trainable};
     use crate::train::optim::{clip_global_norm, AdamW, AdamWConfig};
     if seq < 2 {
@@ -129,7 +130,7 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64) -> Re
     let mut grads = lora.zeros_like();
     let mut adam = AdamW::new(AdamWConfig::default(), &lora);
     let view = SeqView { tokens: &tokens, labels: &labels, positions: &positions, segments: None };
-    let tr = Trainable::new(m);
+    let tr = Trainable::on(crate::backend::cpu::Cpu::with_matmul(matmul), m);
     let opts = StepOptions { dropout: None, keep_bytes };
     let mut times = Vec::new();
     for i in 0..=steps.max(1) {

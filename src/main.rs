@@ -18,6 +18,8 @@ use finetune::{Error, Result};
     after_help = "Training (the top-level command):\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
+        finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
+        --steps 30 --matmul q8 --out samurai-q8.gguf   # x·Wᵀ on Q8 activations as llama.cpp; gradient 7% off\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --steps 30 \\\n      \
         --eval-data examples/style_degozaru_eval.jsonl --eval-limit 10 --eval-metric 'ends-with:says the samurai' \\\n      \
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
@@ -38,7 +40,7 @@ struct Cli {
     threads: Option<usize>,
     /// Inference numerics for generate/chat/serve/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
     /// activations with integer dot products, f16 K/V) or `f32` (float activations; training
-    /// always uses f32). Default: ggml, or the FINETUNE_NUMERICS environment variable.
+    /// uses f32, with `--matmul q8` Q8 products only). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
     numerics: Option<String>,
     /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
@@ -287,7 +289,8 @@ enum Command {
         finetune bench --model models/gemma-3-270m-q4_k_m.gguf --threads 2 \\\n      \
         --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)\n  \
         finetune bench --train --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
-        --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT")]
+        --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT\n  \
+        finetune bench --train --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2   # Q8 x·Wᵀ")]
     Bench {
         /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
@@ -315,6 +318,11 @@ enum Command {
         /// With --train: memory for kept block intermediates (as the trainer's --keep-activations).
         #[arg(long, default_value = "192M")]
         keep_activations: String,
+        /// With --train: the frozen-weight products, `f32` or `q8` (Q8 activations with integer
+        /// dots, as llama.cpp's forward; LoRA gradient 7.4% rel. L2 from f32's on SmolLM2; as the
+        /// trainer's --matmul).
+        #[arg(long, value_name = "f32|q8", default_value = "f32")]
+        matmul: String,
     },
 }
 
@@ -434,10 +442,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => cmd::export::run_import(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Data(DataCommand::Stats(a)) => cmd::data::stats(a),
-        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations } => {
+        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations, matmul } => {
             if train {
                 let keep = if keep_activations.trim() == "0" { 0 } else { finetune::train::plan::parse_bytes(&keep_activations)? };
-                cmd::bench::run_train(model, n_prompt, reps, keep, peft_python, threads)
+                cmd::bench::run_train(model, n_prompt, reps, keep, &matmul, peft_python, threads)
             } else {
                 cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
             }

@@ -488,6 +488,7 @@ fn trainer_stops_with_a_checkpoint_when_its_memory_exceeds_max_ram() {
         progress: false,
         // Far below what this process already holds: the check after step 1 must trip.
         max_rss: Some(1 << 20),
+        matmul: Default::default(),
     };
     let e = train(&m, &data, &opts, None, None).unwrap_err().to_string();
     assert!(e.contains("exceeds --max-ram") && e.contains("after step 1") && e.contains("--resume"), "{e}");

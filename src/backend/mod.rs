@@ -10,7 +10,8 @@
 //! vectors (norm weights, biases) and LoRA pairs are buffers of the backend.
 //!
 //! Implementations:
-//! - [`cpu::Cpu`]: f32 numerics (training and `--numerics f32`); implements both traits.
+//! - [`cpu::Cpu`]: f32 numerics (training and `--numerics f32`); implements both traits. With
+//!   [`cpu::Matmul::Q8`] (`--matmul q8`) its frozen-weight products are `CpuGgml`'s Q8 ones.
 //! - [`cpu::CpuGgml`]: llama.cpp's CPU numerics (Q8 activations with integer dots, f16 K/V,
 //!   its softmax/exp/GELU/rope orders) for inference; it implements only [`Backend`], so a
 //!   training step cannot be built on numerics its backward does not match.

@@ -29,12 +29,26 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
 /// `finetune bench --train`: training tokens/s and peak RSS of this engine, and of PyTorch +
 /// PEFT (`benches/peft_anchor.py`) on the same file and thread count when a python is given,
 /// with the ratios.
-pub fn run_train(model: PathBuf, seq: usize, reps: usize, keep_bytes: u64, peft_python: Option<PathBuf>, threads: usize) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+pub fn run_train(
+    model: PathBuf,
+    seq: usize,
+    reps: usize,
+    keep_bytes: u64,
+    matmul: &str,
+    peft_python: Option<PathBuf>,
+    threads: usize,
+) -> Result<()> {
+    let matmul = super::parse_matmul(matmul)?;
     let g = super::open(&model)?;
     let m = g.load()?;
-    let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes)?;
+    let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes, matmul)?;
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
-    println!("model: {} ({threads} threads, seq {seq}, LoRA r16 on q,k,v,o,gate,up,down, median of {reps} steps)", model.display());
+    println!(
+        "model: {} ({threads} threads, seq {seq}, LoRA r16 on q,k,v,o,gate,up,down, --matmul {}, median of {reps} steps)",
+        model.display(),
+        matmul.name()
+    );
     println!("| engine | train tok/s | peak RSS |");
     println!("|---|---|---|");
     println!("| finetune | {:.1} | {} |", ours.tok_per_s, mib(ours.peak_rss));

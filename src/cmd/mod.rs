@@ -154,3 +154,8 @@ pub fn load_model<'a>(g: &'a ModelFile, loras: &[String]) -> Result<finetune::mo
     }
     Ok(m)
 }
+
+/// `--matmul f32|q8`.
+pub fn parse_matmul(s: &str) -> Result<finetune::backend::cpu::Matmul> {
+    finetune::backend::cpu::Matmul::from_name(s).ok_or_else(|| Error::usage(format!("--matmul {s}: use f32 or q8")))
+}

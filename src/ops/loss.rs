@@ -27,6 +27,21 @@ pub fn cross_entropy(
     hidden: &[f32],
     targets: &[i32],
     scale: f32,
+    dhidden: Option<&mut [f32]>,
+) -> (f64, usize) {
+    cross_entropy_by(&|x: &[f32], y: &mut [f32]| matmul(output, x, y), output, softcap, hidden, targets, scale, dhidden)
+}
+
+/// [`cross_entropy`] with the logits of each chunk computed by `project(hidden rows, logits)`
+/// (`y = x·outputᵀ` in other numerics, e.g. Q8 activations); the backward is the f32
+/// `dhidden = dlogits · output` either way.
+pub fn cross_entropy_by(
+    project: &dyn Fn(&[f32], &mut [f32]),
+    output: &dyn QuantWeight,
+    softcap: Option<f32>,
+    hidden: &[f32],
+    targets: &[i32],
+    scale: f32,
     mut dhidden: Option<&mut [f32]>,
 ) -> (f64, usize) {
     let (e, nv) = (output.n_in(), output.n_out());
@@ -52,7 +67,7 @@ pub fn cross_entropy(
         }
         let lg = &mut logits[..(r1 - r0) * nv];
         let sp = span(Phase::LossProj);
-        matmul(output, &hidden[r0 * e..r1 * e], lg);
+        project(&hidden[r0 * e..r1 * e], lg);
         drop(sp);
         let rows: Vec<f64> =
             lg.par_chunks_mut(nv).zip(tg.par_iter()).map(|(row, &target)| row_loss(row, target, softcap, scale, grad)).collect();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::backend::cpu::{Cpu, Matmul};
 use crate::error::{Error, Result};
 use crate::lora::dropout::Dropout;
 use crate::lora::{init_pair, LoraSet, SplitMix64, Target};
@@ -68,6 +69,9 @@ pub struct TrainOptions {
     /// Stop (after saving a checkpoint) with an error when the resident memory exceeds this
     /// many bytes (`--max-ram`), checked after every step.
     pub max_rss: Option<u64>,
+    /// The frozen-weight products `x·Wᵀ` (`--matmul`): f32, or Q8 activations with integer dots
+    /// (validation losses too).
+    pub matmul: Matmul,
 }
 
 /// Scores a LoRA: one value per task metric.
@@ -165,7 +169,11 @@ fn view(s: &Sequence) -> SeqView<'_> {
 
 /// Mean validation loss over `seqs` (None when there is nothing to score).
 pub fn evaluate(model: &Model, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>> {
-    let tr = Trainable::new(model);
+    evaluate_on(&Trainable::new(model), lora, seqs)
+}
+
+/// [`evaluate`] on a given training backend (the run's `--matmul`).
+pub fn evaluate_on(tr: &Trainable, lora: &LoraSet, seqs: &[Sequence]) -> Result<Option<f64>> {
     let (mut sum, mut n) = (0.0, 0usize);
     for s in seqs {
         let (l, c) = tr.loss(lora, &view(s))?;
@@ -236,6 +244,11 @@ pub fn train(
         opts.grad_accum, opts.max_grad_norm, opts.seed, data.seq_len(), data.train.len(), data.stats.tokens,
         data.train.iter().map(|s| s.n_trained()).sum::<usize>()
     );
+    // Only a non-default --matmul enters the fingerprint (f32 runs keep their checkpoints).
+    let fingerprint = match opts.matmul {
+        Matmul::F32 => fingerprint,
+        m => format!("{fingerprint} matmul={}", m.name()),
+    };
     let (mut lora, mut adam, mut pos, mut history, start_step, mut best) = match resume {
         Some(ck) => {
             if ck.fingerprint != fingerprint {
@@ -263,7 +276,7 @@ pub fn train(
         epoch_seqs = data.epoch_sequences(pos.epoch);
     }
     let val_seqs = data.val_sequences();
-    let tr = Trainable::new(model);
+    let tr = Trainable::on(Cpu::with_matmul(opts.matmul), model);
     let mut grads = tr.zero_grads(&lora);
     if let (Some(p), true) = (&opts.log, start_step > 0) {
         keep_logged_steps(p, start_step)?;
@@ -342,7 +355,7 @@ pub fn train(
         // Throughput of the training step alone: validation below is not part of it.
         let secs = t0.elapsed().as_secs_f64();
         let eval_now = (opts.eval_every > 0 && done % opts.eval_every == 0) || done == total;
-        let val_loss = if !val_seqs.is_empty() && eval_now { evaluate(model, &lora, &val_seqs)? } else { None };
+        let val_loss = if !val_seqs.is_empty() && eval_now { evaluate_on(&tr, &lora, &val_seqs)? } else { None };
         let mut task_values: Option<Vec<f64>> = None;
         let mut new_best = false;
         if let (Some(t), true) = (task.as_deref_mut(), eval_now) {

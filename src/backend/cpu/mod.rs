@@ -7,6 +7,11 @@
 //! - [`CpuGgml`] (`CpuBackend<true>`): llama.cpp's CPU numerics for inference — activations
 //!   quantized to the weight's `vec_dot_type` with integer dots, q/K/V and the attention
 //!   probabilities rounded to f16, ggml's exp/GELU/SiLU/rope orders. No [`TrainBackend`].
+//!
+//! [`Cpu`] has one choice, [`Matmul`] (`--matmul`): the frozen-weight products `x·Wᵀ` in f32
+//! (default) or, with [`Matmul::Q8`], on Q8-quantized activations with integer dots — the very
+//! kernel [`CpuGgml`] runs ([`matmul_q8`]), so each product has the inference path's bits. Its
+//! backward treats that product as exact (straight-through); everything else stays f32.
 
 mod lora;
 
@@ -25,14 +30,69 @@ use crate::ops::norm::{rms_norm, rms_norm_backward};
 use crate::ops::rope::Rope;
 use crate::weights::QuantWeight;
 
+/// How [`Cpu`] computes the frozen-weight products `x·Wᵀ` (`--matmul`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Matmul {
+    /// f32 activations times weights decoded to f32 (exact; the default).
+    #[default]
+    F32,
+    /// Activations quantized to the weight's `vec_dot_type` (Q8_0/Q8_1/Q8_K) and integer dots,
+    /// as llama.cpp's forward ([`matmul_q8`]); weights without that path stay f32.
+    Q8,
+}
+
+impl Matmul {
+    /// `f32` or `q8` (the `--matmul` values).
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" => Some(Matmul::F32),
+            "q8" => Some(Matmul::Q8),
+            _ => None,
+        }
+    }
+    /// The `--matmul` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Matmul::F32 => "f32",
+            Matmul::Q8 => "q8",
+        }
+    }
+}
+
 /// The CPU backend; `GGML` selects llama.cpp's inference numerics.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CpuBackend<const GGML: bool>;
+pub struct CpuBackend<const GGML: bool> {
+    /// The frozen-weight products of [`Cpu`] ([`CpuGgml`] always takes the Q8 path).
+    pub matmul: Matmul,
+}
 
-/// f32 numerics (training and `--numerics f32`).
+/// f32 numerics (training and `--numerics f32`); `x·Wᵀ` as its [`Matmul`] says.
 pub type Cpu = CpuBackend<false>;
 /// llama.cpp's CPU numerics (inference only).
 pub type CpuGgml = CpuBackend<true>;
+
+impl Cpu {
+    /// The f32 backend with `x·Wᵀ` computed as `matmul` says.
+    pub fn with_matmul(matmul: Matmul) -> Self {
+        CpuBackend { matmul }
+    }
+}
+
+impl<const GGML: bool> CpuBackend<GGML> {
+    /// Whether `x·Wᵀ` takes the Q8 integer path (where the weight has one).
+    fn q8(&self) -> bool {
+        GGML || self.matmul == Matmul::Q8
+    }
+}
+
+/// `dx = dy·W` (or `dx += dy·W`) in f32 on decoded panels.
+fn backward_input_f32(w: &dyn QuantWeight, dy: &[f32], dx: &mut [f32], accumulate: bool) {
+    if accumulate {
+        matmul_backward_input_add(w, dy, dx)
+    } else {
+        matmul_backward_input(w, dy, dx)
+    }
+}
 
 /// `q·scale` as a new buffer (the training attention takes unscaled `q`).
 fn scaled(q: &[f32], s: f32) -> Vec<f32> {
@@ -43,10 +103,10 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
     type Buf = Vec<f32>;
 
     fn name(&self) -> &'static str {
-        if GGML {
-            "cpu-ggml"
-        } else {
-            "cpu"
+        match (GGML, self.matmul) {
+            (true, _) => "cpu-ggml",
+            (false, Matmul::F32) => "cpu",
+            (false, Matmul::Q8) => "cpu-q8",
         }
     }
 
@@ -99,14 +159,14 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
     }
     fn matmul(&self, w: &dyn QuantWeight, x: &Vec<f32>, y: &mut Vec<f32>) {
         match w.as_ggml() {
-            Some(q) if GGML => matmul_q8(&q, x, y),
+            Some(q) if self.q8() => matmul_q8(&q, x, y),
             _ => matmul(w, x, y),
         }
     }
     fn matmul_many(&self, ws: &[&dyn QuantWeight], x: &Vec<f32>, ys: &mut [&mut Vec<f32>]) {
         let qs: Option<Vec<_>> = ws.iter().map(|w| w.as_ggml()).collect();
         match qs {
-            Some(qs) if GGML => {
+            Some(qs) if self.q8() => {
                 let mut ys: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
                 matmul_q8_many(&qs, x, &mut ys)
             }
@@ -188,10 +248,10 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
 
 impl TrainBackend for Cpu {
     fn matmul_backward_input(&self, w: &dyn QuantWeight, dy: &Vec<f32>, dx: &mut Vec<f32>, accumulate: bool) {
-        if accumulate {
-            matmul_backward_input_add(w, dy, dx)
-        } else {
-            matmul_backward_input(w, dy, dx)
+        match self.matmul {
+            // Straight-through: the Q8 forward's product is differentiated as the exact one. The
+            // integer dY·W (ops::matmul_q8_bwd) plugs in as the `Matmul::Q8` arm here.
+            Matmul::F32 | Matmul::Q8 => backward_input_f32(w, dy, dx, accumulate),
         }
     }
     fn rms_norm_backward(&self, x: &Vec<f32>, w: Option<&Vec<f32>>, n: usize, eps: f32, dy: &Vec<f32>, dx: &mut Vec<f32>) {
@@ -241,7 +301,15 @@ impl TrainBackend for Cpu {
         scale: f32,
         dhidden: Option<&mut Vec<f32>>,
     ) -> (f64, usize) {
-        loss::cross_entropy(output, softcap, hidden, targets, scale, dhidden.map(|d| d.as_mut_slice()))
+        let dhidden = dhidden.map(|d| d.as_mut_slice());
+        match output.as_ggml() {
+            // The loss projection's forward the same way as every x·Wᵀ (straight-through).
+            Some(q) if self.matmul == Matmul::Q8 => {
+                let project = |x: &[f32], y: &mut [f32]| matmul_q8(&q, x, y);
+                loss::cross_entropy_by(&project, output, softcap, hidden, targets, scale, dhidden)
+            }
+            _ => loss::cross_entropy(output, softcap, hidden, targets, scale, dhidden),
+        }
     }
     fn sum_squares(&self, x: &Vec<f32>, acc: f64) -> f64 {
         x.iter().fold(acc, |s, &g| s + (g as f64) * (g as f64))
