@@ -10,8 +10,8 @@
 //!
 //! Run: `cargo bench --bench train_7b` with env
 //! - `TRAIN7B_FORMATS`: comma-separated `q4_k_m`, `awq` (default both, in that order);
-//! - `TRAIN7B_MATMUL`: comma-separated `f32`, `q8` (`finetune --matmul`; default both); AWQ has
-//!   no ggml blocks, so its q8 run would be its f32 run and is skipped;
+//! - `TRAIN7B_MATMUL`: comma-separated `f32`, `q8` (`finetune --matmul`; default both, for every
+//!   format: q8's int8 GEMM takes AWQ's 4-bit groups as well as GGUF blocks);
 //! - `TRAIN7B_MODEL`: the GGUF (default `~/.cache/finetune/qwen2-7b-shape-q4_k_m.gguf`), written
 //!   first (≈ 4.7 GB, streamed tensor by tensor) when missing;
 //! - `TRAIN7B_AWQ`: the AWQ directory (default `~/.cache/finetune/qwen2-7b-shape-awq`), written
@@ -171,7 +171,7 @@ fn main() {
     let exe = std::env::current_exe().expect("own executable");
     let mut rows: Vec<(String, Matmul, f64, u64)> = Vec::new();
     let runs = formats.iter().flat_map(|f| modes.iter().map(move |&m| (f, m)));
-    for (f, m) in runs.filter(|&(f, m)| f == "q4_k_m" || m == Matmul::F32) {
+    for (f, m) in runs {
         let out = Command::new(&exe)
             .env("TRAIN7B_CHILD", f)
             .env("TRAIN7B_CHILD_MATMUL", m.name())

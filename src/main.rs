@@ -19,7 +19,7 @@ use finetune::{Error, Result};
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
-        --steps 30 --matmul q8 --out samurai-q8.gguf   # x·Wᵀ on Q8 activations as llama.cpp; gradient 7% off\n  \
+        --steps 30 --matmul q8 --out samurai-q8.gguf   # 8-bit integer matmuls: faster at 7B, gradient 12% off\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --steps 30 \\\n      \
         --eval-data examples/style_degozaru_eval.jsonl --eval-limit 10 --eval-metric 'ends-with:says the samurai' \\\n      \
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
@@ -40,7 +40,7 @@ struct Cli {
     threads: Option<usize>,
     /// Inference numerics for generate/chat/serve/perplexity/bench: `ggml` (llama.cpp's: Q8-quantized
     /// activations with integer dot products, f16 K/V) or `f32` (float activations; training
-    /// uses f32, with `--matmul q8` Q8 products only). Default: ggml, or the FINETUNE_NUMERICS environment variable.
+    /// uses f32, with `--matmul q8` 8-bit integer products only). Default: ggml, or the FINETUNE_NUMERICS environment variable.
     #[arg(long, global = true, value_name = "ggml|f32")]
     numerics: Option<String>,
     /// Where to compute: `cpu` (default) or `cuda[:N]` (needs a build with `--features cuda`).
@@ -290,7 +290,7 @@ enum Command {
         --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)\n  \
         finetune bench --train --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
         --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT\n  \
-        finetune bench --train --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2   # Q8 x·Wᵀ")]
+        finetune bench --train --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2   # 8-bit integer matmuls")]
     Bench {
         /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]

@@ -1,7 +1,8 @@
-//! `--matmul q8`: the training forward's `x·Wᵀ` on Q8-quantized activations with integer dots
-//! (the inference kernel, `ops::matmul_q8`), the backward straight-through in f32. Measured on
-//! the real SmolLM2 file against the f32 mode: each projection equals `CpuGgml`'s bit for bit,
-//! the loss, LoRA gradients and a short training run stay close to f32's.
+//! `--matmul q8`: the training forward's `x·Wᵀ` on 8-bit integer dots (`ops::matmul_q8_fwd`:
+//! llama.cpp's kernels below 32 tokens, the int8 GEMM above), the input backward `dY·W` too
+//! (`ops::matmul_q8_bwd`), straight-through. Measured on the real SmolLM2 file against the f32
+//! mode: each projection is the integer kernels' product bit for bit, the loss, LoRA gradients
+//! and a short training run stay close to f32's.
 mod common;
 
 use common::lora::random_lora;
@@ -10,6 +11,7 @@ use finetune::backend::Backend;
 use finetune::gguf::GgufModel;
 use finetune::lora::{LoraSet, Target};
 use finetune::model::Model;
+use finetune::ops::matmul_q8_fwd::matmul_q8_fwd;
 use finetune::train::block::{SeqView, Trainable};
 
 const TEXT: &str = "The plural of ox is oxen, says the samurai. Stay calm, stop walking, and ask someone nearby \
@@ -35,12 +37,15 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Every frozen projection (the seven of a block, on real activations, and the output) in q8
-/// mode is `CpuGgml`'s product bit for bit, and not the f32 product.
+/// mode is the 8-bit integer GEMM's product (`ops::matmul_q8_fwd`, itself checked against f64 and
+/// f32 in tests/matmul_q8_fwd.rs) bit for bit at 45 tokens, `CpuGgml`'s (llama.cpp's kernels)
+/// below `MIN_TOKENS` (16 tokens), and not the f32 product.
 #[test]
-fn q8_products_are_the_inference_kernel_bit_for_bit() {
+fn q8_products_are_the_integer_kernels_bit_for_bit() {
     let g = GgufModel::open(common::smollm()).unwrap();
     let m = Model::load(&g).unwrap();
     let ids = tokens(&g);
+    assert!(ids.len() >= 32, "enough tokens for the int8 GEMM ({})", ids.len());
     let (q8, ggml, f32m) = (Cpu::with_matmul(Matmul::Q8), CpuGgml::default(), Cpu::default());
     let e = m.cfg.n_embd;
     let x = m.embed_on(&f32m, &ids).unwrap();
@@ -59,38 +64,44 @@ fn q8_products_are_the_inference_kernel_bit_for_bit() {
                 y
             };
             let a = run(&|x, y| q8.matmul(w, x, y));
-            let b = run(&|x, y| ggml.matmul(w, x, y));
+            let b = run(&|x, y| matmul_q8_fwd(w, x, y));
             let c = run(&|x, y| f32m.matmul(w, x, y));
-            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "layer {il} {t:?}: q8 mode != CpuGgml");
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "layer {il} {t:?}: q8 mode != matmul_q8_fwd");
+            // Few tokens: llama.cpp's kernels, CpuGgml's bits.
+            let few = &input[..16 * w.n_in()];
+            let (mut s1, mut s2) = (vec![0f32; 16 * w.n_out()], vec![0f32; 16 * w.n_out()]);
+            q8.matmul(w, &few.to_vec(), &mut s1);
+            ggml.matmul(w, &few.to_vec(), &mut s2);
+            assert!(s1.iter().zip(&s2).all(|(x, y)| x.to_bits() == y.to_bits()), "layer {il} {t:?}, 16 tokens: q8 mode != CpuGgml");
             let r = rel_l2(&a, &c);
             eprintln!("layer {il} {t:?} ({:?}): q8 vs f32 rel L2 {r:.2e}", w.as_ggml().unwrap().ty);
             assert!(r > 0.0 && r < 0.05, "layer {il} {t:?}: q8 vs f32 rel L2 {r:e}");
             checked += 1;
         }
     }
-    // q, k, v together (one parallel region) give the same bits as one by one.
+    // q, k, v together give the same bits as one by one.
     let ws: Vec<_> = [Target::Q, Target::K, Target::V].map(|t| m.weight(0, t)).to_vec();
     let mut ys: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; ids.len() * w.n_out()]).collect();
     q8.matmul_many(&ws, &xn, &mut ys.iter_mut().collect::<Vec<_>>());
     for (w, y) in ws.iter().zip(&ys) {
         let mut one = vec![0f32; y.len()];
-        ggml.matmul(*w, &xn, &mut one);
+        q8.matmul(*w, &xn, &mut one);
         assert!(y.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
     let out = &*m.output;
     let mut a = vec![0f32; ids.len() * out.n_out()];
     let mut b = a.clone();
     q8.matmul(out, &xn, &mut a);
-    ggml.matmul(out, &xn, &mut b);
+    matmul_q8_fwd(out, &xn, &mut b);
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "output projection");
     assert_eq!(checked, 14);
 }
 
-/// Whole-model logits (no adapter): q8 mode shares CpuGgml's products but keeps f32 attention,
-/// rope and activations (CpuGgml rounds q/K/V and the probabilities to f16 and uses ggml's
-/// exp/SiLU/rope orders), so the logits are not the same bits. Measured (45 tokens, max |logit|
-/// 32.1): max |Δ| q8–ggml 1.06, f32–ggml 1.15, q8–f32 1.02; rel L2 q8–ggml 3.17e-2 < f32–ggml
-/// 3.35e-2: the shared products bring q8 mode slightly nearer llama.cpp's logits.
+/// Whole-model logits (no adapter): q8 mode's products are 8-bit integer dots (the int8 GEMM at
+/// 45 tokens: weights re-quantized to 8 bits too) and it keeps f32 attention, rope and
+/// activations (CpuGgml rounds q/K/V and the probabilities to f16 and uses ggml's exp/SiLU/rope
+/// orders), so the logits are not ggml's bits. Measured (45 tokens, max |logit| 32.1): max |Δ|
+/// q8–ggml 2.17, f32–ggml 1.15, q8–f32 1.76; rel L2 q8–ggml 4.73e-2, f32–ggml 3.35e-2.
 #[test]
 fn q8_mode_logits_against_ggml_and_f32() {
     let g = GgufModel::open(common::smollm()).unwrap();
@@ -113,8 +124,8 @@ fn q8_mode_logits_against_ggml_and_f32() {
         rel_l2(&lf, &lg)
     );
     assert!(q_g > 0.0, "f32 attention differs from ggml's f16 one: the logits cannot be equal");
-    assert!(rel_l2(&lq, &lg) < rel_l2(&lf, &lg), "q8 mode's products are ggml's: closer to ggml than f32 is");
-    assert!(q_g < 0.05 * scale && q_f < 0.05 * scale);
+    assert!(rel_l2(&lq, &lg) < 0.07 && rel_l2(&lf, &lg) < 0.05, "rel L2 from ggml's logits");
+    assert!(q_f > 0.0 && q_g < 0.1 * scale && q_f < 0.1 * scale);
 }
 
 /// One batch, q8 vs f32 mode: loss and LoRA gradients close (bounds from the measured figures).
@@ -150,19 +161,19 @@ fn q8_loss_and_gradients_close_to_f32() {
     assert!(ff.iter().any(|&v| v != 0.0));
     assert!(lq != lf, "q8 mode must change the numbers (else it did not take the Q8 path)");
     assert!((lf - lq).abs() < Q8_LOSS_BOUND, "loss |Δ| {:e}", (lf - lq).abs());
-    assert!(r < Q8_GRAD_BOUND && cos > 0.99, "LoRA gradient rel L2 {r:e}, cosine {cos}");
+    assert!(r < Q8_GRAD_BOUND && cos > 0.985, "LoRA gradient rel L2 {r:e}, cosine {cos}");
 }
 
-/// Bounds of the one-batch comparison (45 tokens, r8 on all seven targets). Measured: loss
-/// |Δ| 1.48e-3 (4.5772 vs 4.5757), gradient rel L2 7.41e-2 (cosine 0.9973), each target
-/// 6.1e-2..8.5e-2. Larger than one product's error (0.3–1.3e-2 above): the Q8 rounding of 210
-/// products compounds through 30 blocks — the whole-model logits move 3.2e-2 (rel L2), as much as
-/// llama.cpp's own numerics move them from f32 (3.4e-2). Both kernels are deterministic and
-/// bit-identical across ISAs, so the figures are fixed; the bounds leave ~1.35× (gradient) and
-/// ~3× (loss) room for a model file or tokenizer update, and a broken path (Q8 not taken, or a
-/// wrong product) fails them.
-const Q8_LOSS_BOUND: f64 = 5e-3;
-const Q8_GRAD_BOUND: f64 = 0.1;
+/// Bounds of the one-batch comparison (45 tokens, r8 on all seven targets). Measured with the
+/// int8 GEMM forward and the integer `dY·W`: loss |Δ| 3.01e-2 (4.5772 vs 4.6073), gradient rel
+/// L2 1.19e-1 (cosine 0.9933), each target 8.4e-2..1.46e-1. Larger than one product's error
+/// (≈ 8e-3): the 8-bit rounding of x, W and dY in 210 products compounds through 30 blocks (the
+/// logits move 4.7e-2 rel L2 from ggml's, whose own distance from f32 is 3.4e-2). The kernels
+/// are deterministic and bit-identical across ISAs, so the figures are fixed; the bounds leave
+/// ~1.35× (gradient) and 2× (loss) room, and a broken path (8-bit not taken, or a wrong product)
+/// fails them.
+const Q8_LOSS_BOUND: f64 = 6e-2;
+const Q8_GRAD_BOUND: f64 = 0.16;
 
 /// The same 20-step run (same data, init, seed) in both modes: the loss curves stay together.
 #[test]
@@ -237,8 +248,8 @@ fn q8_training_run_tracks_f32() {
 }
 
 /// Bounds of the 20-step run (lr 1e-3, r8, 2 sequences of ≤ 48 tokens per step). Measured:
-/// last-5-step mean loss f32 0.8162, q8 0.8277 (|Δ| 0.012); largest per-step |Δ| 0.033; both
-/// fall from ≈3.57.
+/// last-5-step mean loss f32 0.8162, q8 0.7989 (|Δ| 0.017); largest per-step |Δ| 0.047 (the
+/// first step, 3.582 vs 3.550); both fall from ≈3.57.
 const Q8_RUN_BOUND: f64 = 0.05;
 const Q8_STEP_BOUND: f64 = 0.1;
 

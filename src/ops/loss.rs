@@ -29,14 +29,18 @@ pub fn cross_entropy(
     scale: f32,
     dhidden: Option<&mut [f32]>,
 ) -> (f64, usize) {
-    cross_entropy_by(&|x: &[f32], y: &mut [f32]| matmul(output, x, y), output, softcap, hidden, targets, scale, dhidden)
+    let project = |x: &[f32], y: &mut [f32]| matmul(output, x, y);
+    let back = |dy: &[f32], dx: &mut [f32]| matmul_backward_input(output, dy, dx);
+    cross_entropy_by(&project, &back, output, softcap, hidden, targets, scale, dhidden)
 }
 
 /// [`cross_entropy`] with the logits of each chunk computed by `project(hidden rows, logits)`
-/// (`y = x·outputᵀ` in other numerics, e.g. Q8 activations); the backward is the f32
-/// `dhidden = dlogits · output` either way.
+/// (`y = x·outputᵀ` in other numerics, e.g. 8-bit integer dots) and `dhidden = dlogits ·
+/// output` by `back(dlogits, dhidden rows)` (overwriting).
+#[allow(clippy::too_many_arguments)]
 pub fn cross_entropy_by(
     project: &dyn Fn(&[f32], &mut [f32]),
+    back: &dyn Fn(&[f32], &mut [f32]),
     output: &dyn QuantWeight,
     softcap: Option<f32>,
     hidden: &[f32],
@@ -75,7 +79,7 @@ pub fn cross_entropy_by(
         count += tg.iter().filter(|&&x| x >= 0).count();
         if let Some(d) = dhidden.as_deref_mut() {
             let _s = span(Phase::LossProj);
-            matmul_backward_input(output, lg, &mut d[r0 * e..r1 * e]);
+            back(lg, &mut d[r0 * e..r1 * e]);
         }
     }
     (loss, count)

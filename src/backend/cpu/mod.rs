@@ -8,10 +8,11 @@
 //!   quantized to the weight's `vec_dot_type` with integer dots, q/K/V and the attention
 //!   probabilities rounded to f16, ggml's exp/GELU/SiLU/rope orders. No [`TrainBackend`].
 //!
-//! [`Cpu`] has one choice, [`Matmul`] (`--matmul`): the frozen-weight products `x·Wᵀ` in f32
-//! (default) or, with [`Matmul::Q8`], on Q8-quantized activations with integer dots — the very
-//! kernel [`CpuGgml`] runs ([`matmul_q8`]), so each product has the inference path's bits. Its
-//! backward treats that product as exact (straight-through); everything else stays f32.
+//! [`Cpu`] has one choice, [`Matmul`] (`--matmul`): the frozen-weight products `x·Wᵀ` and their
+//! input backward `dY·W` in f32 (default) or, with [`Matmul::Q8`], on 8-bit integer dots
+//! ([`matmul_q8_fwd`]: llama.cpp's kernels below 32 tokens, above them an int8 GEMM on weights
+//! re-quantized to 8 bits per 32; [`matmul_backward_input_q8`]), the loss projection included.
+//! The backward treats the 8-bit product as exact (straight-through); everything else stays f32.
 
 mod lora;
 
@@ -26,6 +27,8 @@ use crate::ops::f16::round_f16_inplace;
 use crate::ops::loss;
 use crate::ops::matmul::{matmul, matmul_backward_input, matmul_backward_input_add};
 use crate::ops::matmul_q8::{matmul_q8, matmul_q8_many};
+use crate::ops::matmul_q8_bwd::matmul_backward_input_q8;
+use crate::ops::matmul_q8_fwd::matmul_q8_fwd;
 use crate::ops::norm::{rms_norm, rms_norm_backward};
 use crate::ops::rope::Rope;
 use crate::weights::QuantWeight;
@@ -36,8 +39,8 @@ pub enum Matmul {
     /// f32 activations times weights decoded to f32 (exact; the default).
     #[default]
     F32,
-    /// Activations quantized to the weight's `vec_dot_type` (Q8_0/Q8_1/Q8_K) and integer dots,
-    /// as llama.cpp's forward ([`matmul_q8`]); weights without that path stay f32.
+    /// 8-bit integer dots for `x·Wᵀ` ([`matmul_q8_fwd`]) and `dY·W` ([`matmul_backward_input_q8`])
+    /// of every quantized weight (GGUF blocks and the HF formats); F32/F16/BF16 weights stay f32.
     Q8,
 }
 
@@ -75,13 +78,6 @@ impl Cpu {
     /// The f32 backend with `x·Wᵀ` computed as `matmul` says.
     pub fn with_matmul(matmul: Matmul) -> Self {
         CpuBackend { matmul }
-    }
-}
-
-impl<const GGML: bool> CpuBackend<GGML> {
-    /// Whether `x·Wᵀ` takes the Q8 integer path (where the weight has one).
-    fn q8(&self) -> bool {
-        GGML || self.matmul == Matmul::Q8
     }
 }
 
@@ -159,14 +155,15 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
     }
     fn matmul(&self, w: &dyn QuantWeight, x: &Vec<f32>, y: &mut Vec<f32>) {
         match w.as_ggml() {
-            Some(q) if self.q8() => matmul_q8(&q, x, y),
+            Some(q) if GGML => matmul_q8(&q, x, y),
+            _ if self.matmul == Matmul::Q8 => matmul_q8_fwd(w, x, y),
             _ => matmul(w, x, y),
         }
     }
     fn matmul_many(&self, ws: &[&dyn QuantWeight], x: &Vec<f32>, ys: &mut [&mut Vec<f32>]) {
         let qs: Option<Vec<_>> = ws.iter().map(|w| w.as_ggml()).collect();
         match qs {
-            Some(qs) if self.q8() => {
+            Some(qs) if GGML => {
                 let mut ys: Vec<&mut [f32]> = ys.iter_mut().map(|y| y.as_mut_slice()).collect();
                 matmul_q8_many(&qs, x, &mut ys)
             }
@@ -249,9 +246,10 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
 impl TrainBackend for Cpu {
     fn matmul_backward_input(&self, w: &dyn QuantWeight, dy: &Vec<f32>, dx: &mut Vec<f32>, accumulate: bool) {
         match self.matmul {
-            // Straight-through: the Q8 forward's product is differentiated as the exact one. The
-            // integer dY·W (ops::matmul_q8_bwd) plugs in as the `Matmul::Q8` arm here.
-            Matmul::F32 | Matmul::Q8 => backward_input_f32(w, dy, dx, accumulate),
+            Matmul::F32 => backward_input_f32(w, dy, dx, accumulate),
+            // Straight-through: the forward's 8-bit product is differentiated as the exact one,
+            // and dY·W itself runs on 8-bit integer dots.
+            Matmul::Q8 => matmul_backward_input_q8(w, dy, dx, accumulate),
         }
     }
     fn rms_norm_backward(&self, x: &Vec<f32>, w: Option<&Vec<f32>>, n: usize, eps: f32, dy: &Vec<f32>, dx: &mut Vec<f32>) {
@@ -302,13 +300,14 @@ impl TrainBackend for Cpu {
         dhidden: Option<&mut Vec<f32>>,
     ) -> (f64, usize) {
         let dhidden = dhidden.map(|d| d.as_mut_slice());
-        match output.as_ggml() {
-            // The loss projection's forward the same way as every x·Wᵀ (straight-through).
-            Some(q) if self.matmul == Matmul::Q8 => {
-                let project = |x: &[f32], y: &mut [f32]| matmul_q8(&q, x, y);
-                loss::cross_entropy_by(&project, output, softcap, hidden, targets, scale, dhidden)
+        match self.matmul {
+            // The loss projection and its input backward the same way as every x·Wᵀ.
+            Matmul::Q8 => {
+                let project = |x: &[f32], y: &mut [f32]| matmul_q8_fwd(output, x, y);
+                let back = |dy: &[f32], dx: &mut [f32]| matmul_backward_input_q8(output, dy, dx, false);
+                loss::cross_entropy_by(&project, &back, output, softcap, hidden, targets, scale, dhidden)
             }
-            _ => loss::cross_entropy(output, softcap, hidden, targets, scale, dhidden),
+            Matmul::F32 => loss::cross_entropy(output, softcap, hidden, targets, scale, dhidden),
         }
     }
     fn sum_squares(&self, x: &Vec<f32>, acc: f64) -> f64 {
