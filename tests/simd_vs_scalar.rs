@@ -140,6 +140,38 @@ fn avx2_dot_kernels_match_scalar_bit_for_bit() {
 }
 
 #[test]
+fn four_weight_row_dot_kernels_match_scalar_bit_for_bit() {
+    use finetune::quant::q8::Q8Rows;
+    use finetune::quant::vecdot::DotKernel;
+    use finetune::quant::GgmlType;
+    assert!(Isa::Avx2.supported());
+    let mut rng = Rng(0x4B0);
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q8_0] {
+        let Some(DotKernel::Q8(scalar)) = quant::scalar_kernels(ty).vec_dot_scalar else { panic!("{ty}: no scalar kernel") };
+        let act = quant::scalar_kernels(ty).vec_dot_type.unwrap();
+        // The AVX2 kernel and, where the CPU has VNNI, the VNNI one.
+        let kernels: Vec<_> = [avx2(ty), best(ty)].iter().map(|k| k.rows4.unwrap_or_else(|| panic!("{ty}: no four-row kernel"))).collect();
+        for n in [64usize, 576, 256 * 7] {
+            let rb = n / ty.block_size() * ty.type_size();
+            let w = common::random_blocks::random_blocks(ty, 4 * n / ty.block_size(), &mut rng);
+            let x = activations(&mut rng, n);
+            let Q8Rows::Q8(a) = quant::quantize_rows(act, &x, n) else { panic!("{ty}: activation format") };
+            let want: Vec<f32> = (0..4).map(|r| scalar(&w[r * rb..(r + 1) * rb], &a)).collect();
+            assert!(want.windows(2).any(|p| p[0] != p[1]), "{ty}: test rows gave equal dots");
+            for f in &kernels {
+                let got = f(&w, &a);
+                for r in 0..4 {
+                    assert_eq!(got[r].to_bits(), want[r].to_bits(), "{ty} n={n} row {r}: four-row {} vs scalar {}", got[r], want[r]);
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15);
+}
+
+#[test]
 fn avx2_multi_row_dot_kernels_match_one_row_bit_for_bit() {
     use finetune::quant::kernels::DotKernelN;
     use finetune::quant::q8::Q8Rows;

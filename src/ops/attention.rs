@@ -322,9 +322,7 @@ mod vecdot {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn scores_fma(q: &[f32], k: &[f32], kw: usize, lo: usize, out: &mut [f32]) {
-        for (jj, o) in out.iter_mut().enumerate() {
-            *o = dot(q, &k[(lo + jj) * kw..(lo + jj) * kw + q.len()]);
-        }
+        super::super::attention_one::scores(q, k, kw, lo, out)
     }
 
     /// `o = Σ_j p[j − lo]·V[j]` over `j = lo..lo + p.len()`, `V[j] = v[j·vw..][..o.len()]`,
@@ -359,6 +357,41 @@ mod vecdot {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn weighted_sum_fma(p: &[f32], v: &[f32], vw: usize, lo: usize, o: &mut [f32], acc: &mut Vec<f32>) {
+        if o.len() % 8 == 0 {
+            return super::super::attention_one::weighted_sum(p, v, vw, lo, o, acc);
+        }
         weighted_sum_body(p, v, vw, lo, o, acc)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        /// The SIMD kernels against the scalar reference, bit for bit: head widths with and
+        /// without a tail past 64, windows (`lo > 0`), lengths around the 16/64 slot cycles.
+        #[test]
+        fn one_token_kernels_give_the_reference_bits() {
+            let mut seed = 5u64;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            };
+            for (d, stride, lo, len) in
+                [(64usize, 192usize, 0usize, 1usize), (64, 64, 3, 130), (256, 256, 0, 77), (80, 160, 5, 64), (20, 40, 1, 33)]
+            {
+                let q: Vec<f32> = (0..d).map(|_| rnd()).collect();
+                let kv: Vec<f32> = (0..(lo + len) * stride).map(|_| rnd()).collect();
+                let mut got = vec![0f32; len];
+                super::scores(&q, &kv, stride, lo, &mut got);
+                for (jj, g) in got.iter().enumerate() {
+                    let want = super::dot(&q, &kv[(lo + jj) * stride..(lo + jj) * stride + d]);
+                    assert_eq!(g.to_bits(), want.to_bits(), "scores d={d} key {jj}");
+                }
+                let p: Vec<f32> = (0..len).map(|_| rnd().abs()).collect();
+                let (mut o, mut want, mut acc) = (vec![f32::NAN; d], vec![0f32; d], Vec::new());
+                super::weighted_sum(&p, &kv, stride, lo, &mut o, &mut acc);
+                super::weighted_sum_body(&p, &kv, stride, lo, &mut want, &mut acc);
+                let same = o.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "weighted_sum d={d} len={len} differs from the reference");
+            }
+        }
     }
 }

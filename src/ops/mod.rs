@@ -8,6 +8,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_one;
 mod attention_seq;
 pub mod attention_train;
 pub mod f16;

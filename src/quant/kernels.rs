@@ -34,6 +34,10 @@ pub type DotQ8KxN<const N: usize> = fn(&[u8], [&[BlockQ8K]; N]) -> [f32; N];
 /// `smmla` tile is two weight rows by two activation rows).
 pub type DotQ8K2xN<const N: usize> = fn([&[u8]; 2], [&[BlockQ8K]; N]) -> [[f32; N]; 2];
 
+/// Four consecutive weight rows (`w` holds them) against one Q8_0/Q8_1 activation row: each
+/// result bit-identical to the one-row kernel's on its row (decoding's matmuls).
+pub type DotQ8Rows4 = fn(&[u8], &[BlockQ8]) -> [f32; 4];
+
 /// An `N`-activation-row dot kernel, by activation format.
 #[derive(Clone, Copy, Debug)]
 pub enum DotKernelN<const N: usize> {
@@ -90,6 +94,8 @@ pub struct TypeKernels {
     pub vec_dot4: Option<DotKernelN<4>>,
     /// Eight activation rows at once (same bits as `vec_dot` row by row).
     pub vec_dot8: Option<DotKernelN<8>>,
+    /// Four weight rows against one Q8_0/Q8_1 activation row (same bits as `vec_dot` per row).
+    pub rows4: Option<DotQ8Rows4>,
     /// llama.cpp's tiled-matmul order (its path for batches of 8 or more activation rows, Q6_K):
     /// one row, fastest.
     pub tiled: Option<DotQ8KxN<1>>,
@@ -259,6 +265,7 @@ fn scalar_entry(ty: GgmlType) -> TypeKernels {
         vec_dot_scalar: None,
         vec_dot4: None,
         vec_dot8: None,
+        rows4: None,
         tiled: None,
         tiled8: None,
         tiled_scalar: None,
@@ -349,21 +356,25 @@ fn x86_entry(ty: GgmlType, vnni: bool) -> TypeKernels {
     };
     // The 32-element formats: one-row kernel, and `N`-row ones (VNNI or plain AVX2).
     macro_rules! legacy {
-        ($one:path, $plain:ident, $vnni:ident) => {
+        ($one:path, $plain:ident, $vnni:ident, $rows:ident, $rows_vnni:ident) => {
             TypeKernels {
                 vec_dot: Some(DotKernel::Q8($one)),
                 vec_dot4: Some(DotKernelN::Q8(if vnni { v::$vnni::<4> } else { v::$plain::<4> })),
                 vec_dot8: Some(DotKernelN::Q8(if vnni { v::$vnni::<8> } else { v::$plain::<8> })),
+                rows4: Some(if vnni { v::$rows_vnni } else { v::$rows }),
                 ..s
             }
         };
     }
     match ty {
-        Q4_0 => legacy!(v::q4_0, q4_0_n, q4_0_n_vnni),
-        Q4_1 => legacy!(v::q4_1, q4_1_n, q4_1_n_vnni),
-        Q5_0 => legacy!(v::q5_0, q5_0_n, q5_0_n_vnni),
-        Q5_1 => legacy!(v::q5_1, q5_1_n, q5_1_n_vnni),
-        Q8_0 => TypeKernels { from_float: Some(Quantizer::Q8(v::quantize_q8::<false>)), ..legacy!(v::q8_0, q8_0_n, q8_0_n_vnni) },
+        Q4_0 => legacy!(v::q4_0, q4_0_n, q4_0_n_vnni, q4_0_rows, q4_0_rows_vnni),
+        Q4_1 => legacy!(v::q4_1, q4_1_n, q4_1_n_vnni, q4_1_rows, q4_1_rows_vnni),
+        Q5_0 => legacy!(v::q5_0, q5_0_n, q5_0_n_vnni, q5_0_rows, q5_0_rows_vnni),
+        Q5_1 => legacy!(v::q5_1, q5_1_n, q5_1_n_vnni, q5_1_rows, q5_1_rows_vnni),
+        Q8_0 => TypeKernels {
+            from_float: Some(Quantizer::Q8(v::quantize_q8::<false>)),
+            ..legacy!(v::q8_0, q8_0_n, q8_0_n_vnni, q8_0_rows, q8_0_rows_vnni)
+        },
         Q8_1 => TypeKernels { from_float: Some(Quantizer::Q8(v::quantize_q8::<true>)), ..s },
         Q8_K => TypeKernels { from_float: Some(Quantizer::Q8K(v::quantize_q8k)), ..s },
         Q4_K => TypeKernels {

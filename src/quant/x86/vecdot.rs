@@ -314,6 +314,85 @@ wrap_n!(q5_1_n, q5_1_n_vnni, 24, true, false, |b: &[u8]| _mm256_or_si256(
 ));
 wrap_n!(q8_0_n, q8_0_n_vnni, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
 
+/// [`legacy`] for `R` consecutive weight rows (`w` holds them, each `a.len()` blocks) against
+/// one activation row: the activation block is loaded once per `R` weight blocks and the `R`
+/// accumulator chains run side by side (decoding, where every weight row meets one activation
+/// row). Per row the operations are [`legacy`]'s (one FMA per block into eight lanes, the `m·s`
+/// sum in scalar f32, the same final sum), so the bits are; with `VNNI` the integer lanes come
+/// from [`dpbusd`] (the same i32 lanes, see [`legacy_n`]).
+///
+/// # Safety
+/// AVX2/FMA/F16C present, and AVX-512 VL+VNNI when `VNNI` ([`super::vnni_available`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn legacy_rows<const R: usize, const VNNI: bool>(
+    w: &[u8],
+    a: &[BlockQ8],
+    ts: usize,
+    has_m: bool,
+    signed: bool,
+    codes: impl Fn(&[u8]) -> __m256i,
+) -> [f32; R] {
+    let rb = a.len() * ts;
+    assert_eq!(w.len(), R * rb, "weight rows and activation row differ in length");
+    let mut acc = [_mm256_setzero_ps(); R];
+    let mut summs = [0f32; R];
+    // The next R rows (the caller's next group, contiguous with these in a matrix): fetched
+    // into L1 while these are summed, R·ts bytes per block step.
+    let next = w.as_ptr().wrapping_add(R * rb);
+    for (ib, ab) in a.iter().enumerate() {
+        let y = act(ab);
+        for line in (ib * R * ts..(ib + 1) * R * ts).step_by(64) {
+            // A hint only: never faults, whatever the address.
+            _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line) as *const i8);
+        }
+        for r in 0..R {
+            let off = r * rb + ib * ts;
+            let blk = w.get_unchecked(off..off + ts);
+            let q = codes(blk);
+            let lanes = match (signed, VNNI) {
+                (true, true) => dpbusd(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)),
+                (true, false) => lanes_ss(q, y),
+                (false, true) => dpbusd(q, y),
+                (false, false) => lanes_us(q, y),
+            };
+            let dd = _mm256_set1_ps(f16_at(blk, 0) * ab.d);
+            acc[r] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(lanes), acc[r]);
+            if has_m {
+                summs[r] += f16_at(blk, 2) * ab.s;
+            }
+        }
+    }
+    std::array::from_fn(|r| hsum_f32(acc[r]) + summs[r])
+}
+
+macro_rules! wrap_rows {
+    ($name:ident, $vnni:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
+        /// Four consecutive weight rows against one activation row (listed by the kernel table
+        /// only where AVX2/FMA/F16C are present).
+        pub(in crate::quant) fn $name(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
+            // SAFETY: listed only with AVX2/FMA/F16C; the row lengths are checked first.
+            unsafe { legacy_rows::<4, false>(w, a, $ts, $m, $signed, $codes) }
+        }
+        /// [`$name`] with VNNI (listed by the kernel table only where the CPU has it).
+        pub(in crate::quant) fn $vnni(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
+            // SAFETY: listed only when `vnni_available()` (and AVX2/FMA/F16C); lengths checked.
+            unsafe { legacy_rows::<4, true>(w, a, $ts, $m, $signed, $codes) }
+        }
+    };
+}
+wrap_rows!(q4_0_rows, q4_0_rows_vnni, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
+wrap_rows!(q4_1_rows, q4_1_rows_vnni, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
+wrap_rows!(q5_0_rows, q5_0_rows_vnni, 22, false, true, |b: &[u8]| {
+    let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
+    _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+});
+wrap_rows!(q5_1_rows, q5_1_rows_vnni, 24, true, false, |b: &[u8]| _mm256_or_si256(
+    nibbles32(b.as_ptr().add(8)),
+    high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+));
+wrap_rows!(q8_0_rows, q8_0_rows_vnni, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
     legacy(w, a, 18, false, |b, ab| {
