@@ -7,44 +7,15 @@
 
 mod common;
 
+use common::int8::{bits, gaussian_matrix, in_pool, normals, rel_l2};
 use common::rng::Rng;
 use finetune::gguf::GgufModel;
 use finetune::ops::matmul::{matmul, QMatrix};
 use finetune::ops::matmul_q8::matmul_q8;
 use finetune::ops::matmul_q8_fwd::{matmul_q8_fwd, matmul_q8_fwd_at, MIN_TOKENS, MIN_TOKENS_F32};
 use finetune::quant::dot_i8::Level;
-use finetune::quant::{encode_par, GgmlType};
+use finetune::quant::GgmlType;
 use finetune::weights::{QuantWeight, WeightFormat};
-
-/// `n_out × n_in` normal values times `scale`, encoded as `ty`.
-fn gaussian_matrix(ty: GgmlType, n_out: usize, n_in: usize, scale: f32, rng: &mut Rng) -> Vec<u8> {
-    let x: Vec<f32> = (0..n_out * n_in).map(|_| rng.normal() * scale).collect();
-    let mut b = vec![0u8; n_out * n_in / ty.block_size() * ty.type_size()];
-    encode_par(ty, &x, &mut b).unwrap();
-    b
-}
-
-fn normals(n: usize, rng: &mut Rng) -> Vec<f32> {
-    (0..n).map(|_| rng.normal()).collect()
-}
-
-fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// ‖a − b‖ / ‖b‖ in f64.
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let (mut num, mut den) = (0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        num += (x as f64 - y as f64).powi(2);
-        den += (y as f64).powi(2);
-    }
-    (num / den).sqrt()
-}
 
 /// A weight that is not GGUF blocks: plain f32 values behind the `PackQuantized` label, columns
 /// decodable one at a time, so `n_in` need not be a multiple of 32 (a short last block).

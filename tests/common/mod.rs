@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod int8;
 pub mod lora;
 pub mod rng;
 
