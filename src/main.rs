@@ -19,7 +19,7 @@ use finetune::{Error, Result};
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
         --steps 30 --grad-accum 4 --lr 1e-3 --out samurai.gguf\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl \\\n      \
-        --steps 30 --matmul q8 --out samurai-q8.gguf   # 8-bit integer matmuls: faster at 7B, gradient 12% off\n  \
+        --steps 30 --matmul q8 --out samurai-q8.gguf   # 8-bit integer matmuls (auto picks them from 1 B params)\n  \
         finetune --model models/SmolLM2-135M-Instruct.Q4_1.gguf --data examples/style_degozaru.jsonl --steps 30 \\\n      \
         --eval-data examples/style_degozaru_eval.jsonl --eval-limit 10 --eval-metric 'ends-with:says the samurai' \\\n      \
         --eval-every 10 --keep-best --early-stop 2 --out samurai.gguf\n  \
@@ -320,8 +320,8 @@ enum Command {
         keep_activations: String,
         /// With --train: the frozen-weight products, `f32` or `q8` (Q8 activations with integer
         /// dots, as llama.cpp's forward; LoRA gradient 7.4% rel. L2 from f32's on SmolLM2; as the
-        /// trainer's --matmul).
-        #[arg(long, value_name = "f32|q8", default_value = "f32")]
+        /// trainer's --matmul; `auto`: q8 from 1 B block parameters).
+        #[arg(long, value_name = "auto|f32|q8", default_value = "auto")]
         matmul: String,
     },
 }

@@ -259,14 +259,17 @@ fn cli_matmul_flag() {
     let dir = common::tmpdir("train-q8-cli");
     let data = dir.join("d.jsonl");
     std::fs::write(&data, "{\"text\":\"The quick brown fox jumps over the lazy dog.\"}\n".repeat(4)).unwrap();
-    let run = |mode: &str, out: &str| {
-        std::process::Command::new(common::bin())
-            .args(["--model", common::smollm().to_str().unwrap(), "--data", data.to_str().unwrap(), "--steps", "2"])
-            .args(["--seq-len", "32", "--rank", "2", "--quiet", "--threads", "2", "--matmul", mode, "--out"])
-            .arg(dir.join(out))
-            .output()
-            .unwrap()
+    let run_with = |mode: Option<&str>, out: &str| {
+        let mut c = std::process::Command::new(common::bin());
+        c.args(["--model", common::smollm().to_str().unwrap(), "--data", data.to_str().unwrap(), "--steps", "2"])
+            .args(["--seq-len", "32", "--rank", "2", "--threads", "2", "--out"])
+            .arg(dir.join(out));
+        if let Some(mode) = mode {
+            c.args(["--quiet", "--matmul", mode]);
+        }
+        c.output().unwrap()
     };
+    let run = |mode: &str, out: &str| run_with(Some(mode), out);
     let bad = run("int4", "bad.gguf");
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(!bad.status.success() && err.contains("--matmul int4") && err.contains("f32 or q8"), "{err}");
@@ -274,5 +277,17 @@ fn cli_matmul_flag() {
     let ok = run("q8", "q8.gguf");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(std::fs::metadata(dir.join("q8.gguf")).unwrap().len() > 0);
+    // The default (`auto`) on a 135M model says why it keeps f32, and trains exactly as --matmul f32.
+    let auto = run_with(None, "auto.gguf");
+    let err = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success() && err.contains("--matmul auto: f32 (0.") && err.contains("< 1 B"), "{err}");
+    assert!(run("f32", "f32.gguf").status.success());
+    let tensors = |f: &str| {
+        let g = finetune::gguf::GgufFile::open(dir.join(f)).unwrap();
+        g.tensors.iter().map(|t| (t.name.clone(), g.view(t).data.to_vec())).collect::<Vec<_>>()
+    };
+    let (a, b, q) = (tensors("auto.gguf"), tensors("f32.gguf"), tensors("q8.gguf"));
+    assert!(!a.is_empty() && a == b, "--matmul auto on SmolLM2 must train exactly as f32");
+    assert_ne!(a, q, "q8 and f32 adapters must differ (else the flag did nothing)");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -39,9 +39,15 @@ pub fn run_train(
     peft_python: Option<PathBuf>,
     threads: usize,
 ) -> Result<()> {
-    let matmul = super::parse_matmul(matmul)?;
+    if !matmul.trim().eq_ignore_ascii_case("auto") {
+        super::parse_matmul(matmul)?; // a bad value fails before the model loads
+    }
     let g = super::open(&model)?;
     let m = g.load()?;
+    let (matmul, why) = super::resolve_matmul(matmul, &m)?;
+    if let Some(why) = why {
+        eprintln!("{why}");
+    }
     let ours = finetune::bench::measure_train(&m, seq, reps, keep_bytes, matmul)?;
     let mib = |b: u64| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64);
     println!(
