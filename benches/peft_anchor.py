@@ -15,6 +15,12 @@ def main(path, threads, seq=512, steps=4):
     threads, seq, steps = int(threads), int(seq), int(steps)
     import torch
     torch.set_num_threads(threads)
+    # `finetune bench --train --isa avx2` caps torch with ATEN_CPU_CAPABILITY (and oneDNN/MKL's
+    # variables): check that ATen took it.
+    cap = torch.backends.cpu.get_cpu_capability()
+    want = os.environ.get("ATEN_CPU_CAPABILITY")
+    if want and cap.lower() != want.lower():
+        sys.exit(f"ATEN_CPU_CAPABILITY={want} but torch reports CPU capability {cap}")
     from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model
     d, name = os.path.split(os.path.abspath(path))
@@ -41,7 +47,8 @@ def main(path, threads, seq=512, steps=4):
     times.sort()
     med = times[len(times) // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"tok_per_s": seq / med, "step_s": med, "peak_rss": rss, "threads": threads, "seq": seq}))
+    print(json.dumps({"tok_per_s": seq / med, "step_s": med, "peak_rss": rss, "threads": threads, "seq": seq,
+                      "cpu_capability": cap}))
 
 
 if __name__ == "__main__":

@@ -146,11 +146,110 @@ pub fn measure_train(m: &Model, seq: usize, steps: usize, keep_bytes: u64, matmu
     Ok(TrainSpeed { tok_per_s: seq as f64 / median(times), peak_rss: crate::util::proc::peak_rss_bytes().unwrap_or(0) })
 }
 
-/// Run the PyTorch + PEFT anchor (`benches/peft_anchor.py`) on the same file.
-pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, seq: usize, steps: usize) -> Result<TrainSpeed> {
+/// The instruction sets a training benchmark may use (`finetune bench --train --isa`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainIsa {
+    /// Whatever the CPU has (AVX-512 where present), on both sides.
+    Native,
+    /// AVX2 at most, on both sides: `FINETUNE_SIMD=avx2` for this engine, and PyTorch
+    /// restricted the documented way ([`TrainIsa::torch_env`]), as on an AVX2-only CPU.
+    Avx2,
+}
+
+impl TrainIsa {
+    /// `native` or `avx2`.
+    pub fn from_name(s: &str) -> Option<TrainIsa> {
+        match s {
+            "native" => Some(TrainIsa::Native),
+            "avx2" => Some(TrainIsa::Avx2),
+            _ => None,
+        }
+    }
+
+    /// The environment that caps PyTorch (ATen's kernels, oneDNN, MKL) at this level.
+    pub fn torch_env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            TrainIsa::Native => &[],
+            TrainIsa::Avx2 => &[("ATEN_CPU_CAPABILITY", "avx2"), ("DNNL_MAX_CPU_ISA", "AVX2"), ("MKL_ENABLE_INSTRUCTIONS", "AVX2")],
+        }
+    }
+
+    /// Cap this engine's kernels: sets `FINETUNE_SIMD=avx2` for [`TrainIsa::Avx2`] (unless it
+    /// is `scalar`). Call before any kernel runs (the levels are chosen once); errors if a
+    /// level above AVX2 was already chosen.
+    pub fn apply(self) -> Result<()> {
+        if self == TrainIsa::Avx2 {
+            if !crate::quant::Isa::Avx2.supported() {
+                return Err(Error::usage("--isa avx2 needs an x86-64 CPU with AVX2, FMA and F16C"));
+            }
+            if std::env::var("FINETUNE_SIMD").as_deref() != Ok("scalar") {
+                std::env::set_var("FINETUNE_SIMD", "avx2");
+            }
+            // Every AVX-512 path asks `avx512_allowed` (cached at first use): still on means
+            // some kernel chose its level before the cap.
+            if crate::quant::kernels::avx512_allowed() {
+                return Err(Error::Msg("--isa avx2: the kernel level was chosen before the cap was set".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The levels this engine's training step runs at, for the bench output: the kernel table's,
+/// the int8 dots' (`--matmul q8`) and the f32 GEMMs'.
+pub fn train_levels() -> String {
+    let dots = match crate::quant::dot_i8::level() {
+        crate::quant::dot_i8::Level::Scalar => "scalar",
+        crate::quant::dot_i8::Level::Avx2 => "avx2",
+        crate::quant::dot_i8::Level::Vnni => "avx512-vnni",
+        crate::quant::dot_i8::Level::Neon => "neon",
+        crate::quant::dot_i8::Level::NeonDot => "neon+dotprod",
+    };
+    #[cfg(all(target_arch = "x86_64", finetune_avx512))]
+    let gemm = if crate::ops::matmul::avx512_enabled() {
+        "avx512"
+    } else if crate::quant::simd_enabled() {
+        "simd"
+    } else {
+        "scalar"
+    };
+    #[cfg(not(all(target_arch = "x86_64", finetune_avx512)))]
+    let gemm = if crate::quant::simd_enabled() { "simd" } else { "scalar" };
+    let gemm = if gemm == "simd" && cfg!(target_arch = "x86_64") {
+        "avx2"
+    } else if gemm == "simd" {
+        "neon"
+    } else {
+        gemm
+    };
+    format!("kernels {}, int8 dots {dots}, f32 GEMM {gemm}", crate::quant::isa().name())
+}
+
+/// The PyTorch + PEFT anchor's result: its speed, and the CPU capability torch reported.
+#[derive(Clone, Debug)]
+pub struct PeftRun {
+    /// Speed and memory.
+    pub speed: TrainSpeed,
+    /// `torch.backends.cpu.get_cpu_capability()` in the child (e.g. `AVX2`, `AVX512`).
+    pub cpu_capability: String,
+}
+
+/// Run the PyTorch + PEFT anchor (`benches/peft_anchor.py`) on the same file, with `isa`'s
+/// environment; checks that torch reports the capped capability.
+#[allow(clippy::too_many_arguments)]
+pub fn measure_peft(
+    python: &Path,
+    script: &Path,
+    model: &Path,
+    threads: usize,
+    seq: usize,
+    steps: usize,
+    isa: TrainIsa,
+) -> Result<PeftRun> {
     let out = Command::new(python)
         .arg(script)
         .args([&model.display().to_string(), &threads.to_string(), &seq.to_string(), &steps.to_string()])
+        .envs(isa.torch_env().iter().copied())
         .output()
         .map_err(|e| Error::Msg(format!("running {}: {e}", python.display())))?;
     if !out.status.success() {
@@ -163,5 +262,12 @@ pub fn measure_peft(python: &Path, script: &Path, model: &Path, threads: usize, 
         .find(|l| l.trim_start().starts_with('{'))
         .ok_or_else(|| Error::Msg(format!("PEFT anchor printed no JSON: {text}")))?;
     let j: serde_json::Value = serde_json::from_str(line).map_err(|e| Error::Msg(format!("PEFT anchor output: {e}")))?;
-    Ok(TrainSpeed { tok_per_s: j["tok_per_s"].as_f64().unwrap_or(0.0), peak_rss: j["peak_rss"].as_u64().unwrap_or(0) })
+    let cpu_capability = j["cpu_capability"].as_str().unwrap_or("unknown").to_string();
+    if isa == TrainIsa::Avx2 && cpu_capability != "AVX2" {
+        return Err(Error::Msg(format!("--isa avx2: PyTorch reports CPU capability {cpu_capability}, not AVX2")));
+    }
+    Ok(PeftRun {
+        speed: TrainSpeed { tok_per_s: j["tok_per_s"].as_f64().unwrap_or(0.0), peak_rss: j["peak_rss"].as_u64().unwrap_or(0) },
+        cpu_capability,
+    })
 }

@@ -290,7 +290,9 @@ enum Command {
         --llama-cpp ~/.cache/finetune/venv/bin/python   # also time llama.cpp (llama-cpp-python)\n  \
         finetune bench --train --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
         --peft-python ~/.cache/finetune/venv/bin/python   # training step vs PyTorch+PEFT\n  \
-        finetune bench --train --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2   # 8-bit integer matmuls")]
+        finetune bench --train --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2   # 8-bit integer matmuls\n  \
+        finetune bench --train --isa avx2 --matmul q8 --model models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 \\\n      \
+        --peft-python ~/.cache/finetune/venv/bin/python   # both sides capped at AVX2, as on an AVX2-only CPU")]
     Bench {
         /// The model: a GGUF file or a Hugging Face directory.
         #[arg(long)]
@@ -323,6 +325,11 @@ enum Command {
         /// trainer's --matmul; `auto`: q8 from 1 B block parameters).
         #[arg(long, value_name = "auto|f32|q8", default_value = "auto")]
         matmul: String,
+        /// With --train: `avx2` caps both sides at AVX2 as on an AVX2-only CPU (here:
+        /// FINETUNE_SIMD=avx2; PyTorch: ATEN_CPU_CAPABILITY=avx2, DNNL_MAX_CPU_ISA=AVX2,
+        /// MKL_ENABLE_INSTRUCTIONS=AVX2, checked in the child); `native` uses what the CPU has.
+        #[arg(long, value_name = "native|avx2", default_value = "native")]
+        isa: String,
     },
 }
 
@@ -442,10 +449,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => cmd::export::run_import(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Data(DataCommand::Stats(a)) => cmd::data::stats(a),
-        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations, matmul } => {
+        Command::Bench { model, n_prompt, n_gen, reps, llama_cpp, train, peft_python, keep_activations, matmul, isa } => {
             if train {
                 let keep = if keep_activations.trim() == "0" { 0 } else { finetune::train::plan::parse_bytes(&keep_activations)? };
-                cmd::bench::run_train(model, n_prompt, reps, keep, &matmul, peft_python, threads)
+                cmd::bench::run_train(model, n_prompt, reps, keep, &matmul, &isa, peft_python, threads)
             } else {
                 cmd::bench::run(model, n_prompt, n_gen, reps, llama_cpp, threads)
             }

@@ -28,7 +28,7 @@ pub fn run(model: PathBuf, n_prompt: usize, n_gen: usize, reps: usize, llama_cpp
 
 /// `finetune bench --train`: training tokens/s and peak RSS of this engine, and of PyTorch +
 /// PEFT (`benches/peft_anchor.py`) on the same file and thread count when a python is given,
-/// with the ratios.
+/// with the ratios. `isa` (`native` or `avx2`) caps both sides' instruction sets.
 #[allow(clippy::too_many_arguments)]
 pub fn run_train(
     model: PathBuf,
@@ -36,9 +36,12 @@ pub fn run_train(
     reps: usize,
     keep_bytes: u64,
     matmul: &str,
+    isa: &str,
     peft_python: Option<PathBuf>,
     threads: usize,
 ) -> Result<()> {
+    let isa = finetune::bench::TrainIsa::from_name(isa).ok_or_else(|| Error::usage(format!("--isa {isa}: use native or avx2")))?;
+    isa.apply()?;
     if !matmul.trim().eq_ignore_ascii_case("auto") {
         super::parse_matmul(matmul)?; // a bad value fails before the model loads
     }
@@ -55,12 +58,20 @@ pub fn run_train(
         model.display(),
         matmul.name()
     );
+    println!("finetune levels: {}", finetune::bench::train_levels());
+    let peft = match peft_python {
+        Some(py) => {
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peft_anchor.py");
+            let p = finetune::bench::measure_peft(&py, &script, &model, threads, seq, reps, isa)?;
+            println!("PyTorch CPU capability: {}", p.cpu_capability);
+            Some(p.speed)
+        }
+        None => None,
+    };
     println!("| engine | train tok/s | peak RSS |");
     println!("|---|---|---|");
     println!("| finetune | {:.1} | {} |", ours.tok_per_s, mib(ours.peak_rss));
-    if let Some(py) = peft_python {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/peft_anchor.py");
-        let p = finetune::bench::measure_peft(&py, &script, &model, threads, seq, reps)?;
+    if let Some(p) = peft {
         println!("| PyTorch + PEFT (grad checkpointing) | {:.1} | {} |", p.tok_per_s, mib(p.peak_rss));
         println!("| ratio | {:.2}× | {:.2}× |", ours.tok_per_s / p.tok_per_s, ours.peak_rss as f64 / p.peak_rss.max(1) as f64);
     }

@@ -470,11 +470,7 @@ unsafe fn tile_at<const MODE: u8, const TA: bool>(
 #[cfg(all(target_arch = "x86_64", finetune_avx512))]
 pub fn avx512_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        crate::quant::simd_enabled()
-            && std::env::var("FINETUNE_SIMD").map(|v| v != "avx2").unwrap_or(true)
-            && std::arch::is_x86_feature_detected!("avx512f")
-    })
+    *ON.get_or_init(|| crate::quant::kernels::avx512_allowed() && std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// The 6×16 micro-kernel on one sliver (`simd`: the SIMD one, else the scalar twin), element `(i, kk)` of A at `a[i·lda + kk]`, or

@@ -91,11 +91,17 @@ impl Level {
     }
 }
 
-/// The level in use: the best this CPU supports, [`Level::Scalar`] when `FINETUNE_SIMD=scalar`
-/// (see [`super::isa`]).
+/// The level in use: the best this CPU supports, [`Level::Scalar`] when `FINETUNE_SIMD=scalar`,
+/// at most [`Level::Avx2`] when `FINETUNE_SIMD=avx2` (see [`super::isa`]).
 pub fn level() -> Level {
+    level_for(super::isa())
+}
+
+/// The level that kernel-table level `isa` runs: VNNI only under [`super::Isa::Avx2Vnni`]
+/// (which [`super::isa`] never is when AVX-512 is capped off) and where this CPU has it.
+pub fn level_for(isa: super::Isa) -> Level {
     use super::Isa;
-    match super::isa() {
+    match isa {
         Isa::Avx2Vnni if Level::Vnni.supported() => Level::Vnni,
         Isa::Avx2 | Isa::Avx2Vnni => Level::Avx2,
         Isa::NeonDot if Level::NeonDot.supported() => Level::NeonDot,
@@ -292,5 +298,29 @@ pub unsafe fn chunk(level: Level, c: &Chunk) {
         #[cfg(target_arch = "aarch64")]
         Level::NeonDot => super::arm::dot_i8::chunk_neon::<true>(c),
         _ => chunk_scalar(c, level.layout()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::kernels::allows_avx512;
+    use crate::quant::Isa;
+
+    #[test]
+    fn finetune_simd_avx2_caps_the_int8_dots_at_avx2() {
+        // The values `FINETUNE_SIMD` may take, and what they leave of AVX-512.
+        assert!(allows_avx512(None) && allows_avx512(Some("")) && allows_avx512(Some("native")));
+        assert!(!allows_avx512(Some("avx2")) && !allows_avx512(Some(" avx2\n")) && !allows_avx512(Some("scalar")));
+        // The kernel-table level maps onto the int8 dots': VNNI only from the VNNI table.
+        assert_eq!(level_for(Isa::Avx2), Level::Avx2);
+        assert_eq!(level_for(Isa::Scalar), Level::Scalar);
+        let vnni = if Level::Vnni.supported() { Level::Vnni } else { Level::Avx2 };
+        assert_eq!(level_for(Isa::Avx2Vnni), vnni);
+        // Under the cap (as `bench --train --isa avx2` runs) no AVX-512 level is in use.
+        if std::env::var("FINETUNE_SIMD").as_deref() == Ok("avx2") {
+            assert_ne!(crate::quant::isa(), Isa::Avx2Vnni);
+            assert_ne!(level(), Level::Vnni);
+        }
     }
 }

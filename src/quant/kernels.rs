@@ -178,11 +178,26 @@ pub fn simd_enabled() -> bool {
     })
 }
 
-/// The level in use: the best the CPU supports, [`Isa::Scalar`] when SIMD is off.
+/// Whether the AVX-512 paths may run: SIMD is on and `FINETUNE_SIMD` is not `avx2`
+/// (`finetune bench --train --isa avx2` sets it). Every AVX-512/VNNI path asks this: the VNNI
+/// kernel table ([`Isa::Avx2Vnni`], with the AVX-512 decoders), the int8 dots
+/// ([`super::dot_i8::level`]) and the f32 GEMMs ([`crate::ops::matmul::avx512_enabled`]).
+pub fn avx512_allowed() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| simd_enabled() && allows_avx512(std::env::var("FINETUNE_SIMD").ok().as_deref()))
+}
+
+/// What a `FINETUNE_SIMD` value says of AVX-512: off for `avx2` and `scalar`, else on.
+pub fn allows_avx512(simd: Option<&str>) -> bool {
+    !matches!(simd.map(str::trim), Some("avx2" | "scalar"))
+}
+
+/// The level in use: the best the CPU supports, [`Isa::Scalar`] when SIMD is off, at most
+/// [`Isa::Avx2`] when `FINETUNE_SIMD=avx2` ([`avx512_allowed`]).
 pub fn isa() -> Isa {
     if !simd_enabled() {
         Isa::Scalar
-    } else if Isa::Avx2Vnni.supported() {
+    } else if Isa::Avx2Vnni.supported() && avx512_allowed() {
         Isa::Avx2Vnni
     } else if Isa::Avx2.supported() {
         Isa::Avx2
