@@ -109,7 +109,7 @@ impl GemmQ0 {
         let bpr = a.len() / t;
         let rb = bpr * self.ty.type_size();
         assert_eq!(w.len() % rb.max(1), 0, "weight rows and activation rows differ in length");
-        let rows = if rb == 0 { 0 } else { w.len() / rb };
+        let rows = w.len().checked_div(rb).unwrap_or(0);
         PANEL.with(|p| {
             let mut p = p.borrow_mut();
             decode_panel(self.ty, w, rows, bpr, self.unsigned, &mut p);
@@ -120,8 +120,8 @@ impl GemmQ0 {
 
     /// [`rows_raw`](Self::rows_raw) into a new `t × rows` matrix (tests, small calls).
     pub fn rows(&self, w: &[u8], a: &[BlockQ8], t: usize) -> Vec<f32> {
-        let bpr = if t == 0 { 0 } else { a.len() / t };
-        let rows = if bpr == 0 { 0 } else { w.len() / (bpr * self.ty.type_size()) };
+        let bpr = a.len().checked_div(t).unwrap_or(0);
+        let rows = w.len().checked_div(bpr * self.ty.type_size()).unwrap_or(0);
         let mut y = vec![0f32; t * rows];
         // SAFETY: `y` holds `t × rows` elements and is exclusively borrowed.
         unsafe { self.rows_raw(w, a, t, y.as_mut_ptr(), rows) };

@@ -60,7 +60,7 @@ unsafe fn scales<const RM: usize>(d: *const f32, off: usize, da: &f32) -> [__m25
 /// `y[j·ldy + i]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // (i, j) index the register tile
 unsafe fn tile_avx2<const RM: usize, const RN: usize>(
     q: *const u8,
     d: *const f32,
@@ -146,7 +146,7 @@ pub(in crate::quant) unsafe fn tiles_avx2(p: &mut Panel, a: &[BlockQ8], t: usize
 #[cfg(finetune_avx512)]
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // (i, j) index the register tile
 unsafe fn tile_vnni<const RM: usize, const RN: usize>(
     q: *const u8,
     d: *const f32,
