@@ -107,6 +107,19 @@ fn job<'a>(w: &QMatrix<'a>, a: &'a Acts, t: usize, y: &'a mut [f32]) -> Job<'a> 
     let bpr = k / act.block_size();
     match (one, qa) {
         (DotKernel::Q8(f), Q8Rows::Q8(a)) => {
+            // Q4_0 / Q5_0 / Q8_0 batches: each task decodes its weight rows once and walks
+            // register tiles (tinyBLAS's shape; the bits of the one-row kernel `f`).
+            if let (Some(g), true) = (quant::gemm_q0::gemm_q0(w.ty), t >= 8) {
+                let (n, rb, data, yp) = (w.n_out, w.row_bytes(), w.data, SendPtr(y.as_mut_ptr()));
+                let chunk = g.chunk(n, k, rayon::current_num_threads());
+                let rows = move |r0: usize, r1: usize| {
+                    let yp = &yp; // the whole SendPtr, not its raw field
+                                  // SAFETY: tasks own disjoint rows r0..r1 (r1 ≤ n) of every output row, which
+                                  // are `yp + r0 + tt·n` for i < r1 − r0, tt < t; `y` is borrowed for the job.
+                    unsafe { g.rows_raw(&data[r0 * rb..r1 * rb], a, t, yp.0.add(r0), n) }
+                };
+                return Job { n, chunk, rows: Box::new(rows) };
+            }
             let r = move |tt: usize| &a[tt * bpr..(tt + 1) * bpr];
             match (kern.vec_dot4, kern.vec_dot8, kern.rows4) {
                 (_, Some(DotKernelN::Q8(f8)), _) if t >= 8 => {

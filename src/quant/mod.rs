@@ -17,6 +17,7 @@ pub mod arm;
 pub mod dot_i8;
 pub mod dot_i8_rows;
 pub mod float;
+pub mod gemm_q0;
 pub mod iq4;
 pub mod kernels;
 pub mod kquants;

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod decode512;
 pub mod dot_i8;
 pub mod dot_i8_rows;
+pub mod gemm_q0;
 pub mod q4k;
 pub mod vecdot;
 pub mod vecdot_k;
