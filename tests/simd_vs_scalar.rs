@@ -333,3 +333,21 @@ fn avx512_two_weight_row_kernels_match_scalar_bit_for_bit() {
     }
     assert_eq!(varied, [true; 2], "the test rows gave equal dots (Q6_K, Q4_K)");
 }
+
+#[test]
+fn geglu_ggml_matches_its_scalar_reference_bit_for_bit() {
+    use finetune::ops::activation::{geglu_ggml_scalar, glu_inplace_ggml, Act};
+    let mut rng = Rng(0x6E61);
+    // Every f16 value (NaNs, infinities, subnormals, both cut-offs ±10), then random values
+    // around the cut-offs and the f16 rounding points; an odd length for the tail.
+    let mut x: Vec<f32> = (0..=u16::MAX).map(|b| half::f16::from_bits(b).to_f32()).collect();
+    x.extend((0..40_001).map(|i| rng.normal() * [1.0f32, 6.0, 11.0, 1e-3][i % 4]));
+    x.extend([-10.0f32, 10.0, -9.999999, 9.999999, -10.000001, 10.000001, f32::MIN_POSITIVE, -0.0]);
+    let up: Vec<f32> = (0..x.len()).map(|i| if i % 7 == 0 { -rng.normal() } else { rng.normal() * 3.0 }).collect();
+    let (mut a, mut b) = (x.clone(), x.clone());
+    geglu_ggml_scalar(&mut a, &up);
+    glu_inplace_ggml(Act::GeGlu, &mut b, &up);
+    for i in 0..x.len() {
+        assert_eq!(a[i].to_bits(), b[i].to_bits(), "x = {} (element {i}): scalar {} vs simd {}", x[i], a[i], b[i]);
+    }
+}

@@ -21,6 +21,7 @@ fn scales_mins(blk: &[u8]) -> [[i16; 8]; 2] {
 
 /// [`scales_mins`] as two vectors of eight i16 lanes (scales, mins).
 #[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn scales_mins_v(blk: &[u8]) -> (__m128i, __m128i) {
@@ -179,6 +180,7 @@ pub(in crate::quant) fn gemm4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
 /// (weight row, activation row) the f32 steps are `gemm_acc`'s (one `fma` per sub-block pair,
 /// pairs in order), so every result has the reference's bits.
 #[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn gemm2x4_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 2] {
     let m4 = _mm512_set1_epi8(0x0F);
@@ -200,7 +202,7 @@ unsafe fn gemm2x4_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 2] {
         let scz = _mm512_castsi256_si512(_mm256_set_m128i(sc1, sc0));
         let sc = |j: i16| _mm512_permutexvar_epi16(_mm512_add_epi16(half8, _mm512_set1_epi16(j)), scz);
         let mut y = [_mm512_setzero_si512(); 4];
-        for c in 0..4 {
+        for (c, yc) in y.iter_mut().enumerate() {
             // SAFETY: each block holds 144 bytes; 16 + 32·c + 32 ≤ 144.
             let raw = unsafe {
                 let p = |r: usize| _mm256_loadu_si256(blk[r].as_ptr().add(16 + 32 * c) as *const __m256i);
@@ -224,7 +226,7 @@ unsafe fn gemm2x4_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 2] {
             // Per 128-bit lane: [Σ v0, Σ v1, Σ v2, Σ v3] over its four i32.
             let x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
             let x23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
-            y[c] = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
+            *yc = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
         }
         // Both 128-bit lanes of a row summed: [pair c (row 0, row 1) | pair c + 1 (row 0, row 1)].
         let fold = |p: __m512i, q: __m512i| {

@@ -123,6 +123,7 @@ unsafe fn q6_k_tiled_xn<const N: usize>(w: &[u8], a: [&[BlockQ8K]; N]) -> [f32; 
 /// super-block is exact in any order; per (weight row, activation row) the f32 steps are the
 /// reference's (`acc = fma(d_w·f32(s), d_a, acc)`), so every result has its bits.
 #[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
 unsafe fn q6_k_tiled_2x8_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 8]) -> [[f32; 8]; 2] {
     let (m4, m2) = (_mm512_set1_epi8(15), _mm512_set1_epi8(3));
@@ -184,7 +185,11 @@ unsafe fn q6_k_tiled_2x8_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 8]) -> [[f32; 8]; 2
         let dz = _mm512_setr_ps(d0, d0, d0, d0, d1, d1, d1, d1, d0, d0, d0, d0, d1, d1, d1, d1);
         let ad = |t: usize| _mm_setr_ps(ab[t].d, ab[t + 1].d, ab[t + 2].d, ab[t + 3].d);
         let (a0, a4) = (ad(0), ad(4));
-        let adz = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(_mm256_set_m128(a0, a0)), _mm256_set_m128(a4, a4));
+        // (Through f64 lanes: the f32x8 insert needs AVX-512DQ.)
+        let adz = _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+            _mm512_castpd256_pd512(_mm256_castps_pd(_mm256_set_m128(a0, a0))),
+            _mm256_castps_pd(_mm256_set_m128(a4, a4)),
+        ));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(dz, _mm512_cvtepi32_ps(z)), adz, acc);
     }
     let mut out = [0f32; 16];
