@@ -264,3 +264,90 @@ fn avx2_tiled_order_kernels_match_scalar_bit_for_bit() {
         }
     }
 }
+
+/// `n_blocks` random blocks, the last one of two or more at the integer extremes (every code and
+/// scale byte 0xFF) so the integer sums reach their largest magnitudes.
+fn blocks_with_extremes(ty: finetune::quant::GgmlType, n_blocks: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut w = common::random_blocks::random_blocks(ty, n_blocks, rng);
+    let ts = ty.type_size();
+    let d_at = if ty == finetune::quant::GgmlType::Q6_K { 208 } else { 0 };
+    for (i, b) in w[(n_blocks - 1) * ts..].iter_mut().enumerate() {
+        if n_blocks > 1 && !(d_at..d_at + 4).contains(&i) {
+            *b = 0xFF;
+        }
+    }
+    w
+}
+
+#[test]
+fn avx512_two_weight_row_kernels_match_scalar_bit_for_bit() {
+    use finetune::quant::q8::{BlockQ8K, Q8Rows};
+    use finetune::quant::GgmlType;
+    let (Some(q6), Some(q4)) = (best(GgmlType::Q6_K).tiled2x8, best(GgmlType::Q4_K).repacked2x4) else {
+        assert!(!(cfg!(finetune_avx512) && finetune::quant::x86::avx512_available() && Isa::Avx2Vnni.supported()), "no two-row kernels");
+        eprintln!("SKIPPED avx512_two_weight_row_kernels_match_scalar_bit_for_bit: no AVX-512 two-row kernels here");
+        return;
+    };
+    let mut rng = Rng(0x2512);
+    // Whether some call gave distinct dots per weight row and per activation row (a weight
+    // block's random scale can be 0).
+    let mut varied = [false; 2];
+    let mags = [1.0f32, 3e-2, 7.0, 0.5, 2.0, 1e-3, 0.25, 40.0];
+    for n in [256usize, 256 * 5] {
+        let bpr = n / 256;
+        let x: Vec<f32> = (0..8).flat_map(|r| activations(&mut rng, n).into_iter().map(move |v| v * mags[r])).collect();
+        // Q6_K, tiled order: two weight rows × eight activation rows.
+        let Q8Rows::Q8K(a) = quant::quantize_rows(GgmlType::Q8_K, &x, n) else { panic!("Q8_K rows") };
+        let r = |t: usize| &a[t * bpr..(t + 1) * bpr];
+        let tiled = quant::scalar_kernels(GgmlType::Q6_K).tiled_scalar.unwrap();
+        for _ in 0..4 {
+            let w: [Vec<u8>; 2] = std::array::from_fn(|_| blocks_with_extremes(GgmlType::Q6_K, bpr, &mut rng));
+            let got = q6([&w[0], &w[1]], std::array::from_fn(r));
+            for (i, (wr, gi)) in w.iter().zip(&got).enumerate() {
+                for (t, g) in gi.iter().enumerate() {
+                    let want = tiled(wr, r(t));
+                    assert_eq!(g.to_bits(), want.to_bits(), "n={n}: Q6_K tiled 2x8, weight row {i}, row {t}: {g} vs {want}");
+                }
+            }
+            varied[0] |= got[0] != got[1] && got.iter().all(|g| g.windows(2).any(|p| p[0] != p[1]));
+        }
+        // Q4_K, repacked gemm: two weight rows × the four rows of a group.
+        for g in 0..2 {
+            let a = quant::quantize_rows_4x8(&x[4 * g * n..4 * (g + 1) * n], n);
+            let r4: [&[BlockQ8K]; 4] = std::array::from_fn(|t| &a[t * bpr..(t + 1) * bpr]);
+            for _ in 0..4 {
+                let w: [Vec<u8>; 2] = std::array::from_fn(|_| blocks_with_extremes(GgmlType::Q4_K, bpr, &mut rng));
+                let got = q4([&w[0], &w[1]], r4);
+                for (i, wr) in w.iter().enumerate() {
+                    let want = quant::q4k_ggml::gemm4_scalar(wr, r4);
+                    assert_eq!(
+                        got[i].map(f32::to_bits),
+                        want.map(f32::to_bits),
+                        "n={n}: Q4_K gemm 2x4, weight row {i}: {:?} vs {want:?}",
+                        got[i]
+                    );
+                }
+                varied[1] |= got[0] != got[1] && got.iter().all(|g| g.windows(2).any(|p| p[0] != p[1]));
+            }
+        }
+    }
+    assert_eq!(varied, [true; 2], "the test rows gave equal dots (Q6_K, Q4_K)");
+}
+
+#[test]
+fn geglu_ggml_matches_its_scalar_reference_bit_for_bit() {
+    use finetune::ops::activation::{geglu_ggml_scalar, glu_inplace_ggml, Act};
+    let mut rng = Rng(0x6E61);
+    // Every f16 value (NaNs, infinities, subnormals, both cut-offs ±10), then random values
+    // around the cut-offs and the f16 rounding points; an odd length for the tail.
+    let mut x: Vec<f32> = (0..=u16::MAX).map(|b| half::f16::from_bits(b).to_f32()).collect();
+    x.extend((0..40_001).map(|i| rng.normal() * [1.0f32, 6.0, 11.0, 1e-3][i % 4]));
+    x.extend([-10.0f32, 10.0, -9.999999, 9.999999, -10.000001, 10.000001, f32::MIN_POSITIVE, -0.0]);
+    let up: Vec<f32> = (0..x.len()).map(|i| if i % 7 == 0 { -rng.normal() } else { rng.normal() * 3.0 }).collect();
+    let (mut a, mut b) = (x.clone(), x.clone());
+    geglu_ggml_scalar(&mut a, &up);
+    glu_inplace_ggml(Act::GeGlu, &mut b, &up);
+    for i in 0..x.len() {
+        assert_eq!(a[i].to_bits(), b[i].to_bits(), "x = {} (element {i}): scalar {} vs simd {}", x[i], a[i], b[i]);
+    }
+}

@@ -70,19 +70,29 @@ fn glu_ggml_serial(act: Act, gate: &mut [f32], up: &[f32]) {
             gate.iter_mut().zip(up).for_each(|(g, &u)| *g = *g / (1.0 + ggml_expf(-*g)) * u)
         }
         Act::GeGlu => {
-            let table = gelu_f16_table();
-            gate.iter_mut().zip(up).for_each(|(g, &u)| {
-                let x = *g;
-                *g = if x <= -10.0 {
-                    0.0
-                } else if x >= 10.0 {
-                    x * u
-                } else {
-                    table[half::f16::from_f32(x).to_bits() as usize] * u
-                };
-            })
+            #[cfg(target_arch = "x86_64")]
+            if crate::quant::simd_enabled() {
+                // SAFETY: AVX2/FMA/F16C checked by simd_enabled().
+                return unsafe { geglu_ggml_avx2(gate, up) };
+            }
+            geglu_ggml_scalar(gate, up)
         }
     }
+}
+
+/// The scalar GeGLU of [`glu_inplace_ggml`] (the reference of its SIMD path).
+pub fn geglu_ggml_scalar(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_f16_table();
+    gate.iter_mut().zip(up).for_each(|(g, &u)| {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            table[half::f16::from_f32(x).to_bits() as usize] * u
+        };
+    })
 }
 
 /// `f16_round(gelu_tanh_ggml(x))` for every f16 value `x`, indexed by its bits (ggml's
@@ -98,6 +108,31 @@ pub fn gelu_f16_table() -> &'static [f32; 65536] {
         }
         t
     })
+}
+
+/// [`geglu_ggml_scalar`] eight values at a time: the same f16 rounding (F16C, round to nearest
+/// even, as `half` does), a gather from the same table, the same products and cut-offs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn geglu_ggml_avx2(gate: &mut [f32], up: &[f32]) {
+    use std::arch::x86_64::*;
+    let table = gelu_f16_table();
+    let n = gate.len().min(up.len());
+    let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 ≤ n ≤ both lengths; the indices are u16 values < table.len().
+        unsafe {
+            let x = _mm256_loadu_ps(gate.as_ptr().add(i));
+            let u = _mm256_loadu_ps(up.as_ptr().add(i));
+            let h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+            let t = _mm256_mul_ps(_mm256_i32gather_ps::<4>(table.as_ptr(), h), u);
+            let r = _mm256_blendv_ps(t, _mm256_mul_ps(x, u), _mm256_cmp_ps::<_CMP_GE_OQ>(x, hi));
+            _mm256_storeu_ps(gate.as_mut_ptr().add(i), _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(x, lo), r));
+        }
+        i += 8;
+    }
+    geglu_ggml_scalar(&mut gate[i..], &up[i.min(up.len())..]);
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -60,29 +60,28 @@ impl Rope {
         assert!(self.n_rot <= head_dim && x.len() >= n_heads * head_dim, "rope: bad shape");
         let half = self.n_rot / 2;
         let mut theta = pos as f32;
-        let cs: Vec<(f32, f32)> = (0..half)
-            .map(|i| {
-                let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
-                let t = self.freq_scale * (theta / ff);
-                theta *= self.theta_scale;
-                let (s, c) = t.sin_cos();
-                (c, s)
-            })
-            .collect();
-        for h in 0..n_heads {
-            let v = &mut x[h * head_dim..(h + 1) * head_dim];
-            for (i, &(c, s)) in cs.iter().enumerate() {
-                let (a, b) = match self.style {
-                    RopeStyle::Norm => (2 * i, 2 * i + 1),
-                    RopeStyle::Neox => (i, i + half),
-                };
-                let (x0, x1) = (v[a], v[b]);
-                // As GCC contracts ggml's `x0*cos - x1*sin` / `x0*sin + x1*cos` (checked bit for
-                // bit against llama.cpp's rope output).
-                v[a] = x0.mul_add(c, -(x1 * s));
-                v[b] = x0.mul_add(s, x1 * c);
-            }
+        // The angles on the stack for the usual head sizes (no allocation per token row).
+        let mut stack = [(0f32, 0f32); 256];
+        let mut heap = Vec::new();
+        let cs: &mut [(f32, f32)] = if half <= stack.len() {
+            &mut stack[..half]
+        } else {
+            heap.resize(half, (0f32, 0f32));
+            &mut heap
+        };
+        for (i, e) in cs.iter_mut().enumerate() {
+            let ff = self.factors.as_ref().map_or(1.0, |f| f[i]);
+            let t = self.freq_scale * (theta / ff);
+            theta *= self.theta_scale;
+            let (s, c) = t.sin_cos();
+            *e = (c, s);
         }
+        #[cfg(target_arch = "x86_64")]
+        if crate::quant::simd_enabled() {
+            // SAFETY: simd_enabled() implies the CPU has FMA.
+            return unsafe { rotate_ggml_fma(self.style, cs, x, n_heads, head_dim) };
+        }
+        rotate_ggml(self.style, cs, x, n_heads, head_dim);
     }
 
     /// Backward of [`Rope::apply`], in place: the transpose of the rotation, i.e. a turn by −θ.
@@ -129,4 +128,32 @@ impl Rope {
             }
         }
     }
+}
+
+/// The rotation of [`Rope::apply_ggml`] with the angles' `(cos, sin)` per pair.
+#[inline(always)]
+fn rotate_ggml(style: RopeStyle, cs: &[(f32, f32)], x: &mut [f32], n_heads: usize, head_dim: usize) {
+    let half = cs.len();
+    for h in 0..n_heads {
+        let v = &mut x[h * head_dim..(h + 1) * head_dim];
+        for (i, &(c, s)) in cs.iter().enumerate() {
+            let (a, b) = match style {
+                RopeStyle::Norm => (2 * i, 2 * i + 1),
+                RopeStyle::Neox => (i, i + half),
+            };
+            let (x0, x1) = (v[a], v[b]);
+            // As GCC contracts ggml's `x0*cos - x1*sin` / `x0*sin + x1*cos` (checked bit for
+            // bit against llama.cpp's rope output).
+            v[a] = x0.mul_add(c, -(x1 * s));
+            v[b] = x0.mul_add(s, x1 * c);
+        }
+    }
+}
+
+/// [`rotate_ggml`] compiled with FMA: `mul_add` becomes the instruction instead of a library
+/// call (a fused multiply-add either way: the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn rotate_ggml_fma(style: RopeStyle, cs: &[(f32, f32)], x: &mut [f32], n_heads: usize, head_dim: usize) {
+    rotate_ggml(style, cs, x, n_heads, head_dim)
 }

@@ -397,6 +397,7 @@ fn x86_entry(ty: GgmlType, vnni: bool) -> TypeKernels {
             vec_dot4: Some(DotKernelN::Q8K(vk::q4_k_n::<4>)),
             vec_dot8: Some(DotKernelN::Q8K(vk::q4_k_n::<8>)),
             repacked: Some(Repacked { gemv: super::x86::q4k::gemv, gemm4: super::x86::q4k::gemm4 }),
+            repacked2x4: if vnni { super::x86::q4k_wide() } else { None },
             ..s
         },
         Q6_K => TypeKernels {
@@ -405,6 +406,7 @@ fn x86_entry(ty: GgmlType, vnni: bool) -> TypeKernels {
             vec_dot8: Some(DotKernelN::Q8K(vk::q6_k_n::<8>)),
             tiled: Some(vk::q6_k_tiled_n::<1>),
             tiled8: Some(vk::q6_k_tiled_n::<8>),
+            tiled2x8: if vnni { super::x86::q6k_wide() } else { None },
             ..s
         },
         _ => s,

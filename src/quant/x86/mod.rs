@@ -52,6 +52,25 @@ pub(in crate::quant) fn wide_decoder(ty: super::GgmlType) -> Option<super::Decod
     f
 }
 
+/// The AVX-512 two-weight-row repacked Q4_K gemm ([`q4k`]) when this CPU and compiler have it.
+pub(in crate::quant) fn q4k_wide() -> Option<super::kernels::DotQ8K2xN<4>> {
+    #[cfg(finetune_avx512)]
+    if avx512_available() {
+        return Some(q4k::gemm2x4);
+    }
+    None
+}
+
+/// The AVX-512 two-weight-row Q6_K tiled-order kernel ([`vecdot_k`]) when this CPU and compiler
+/// have it.
+pub(in crate::quant) fn q6k_wide() -> Option<super::kernels::DotQ8K2xN<8>> {
+    #[cfg(finetune_avx512)]
+    if avx512_available() {
+        return Some(vecdot_k::q6_k_tiled_2x8);
+    }
+    None
+}
+
 /// Whether the VNNI multi-row kernels can run (AVX-512F/VL/VNNI, detected once).
 pub fn vnni_available() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

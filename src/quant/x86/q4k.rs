@@ -19,6 +19,20 @@ fn scales_mins(blk: &[u8]) -> [[i16; 8]; 2] {
     [std::array::from_fn(by), std::array::from_fn(|j| by(8 + j))]
 }
 
+/// [`scales_mins`] as two vectors of eight i16 lanes (scales, mins).
+#[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn scales_mins_v(blk: &[u8]) -> (__m128i, __m128i) {
+    let u = |i: usize| u32::from_le_bytes([blk[4 + 4 * i], blk[5 + 4 * i], blk[6 + 4 * i], blk[7 + 4 * i]]);
+    let (k1, k2, k3) = (0x3f3f_3f3f_u32, 0x0f0f_0f0f_u32, 0x0303_0303_u32);
+    let (u0, u1, u2) = (u(0), u(1), u(2));
+    let b = [u0 & k1, (u2 & k2) | (((u0 >> 6) & k3) << 4), u1 & k1, ((u2 >> 4) & k2) | (((u1 >> 6) & k3) << 4)];
+    let v = _mm_setr_epi32(b[0] as i32, b[1] as i32, b[2] as i32, b[3] as i32);
+    (_mm_cvtepu8_epi16(v), _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v)))
+}
+
 /// Integer sums of one weight block against `N` activation blocks: per row, the
 /// per-pair `Σ sc_j·S_j` and `Σ m_j·B_j` (`j = 2s, 2s+1`), as i32 lanes `s = 0..4`; without
 /// `PAIRS` the first is only right in its lane sum (what the gemv needs).
@@ -158,4 +172,105 @@ pub(in crate::quant) fn gemm4(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     a.iter().for_each(|r| check(w, r));
     // SAFETY: as for gemv.
     unsafe { gemm4_imp(w, a) }
+}
+
+/// AVX-512 twin of [`crate::quant::q4k_ggml::gemm4_scalar`] for two weight rows at once: each
+/// 512-bit vector holds the same 32 codes' positions of both rows (row 0 in the low half), the
+/// activation codes are broadcast to both halves. The integer sums are exact in any order; per
+/// (weight row, activation row) the f32 steps are `gemm_acc`'s (one `fma` per sub-block pair,
+/// pairs in order), so every result has the reference's bits.
+#[cfg(finetune_avx512)]
+#[allow(clippy::incompatible_msrv)] // built only where rustc has the AVX-512 intrinsics (build.rs)
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+unsafe fn gemm2x4_imp(w: [&[u8]; 2], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 2] {
+    let m4 = _mm512_set1_epi8(0x0F);
+    // Lane 4r + n: row r × activation n, `acc`; lane 8 + 4r + n: its `accm`.
+    let mut acc = _mm512_setzero_ps();
+    // Per sub-block-pair half h (s = c + h, c = 0 or 2), lane 8h + 4r + n takes i32 element
+    // 4n + s of the four rows' code-sum pairs and element 4r + s of the two rows' min pairs.
+    let idx_b = |c: i32| {
+        _mm512_setr_epi32(c, 4 + c, 8 + c, 12 + c, c, 4 + c, 8 + c, 12 + c, c + 1, 5 + c, 9 + c, 13 + c, c + 1, 5 + c, 9 + c, 13 + c)
+    };
+    let idx_m = |c: i32| _mm512_setr_epi32(c, c, c, c, 4 + c, 4 + c, 4 + c, 4 + c, c + 1, c + 1, c + 1, c + 1, 5 + c, 5 + c, 5 + c, 5 + c);
+    let (ib01, ib23, im01, im23) = (idx_b(0), idx_b(2), idx_m(0), idx_m(2));
+    let half8 = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(8));
+    for b in 0..a[0].len() {
+        let blk = [&w[0][144 * b..144 * b + 144], &w[1][144 * b..144 * b + 144]];
+        let ab = [&a[0][b], &a[1][b], &a[2][b], &a[3][b]];
+        let ((sc0, mn0), (sc1, mn1)) = (scales_mins_v(blk[0]), scales_mins_v(blk[1]));
+        // Sub-block j's scale of row 0 in the low half, of row 1 in the high half.
+        let scz = _mm512_castsi256_si512(_mm256_set_m128i(sc1, sc0));
+        let sc = |j: i16| _mm512_permutexvar_epi16(_mm512_add_epi16(half8, _mm512_set1_epi16(j)), scz);
+        let mut y = [_mm512_setzero_si512(); 4];
+        for (c, yc) in y.iter_mut().enumerate() {
+            // SAFETY: each block holds 144 bytes; 16 + 32·c + 32 ≤ 144.
+            let raw = unsafe {
+                let p = |r: usize| _mm256_loadu_si256(blk[r].as_ptr().add(16 + 32 * c) as *const __m256i);
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(p(0)), p(1))
+            };
+            let lo = _mm512_and_si512(raw, m4);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(raw), m4);
+            let (s0, s1) = (sc(2 * c as i16), sc(2 * c as i16 + 1));
+            let mut v = [_mm512_setzero_si512(); 4];
+            for n in 0..4 {
+                // SAFETY: qs holds 256 codes; 64·c + 64 ≤ 256.
+                let (a0, a1) = unsafe {
+                    let p = ab[n].qs.as_ptr().add(64 * c) as *const __m256i;
+                    (_mm512_broadcast_i64x4(_mm256_loadu_si256(p)), _mm512_broadcast_i64x4(_mm256_loadu_si256(p.add(1))))
+                };
+                // Unsigned 4-bit codes × signed 8-bit codes: pair sums ≤ 2·15·128, no saturation.
+                let p0 = _mm512_madd_epi16(_mm512_maddubs_epi16(lo, a0), s0);
+                let p1 = _mm512_madd_epi16(_mm512_maddubs_epi16(hi, a1), s1);
+                v[n] = _mm512_add_epi32(p0, p1);
+            }
+            // Per 128-bit lane: [Σ v0, Σ v1, Σ v2, Σ v3] over its four i32.
+            let x01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]), _mm512_unpackhi_epi32(v[0], v[1]));
+            let x23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+            *yc = _mm512_add_epi32(_mm512_unpacklo_epi64(x01, x23), _mm512_unpackhi_epi64(x01, x23));
+        }
+        // Both 128-bit lanes of a row summed: [pair c (row 0, row 1) | pair c + 1 (row 0, row 1)].
+        let fold = |p: __m512i, q: __m512i| {
+            _mm512_add_epi32(_mm512_shuffle_i32x4::<0b10_00_10_00>(p, q), _mm512_shuffle_i32x4::<0b11_01_11_01>(p, q))
+        };
+        let (z01, z23) = (fold(y[0], y[1]), fold(y[2], y[3]));
+        // B_j = bsums[2j] + bsums[2j+1] (|B_j| ≤ 32·128 fits i16) of the four rows, as i32
+        // elements (B_2s, B_2s+1) at 4n + s; the mins (m_2s, m_2s+1) of the two rows at 4r + s.
+        let bpairs = |n: usize| {
+            // SAFETY: bsums holds sixteen i16.
+            let p = ab[n].bsums.as_ptr() as *const __m128i;
+            unsafe { _mm_hadd_epi16(_mm_loadu_si128(p), _mm_loadu_si128(p.add(1))) }
+        };
+        let bz =
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set_m128i(bpairs(1), bpairs(0))), _mm256_set_m128i(bpairs(3), bpairs(2)));
+        let mz = _mm512_castsi256_si512(_mm256_set_m128i(mn1, mn0));
+        let mins = |ib: __m512i, im: __m512i| _mm512_madd_epi16(_mm512_permutexvar_epi32(ib, bz), _mm512_permutexvar_epi32(im, mz));
+        let (p01, p23) = (_mm512_cvtepi32_ps(z01), _mm512_cvtepi32_ps(z23));
+        let (m01, m23) = (_mm512_cvtepi32_ps(mins(ib01, im01)), _mm512_cvtepi32_ps(mins(ib23, im23)));
+        let (d0, dm0, d1, dm1) = (f16c_at(blk[0], 0), f16c_at(blk[0], 2), f16c_at(blk[1], 0), f16c_at(blk[1], 2));
+        let dv = _mm512_setr_ps(d0, d0, d0, d0, d1, d1, d1, d1, dm0, dm0, dm0, dm0, dm1, dm1, dm1, dm1);
+        let ad = _mm512_broadcast_f32x4(_mm_setr_ps(ab[0].d, ab[1].d, ab[2].d, ab[3].d));
+        let scale = _mm512_mul_ps(dv, ad);
+        // Pair s: [its sums (lanes 0..8) | its min terms (lanes 8..16)], s = 0, 1, 2, 3 in order.
+        for p in [
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(p01, m01),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(p01, m01),
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(p23, m23),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(p23, m23),
+        ] {
+            acc = _mm512_fmadd_ps(p, scale, acc);
+        }
+    }
+    let mut out = [0f32; 16];
+    // SAFETY: out holds sixteen f32.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc) };
+    std::array::from_fn(|r| std::array::from_fn(|n| out[4 * r + n] - out[8 + 4 * r + n]))
+}
+
+/// AVX-512 twin of [`crate::quant::q4k_ggml::gemm4_scalar`] for two weight rows (listed by the
+/// kernel table only where AVX-512 F/BW/VL and AVX2/FMA/F16C are present).
+#[cfg(finetune_avx512)]
+pub(in crate::quant) fn gemm2x4(w: [&[u8]; 2], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 2] {
+    w.iter().for_each(|w| a.iter().for_each(|r| check(w, r)));
+    // SAFETY: the kernel table lists this only where these features are detected.
+    unsafe { gemm2x4_imp(w, a) }
 }
