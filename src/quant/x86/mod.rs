@@ -15,6 +15,8 @@ pub mod decode512;
 pub mod dot_i8;
 pub mod dot_i8_rows;
 pub mod q4k;
+#[cfg(finetune_avx512)]
+mod rows512;
 pub mod vecdot;
 pub mod vecdot_k;
 
