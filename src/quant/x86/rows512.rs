@@ -1,11 +1,11 @@
-//! AVX-512 (F + BW + VL + VNNI) four-weight-row kernels of the 32-element formats against one
-//! activation row, for decoding: the same results as [`super::vecdot`]'s `legacy_rows` (and so
+//! AVX-512 (F + BW + VL + VNNI) four-weight-row kernels of the 32-element nibble formats (Q4_0,
+//! Q4_1, Q5_0, Q5_1) against one activation row, for decoding: the same results as [`super::vecdot`]'s `legacy_rows` (and so
 //! as the scalar references), with half the instructions.
 //!
 //! Two rows share one 512-bit register: the low 256 bits hold row `r`'s block, the high 256
 //! bits row `r + 1`'s, so one `vpdpbusd`, one conversion and one FMA serve both rows while each
 //! row keeps its own eight f32 lanes (one FMA per lane per block, as the reference). The signed
-//! codes (Q4_0, Q5_0, Q8_0) are read as unsigned `u = q + bias` and the dot becomes
+//! codes (Q4_0, Q5_0) are read as unsigned `u = q + bias` and the dot becomes
 //! `Σ u·a − bias·Σ a`: the accumulator of `vpdpbusd` starts at `−bias·Σ a` (per i32 lane, from
 //! the activation block alone, once for all four rows), so every i32 lane is the exact integer
 //! `Σ q·a` of the reference. Q5's fifth bit is a byte-masked add of 16 (`kmovq`, `vpaddb{k}`).
@@ -19,6 +19,8 @@ use std::arch::x86_64::*;
 use crate::quant::q8::BlockQ8;
 
 /// Where a format keeps its parts: block size, nibble (or byte) codes, high bits, `m`, bias.
+/// (Whole-byte codes, Q8_0's, are supported but not listed: on Gemma 3's memory-bound output
+/// matrix `vecdot::legacy_rows` was faster, see `vecdot::q8_0_rows`.)
 #[derive(Clone, Copy)]
 struct Layout {
     /// Bytes per block.
@@ -110,7 +112,6 @@ kernel!(q4_0, Layout { ts: 18, qs: 2, qh: None, has_m: false, bytes: false, bias
 kernel!(q4_1, Layout { ts: 20, qs: 4, qh: None, has_m: true, bytes: false, bias: 0 });
 kernel!(q5_0, Layout { ts: 22, qs: 6, qh: Some(2), has_m: false, bytes: false, bias: 16 });
 kernel!(q5_1, Layout { ts: 24, qs: 8, qh: Some(4), has_m: true, bytes: false, bias: 0 });
-kernel!(q8_0, Layout { ts: 34, qs: 2, qh: None, has_m: false, bytes: true, bias: 128 });
 
 /// Four consecutive weight rows (`w`, each `a.len()` blocks of the layout given by the const
 /// arguments, `QH = 0` for none) against one activation row.
