@@ -16,6 +16,8 @@ pub mod dot_i8;
 pub mod dot_i8_rows;
 pub mod gemm_q0;
 pub mod q4k;
+#[cfg(finetune_avx512)]
+mod rows512;
 pub mod vecdot;
 pub mod vecdot_k;
 

@@ -367,31 +367,49 @@ unsafe fn legacy_rows<const R: usize, const VNNI: bool>(
 }
 
 macro_rules! wrap_rows {
-    ($name:ident, $vnni:ident, $ts:expr, $m:expr, $signed:expr, $codes:expr) => {
+    ($name:ident, $vnni:ident, $ts:expr, $m:expr, $signed:expr, $layout:ident, $codes:expr) => {
         /// Four consecutive weight rows against one activation row (listed by the kernel table
         /// only where AVX2/FMA/F16C are present).
         pub(in crate::quant) fn $name(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
             // SAFETY: listed only with AVX2/FMA/F16C; the row lengths are checked first.
             unsafe { legacy_rows::<4, false>(w, a, $ts, $m, $signed, $codes) }
         }
-        /// [`$name`] with VNNI (listed by the kernel table only where the CPU has it).
+        /// [`$name`] with VNNI (listed by the kernel table only where the CPU has it): the
+        /// AVX-512 kernel of [`super::rows512`] where the CPU and compiler have it (the same bits).
         pub(in crate::quant) fn $vnni(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
+            #[cfg(finetune_avx512)]
+            if super::rows512::available() {
+                // SAFETY: the CPU features were checked; the row lengths are checked first.
+                return unsafe { super::rows512::$layout(w, a) };
+            }
             // SAFETY: listed only when `vnni_available()` (and AVX2/FMA/F16C); lengths checked.
             unsafe { legacy_rows::<4, true>(w, a, $ts, $m, $signed, $codes) }
         }
     };
 }
-wrap_rows!(q4_0_rows, q4_0_rows_vnni, 18, false, true, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
-wrap_rows!(q4_1_rows, q4_1_rows_vnni, 20, true, false, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
-wrap_rows!(q5_0_rows, q5_0_rows_vnni, 22, false, true, |b: &[u8]| {
+wrap_rows!(q4_0_rows, q4_0_rows_vnni, 18, false, true, q4_0, |b: &[u8]| _mm256_sub_epi8(nibbles32(b.as_ptr().add(2)), _mm256_set1_epi8(8)));
+wrap_rows!(q4_1_rows, q4_1_rows_vnni, 20, true, false, q4_1, |b: &[u8]| nibbles32(b.as_ptr().add(4)));
+wrap_rows!(q5_0_rows, q5_0_rows_vnni, 22, false, true, q5_0, |b: &[u8]| {
     let q = _mm256_or_si256(nibbles32(b.as_ptr().add(6)), high_bits(u32::from_le_bytes([b[2], b[3], b[4], b[5]])));
     _mm256_sub_epi8(q, _mm256_set1_epi8(16))
 });
-wrap_rows!(q5_1_rows, q5_1_rows_vnni, 24, true, false, |b: &[u8]| _mm256_or_si256(
+wrap_rows!(q5_1_rows, q5_1_rows_vnni, 24, true, false, q5_1, |b: &[u8]| _mm256_or_si256(
     nibbles32(b.as_ptr().add(8)),
     high_bits(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
 ));
-wrap_rows!(q8_0_rows, q8_0_rows_vnni, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i));
+// Q8_0 stays on `legacy_rows`: perf on Gemma 3's tg (its 178 MB output matrix, memory-bound)
+// gave a two-rows-per-zmm Q8_0 kernel 33 % more samples than this one (Q5_0: 34 % fewer).
+/// Four consecutive Q8_0 weight rows against one activation row (listed by the kernel table
+/// only where AVX2/FMA/F16C are present).
+pub(in crate::quant) fn q8_0_rows(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
+    // SAFETY: listed only with AVX2/FMA/F16C; the row lengths are checked first.
+    unsafe { legacy_rows::<4, false>(w, a, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i)) }
+}
+/// [`q8_0_rows`] with VNNI (listed by the kernel table only where the CPU has it).
+pub(in crate::quant) fn q8_0_rows_vnni(w: &[u8], a: &[BlockQ8]) -> [f32; 4] {
+    // SAFETY: listed only when `vnni_available()` (and AVX2/FMA/F16C); lengths checked.
+    unsafe { legacy_rows::<4, true>(w, a, 34, false, true, |b: &[u8]| _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i)) }
+}
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0_imp(w: &[u8], a: &[BlockQ8]) -> f32 {
