@@ -113,9 +113,10 @@ fn job<'a>(w: &QMatrix<'a>, a: &'a Acts, t: usize, y: &'a mut [f32]) -> Job<'a> 
                 let (n, rb, data, yp) = (w.n_out, w.row_bytes(), w.data, SendPtr(y.as_mut_ptr()));
                 let chunk = g.chunk(n, k, rayon::current_num_threads());
                 let rows = move |r0: usize, r1: usize| {
-                    let yp = &yp; // the whole SendPtr, not its raw field
-                                  // SAFETY: tasks own disjoint rows r0..r1 (r1 ≤ n) of every output row, which
-                                  // are `yp + r0 + tt·n` for i < r1 − r0, tt < t; `y` is borrowed for the job.
+                    // The whole SendPtr, not its raw field.
+                    let yp = &yp;
+                    // SAFETY: tasks own disjoint rows r0..r1 (r1 ≤ n) of every output row, which
+                    // are `yp + r0 + tt·n` for i < r1 − r0, tt < t; `y` is borrowed for the job.
                     unsafe { g.rows_raw(&data[r0 * rb..r1 * rb], a, t, yp.0.add(r0), n) }
                 };
                 return Job { n, chunk, rows: Box::new(rows) };

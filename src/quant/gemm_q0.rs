@@ -55,9 +55,14 @@ pub struct GemmQ0 {
     tiles: TilesFn,
 }
 
-/// The GEMM of `ty` at the level in use ([`super::kernels::isa`]); `None` for other types.
+/// The GEMM of `ty` at the level in use ([`super::kernels::isa`]); `None` for other types and
+/// for the levels without SIMD tiles (scalar, and the NEON levels, whose `vec_dot8` kernels
+/// beat the scalar tiles: those keep their batched path, with the same bits).
 pub fn gemm_q0(ty: GgmlType) -> Option<GemmQ0> {
-    gemm_q0_for(super::kernels::isa(), ty)
+    match super::kernels::isa() {
+        isa @ (Isa::Avx2 | Isa::Avx2Vnni) => gemm_q0_for(isa, ty),
+        _ => None,
+    }
 }
 
 /// The GEMM of `ty` at level `isa` (`None` where this CPU lacks the level or the type has none).
