@@ -19,15 +19,7 @@ use std::arch::x86_64::*;
 use crate::quant::gemm_q0::Panel;
 use crate::quant::q8::BlockQ8;
 
-/// `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`, ggml's `hsum_float_8` (as [`crate::quant::vecdot::hsum8`]).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
-}
+use super::vecdot::hsum_f32 as hsum;
 
 /// Lane `I` of both 128-bit halves of `v`, in all eight lanes.
 #[inline]

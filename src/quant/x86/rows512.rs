@@ -85,16 +85,6 @@ unsafe fn codes2(p0: *const u8, p1: *const u8, l: Layout) -> __m512i {
     }
 }
 
-/// The sum of the eight f32 lanes of a row, as `vecdot::hsum_f32`: `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn hsum8(v: __m256) -> f32 {
-    let r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
-}
-
 macro_rules! kernel {
     ($name:ident, $layout:expr) => {
         /// [`rows4`] of this format (its layout a constant, folded into the loop).
@@ -166,7 +156,12 @@ unsafe fn rows4<const TS: usize, const QS: usize, const QH: usize, const M: bool
     }
     let mut s = [0f32; 4];
     _mm_storeu_ps(s.as_mut_ptr(), summs);
-    [hsum8(half(acc01, false)) + s[0], hsum8(half(acc01, true)) + s[1], hsum8(half(acc23, false)) + s[2], hsum8(half(acc23, true)) + s[3]]
+    [
+        super::vecdot::hsum_f32(half(acc01, false)) + s[0],
+        super::vecdot::hsum_f32(half(acc01, true)) + s[1],
+        super::vecdot::hsum_f32(half(acc23, false)) + s[2],
+        super::vecdot::hsum_f32(half(acc23, true)) + s[3],
+    ]
 }
 
 /// The low (row `r`) or high (row `r + 1`) eight lanes.

@@ -50,9 +50,11 @@ pub(in crate::quant) unsafe fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-/// `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`, as [`crate::quant::vecdot::hsum8`].
+/// `((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7))`, as [`crate::quant::vecdot::hsum8`] (ggml's
+/// `hsum_float_8`; also the final sum of `gemm_q0`'s and `rows512`'s tiles).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_f32(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum_f32(v: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     let r = _mm_add_ss(r, _mm_movehdup_ps(r));
