@@ -10,6 +10,12 @@
 //! (token, 32 inputs). An output's sum runs over the input blocks in order on every level and
 //! every thread count, so the result bits depend only on the inputs.
 //!
+//! Two GGUF formats skip the decode and re-quantization, so W enters with no error beyond its
+//! own format's: Q8_0 (its blocks are already 8-bit codes per row and 32 inputs:
+//! `dot_i8_rows::pack_q8_0_rows`, every level), and Q4_0/Q4_1 at the scalar and AVX2 levels
+//! (their 4-bit codes in `vpmaddubsw`, [`crate::quant::dot_u4`]; AVX-512 VNNI and NEON
+//! re-quantize them, so there the bits differ from AVX2's).
+//!
 //! With few tokens the tile is not reused enough to pay for its packing: below [`MIN_TOKENS`]
 //! GGUF weights that llama.cpp's kernels cover go to [`super::matmul_q8::matmul_q8`], and below
 //! [`MIN_TOKENS_F32`] the other quantized weights go to the f32 [`matmul`] (its one-token path).
@@ -22,7 +28,10 @@ use super::matmul_q8::{has_q8_path, matmul_q8};
 use super::matmul_q8_bwd::uses_integer_dots;
 use super::send_ptr::SendPtr;
 use crate::quant::dot_i8::{self, Chunk, Layout, Level, BLOCK, SLIVER};
-use crate::quant::dot_i8_rows::pack_rows;
+use crate::quant::dot_i8_rows::{pack_q8_0_rows, pack_rows};
+use crate::quant::dot_u4::{self, ChunkU4};
+use crate::quant::GgmlType;
+use crate::weights::gguf::QMatrix;
 use crate::weights::QuantWeight;
 
 /// Inputs (W columns) per tile, rounded to whole blocks of W's format and of 32.
@@ -74,9 +83,15 @@ pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f
     if t == 0 || n == 0 {
         return;
     }
+    if let Some(qm) = w.as_ggml().filter(|qm| dot_u4::covers(qm.ty) && dot_u4::level_has_u4(level)) {
+        return fwd_u4(level, &qm, x, t, y);
+    }
+    // Q8_0 blocks are already a row's 32 inputs in 8 bits: the tile takes them as they are.
+    let q8_0 = w.as_ggml().filter(|qm| qm.ty == GgmlType::Q8_0);
+    let q8_0 = q8_0.as_ref();
     let layout = level.layout();
     let cb = layout.code_bytes();
-    let q = QuantX::new(level, x, t, k);
+    let q = QuantX::new(level, layout, x, t, k);
     let unit = lcm(w.col_block().max(1), BLOCK);
     let kc = (KC / unit).max(1) * unit;
     let threads = rayon::current_num_threads();
@@ -97,11 +112,15 @@ pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f
                 let i1 = (i0 + kc).min(k);
                 let ncols = i1 - i0;
                 let nb = ncols.div_ceil(BLOCK);
-                for r0 in (o0..o1).step_by(DEC) {
-                    let r1 = (r0 + DEC).min(o1);
-                    let rows = &mut s.rows[..(r1 - r0) * ncols];
-                    w.decode_block(r0, r1, i0, i1, rows);
-                    pack_rows(level, rows, ncols, r1 - r0, ncols, (r0 - o0) / SLIVER, nb, &mut s.tile, &mut s.scales);
+                if let Some(qm) = q8_0 {
+                    pack_q8_0_rows(layout, qm.rows(o0, o1), qm.row_bytes(), nout, i0 / BLOCK, nb, 0, &mut s.tile, &mut s.scales);
+                } else {
+                    for r0 in (o0..o1).step_by(DEC) {
+                        let r1 = (r0 + DEC).min(o1);
+                        let rows = &mut s.rows[..(r1 - r0) * ncols];
+                        w.decode_block(r0, r1, i0, i1, rows);
+                        pack_rows(level, rows, ncols, r1 - r0, ncols, (r0 - o0) / SLIVER, nb, &mut s.tile, &mut s.scales);
+                    }
                 }
                 let c = Chunk {
                     t,
@@ -127,6 +146,56 @@ pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f
     });
 }
 
+/// [`matmul_q8_fwd_at`] on Q4_0/Q4_1 weights' own 4-bit codes ([`dot_u4`]): the same task
+/// split and input chunks, the tile unpacked from the raw blocks instead of decoded and
+/// re-quantized.
+fn fwd_u4(level: Level, w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
+    let (k, n) = (w.n_in, w.n_out);
+    let q = QuantX::new(level, Layout::Bytes, x, t, k);
+    let kc = KC;
+    let threads = rayon::current_num_threads();
+    let ow = OW.min(n.div_ceil(2 * threads).div_ceil(DEC) * DEC);
+    let row_bytes = w.row_bytes();
+    let yp = SendPtr(y.as_mut_ptr());
+    let yp = &yp;
+    let q = &q;
+    (0..n.div_ceil(ow)).into_par_iter().for_each(|r| {
+        let (o0, o1) = (r * ow, ((r + 1) * ow).min(n));
+        with_scratch(|s| {
+            let nout = o1 - o0;
+            let nsl = nout.div_ceil(SLIVER);
+            let nbk = kc / BLOCK;
+            grow(&mut s.tile, nsl * nbk * dot_u4::BLOCK_BYTES);
+            grow(&mut s.scales, nsl * nbk * SLIVER);
+            grow(&mut s.mins, nsl * nbk * SLIVER);
+            for i0 in (0..k).step_by(kc) {
+                let nb = (kc.min(k - i0)) / BLOCK;
+                dot_u4::pack_u4(w.ty, w.rows(o0, o1), row_bytes, nout, i0 / BLOCK, nb, 0, &mut s.tile, &mut s.scales, &mut s.mins);
+                let c = ChunkU4 {
+                    t,
+                    nb,
+                    ncols: nout,
+                    qy: q.codes[i0..].as_ptr() as *const i8,
+                    ldq: q.ldq,
+                    sy: q.scales[i0 / BLOCK..].as_ptr(),
+                    ys: q.ys[i0 / BLOCK..].as_ptr(),
+                    tile: s.tile.as_ptr(),
+                    d: s.scales.as_ptr(),
+                    m: s.mins.as_ptr(),
+                    y: yp.0.wrapping_add(o0),
+                    ldy: n,
+                    zero: i0 == 0,
+                };
+                // SAFETY: the level is supported and has a 4-bit kernel (checked by the caller);
+                // the tile holds `nb` blocks of `nout` outputs; the codes/scales hold `t` rows of
+                // `ldq` codes from input `i0` (a multiple of 32); this task alone writes outputs
+                // o0..o1 of y's `t` rows.
+                unsafe { dot_u4::chunk_u4(level, &c) };
+            }
+        })
+    });
+}
+
 fn lcm(a: usize, b: usize) -> usize {
     let (mut x, mut y) = (a, b);
     while y != 0 {
@@ -135,28 +204,32 @@ fn lcm(a: usize, b: usize) -> usize {
     a / x * b
 }
 
-/// x quantized per (token, 32 inputs): codes (i8, or i16 little-endian for `Words`), the scales
-/// and `−128·Σ codes`, rows padded to whole blocks with code 0.
+/// x quantized per (token, 32 inputs): codes (i8, or i16 little-endian for `Words`), the scales,
+/// `−128·Σ codes` and `scale·Σ codes`, rows padded to whole blocks with code 0.
 struct QuantX {
     codes: Vec<u8>,
     scales: Vec<f32>,
     corr: Vec<i32>,
+    ys: Vec<f32>,
     ldq: usize,
 }
 
 impl QuantX {
-    fn new(level: Level, x: &[f32], t: usize, k: usize) -> QuantX {
-        let layout = level.layout();
+    fn new(level: Level, layout: Layout, x: &[f32], t: usize, k: usize) -> QuantX {
         let nbt = k.div_ceil(BLOCK);
         let ldq = nbt * BLOCK;
         let cb = layout.code_bytes();
-        let mut q = QuantX { codes: vec![0; t * ldq * cb], scales: vec![0.0; t * nbt], corr: vec![0; t * nbt], ldq };
+        let mut q =
+            QuantX { codes: vec![0; t * ldq * cb], scales: vec![0.0; t * nbt], corr: vec![0; t * nbt], ys: vec![0.0; t * nbt], ldq };
         let rows = q.codes.par_chunks_mut(ldq * cb).zip(q.scales.par_chunks_mut(nbt)).zip(q.corr.par_chunks_mut(nbt));
-        rows.zip(x.par_chunks(k)).for_each(|(((codes, scales), corr), row)| {
+        let rows = rows.zip(q.ys.par_chunks_mut(nbt));
+        rows.zip(x.par_chunks(k)).for_each(|((((codes, scales), corr), ys), row)| {
             let mut blk = [0i8; BLOCK];
-            for (b, (s, c)) in scales.iter_mut().zip(corr.iter_mut()).enumerate() {
+            for (b, ((s, c), ys)) in scales.iter_mut().zip(corr.iter_mut()).zip(ys.iter_mut()).enumerate() {
                 *s = dot_i8::quantize_block(level, &row[b * BLOCK..((b + 1) * BLOCK).min(k)], &mut blk);
-                *c = -128 * blk.iter().map(|&v| v as i32).sum::<i32>();
+                let sum = blk.iter().map(|&v| v as i32).sum::<i32>();
+                *c = -128 * sum;
+                *ys = *s * sum as f32;
                 let dst = &mut codes[b * BLOCK * cb..(b + 1) * BLOCK * cb];
                 match layout {
                     Layout::Bytes => dst.iter_mut().zip(&blk).for_each(|(d, &v)| *d = v as u8),
@@ -174,6 +247,7 @@ struct Scratch {
     rows: Vec<f32>,
     tile: Vec<u8>,
     scales: Vec<f32>,
+    mins: Vec<f32>,
 }
 
 thread_local! {

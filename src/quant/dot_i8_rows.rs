@@ -90,3 +90,49 @@ pub fn pack_rows_scalar(
         }
     }
 }
+
+/// [`pack_rows_scalar`] for Q8_0 weights straight from their raw blocks: a Q8_0 block is
+/// already 32 inputs of one row as i8 codes with one scale, so the tile takes W's own codes and
+/// scales (no decode, no re-quantization, no error added to W). `rows` holds `nrows` raw rows
+/// `row_bytes` apart; blocks `b0..b0 + nb` of each go to blocks `0..nb` of slivers `s0..`.
+/// Lanes past `nrows` get code 0 and scale 0. Every level reads the same tile, so the bits do
+/// not depend on the level.
+///
+/// # Panics
+/// If the slices do not hold what the shape says.
+#[allow(clippy::too_many_arguments)]
+pub fn pack_q8_0_rows(
+    layout: Layout,
+    rows: &[u8],
+    row_bytes: usize,
+    nrows: usize,
+    b0: usize,
+    nb: usize,
+    s0: usize,
+    tile: &mut [u8],
+    scales: &mut [f32],
+) {
+    const TS: usize = 2 + BLOCK;
+    assert!(nrows == 0 || rows.len() >= (nrows - 1) * row_bytes + (b0 + nb) * TS, "rows too short");
+    let end = s0 + nrows.div_ceil(SLIVER);
+    let bb = layout.block_bytes();
+    assert!(tile.len() >= end * nb * bb && scales.len() >= end * nb * SLIVER, "tile too short");
+    for o in 0..nrows.div_ceil(SLIVER) * SLIVER {
+        let (s, l) = (s0 + o / SLIVER, o % SLIVER);
+        for b in 0..nb {
+            let blk = (o < nrows).then(|| &rows[o * row_bytes + (b0 + b) * TS..o * row_bytes + (b0 + b + 1) * TS]);
+            scales[(s * nb + b) * SLIVER + l] = blk.map_or(0.0, |blk| super::util::f16_at(blk, 0));
+            let dst = &mut tile[(s * nb + b) * bb..(s * nb + b + 1) * bb];
+            for r in 0..BLOCK {
+                let v = blk.map_or(0, |blk| blk[2 + r] as i8);
+                match layout {
+                    Layout::Bytes => dst[(r / 4 * SLIVER + l) * 4 + r % 4] = v as u8 ^ 0x80,
+                    Layout::Words => {
+                        let at = ((r / 2 * SLIVER + l) * 2 + r % 2) * 2;
+                        dst[at..at + 2].copy_from_slice(&(v as i16).to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -16,6 +16,7 @@
 pub mod arm;
 pub mod dot_i8;
 pub mod dot_i8_rows;
+pub mod dot_u4;
 pub mod float;
 pub mod gemm_q0;
 pub mod iq4;

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod decode512;
 pub mod dot_i8;
 pub mod dot_i8_rows;
+pub mod dot_u4;
 pub mod gemm_q0;
 pub mod q4k;
 #[cfg(finetune_avx512)]
