@@ -12,8 +12,9 @@ use common::rng::Rng;
 use finetune::gguf::GgufModel;
 use finetune::ops::matmul::{matmul, QMatrix};
 use finetune::ops::matmul_q8::matmul_q8;
-use finetune::ops::matmul_q8_fwd::{matmul_q8_fwd, matmul_q8_fwd_at, MIN_TOKENS, MIN_TOKENS_F32};
+use finetune::ops::matmul_q8_fwd::{matmul_q8_fwd, matmul_q8_fwd_at, matmul_q8_fwd_codes_at, MIN_TOKENS, MIN_TOKENS_F32};
 use finetune::quant::dot_i8::Level;
+use finetune::quant::dot_u4;
 use finetune::quant::GgmlType;
 use finetune::weights::{QuantWeight, WeightFormat};
 
@@ -128,14 +129,30 @@ fn every_level_gives_the_scalar_bits_on_odd_shapes() {
         let inp = Inputs::new(case, 11 + k as u64);
         with_weight(case, &inp, |w| {
             let (n_out, n_in, t) = (w.n_out(), w.n_in(), inp.t);
-            let mut want = vec![f32::NAN; t * n_out];
-            in_pool(1, || matmul_q8_fwd_at(Level::Scalar, w, &inp.x, &mut want));
-            assert!(want.iter().all(|v| v.is_finite()), "{} {n_out}×{n_in}", w.format());
+            // The scalar reference of each Q4_0/Q4_1 path (4-bit codes or re-quantized W).
+            let mut want = [false, true].map(|four_bit| {
+                let mut want = vec![f32::NAN; t * n_out];
+                in_pool(1, || matmul_q8_fwd_codes_at(Level::Scalar, four_bit, w, &inp.x, &mut want));
+                assert!(want.iter().all(|v| v.is_finite()), "{} {n_out}×{n_in}", w.format());
+                want
+            });
+            let mut plain = vec![f32::NAN; t * n_out];
+            in_pool(1, || matmul_q8_fwd_at(Level::Scalar, w, &inp.x, &mut plain));
+            assert_eq!(bits(&plain), bits(&want[1]), "the scalar level takes the 4-bit codes");
             for &level in &levels {
+                let want = &mut want[dot_u4::level_has_u4(level) as usize];
                 for threads in [1, 2, 3] {
                     let mut got = vec![f32::NAN; t * n_out];
                     in_pool(threads, || matmul_q8_fwd_at(level, w, &inp.x, &mut got));
-                    assert_eq!(bits(&got), bits(&want), "{} {n_out}×{n_in} T={t} {level:?} threads={threads}", w.format());
+                    assert_eq!(bits(&got), bits(want), "{} {n_out}×{n_in} T={t} {level:?} threads={threads}", w.format());
+                }
+                if dot_u4::level_has_u4(level) {
+                    // The re-quantizing path too, at this level.
+                    let mut got = vec![f32::NAN; t * n_out];
+                    matmul_q8_fwd_codes_at(level, false, w, &inp.x, &mut got);
+                    let mut want0 = vec![f32::NAN; t * n_out];
+                    matmul_q8_fwd_codes_at(Level::Scalar, false, w, &inp.x, &mut want0);
+                    assert_eq!(bits(&got), bits(&want0), "{} {n_out}×{n_in} T={t} {level:?} re-quantized", w.format());
                 }
             }
         });
@@ -159,37 +176,44 @@ fn scalar_reference_is_the_quantized_sum() {
             let (n_out, n_in, t) = (w.n_out(), w.n_in(), inp.t);
             let mut wf = vec![0f32; n_out * n_in];
             w.decode_rows(0, n_out, &mut wf);
-            let mut got = vec![f32::NAN; t * n_out];
-            matmul_q8_fwd_at(Level::Scalar, w, &inp.x, &mut got);
-            let mut want = vec![0f64; t * n_out];
-            // Q4_0/Q4_1 (their 4-bit codes, `dot_u4`) and Q8_0 (its 8-bit codes) multiply W's
-            // own values; the rest W re-quantized per (row, 32 inputs).
-            let own = matches!(case, Case::Ggml(GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0, ..));
-            for i0 in (0..n_in).step_by(32) {
-                let i1 = (i0 + 32).min(n_in);
-                if own {
+            for four_bit in [true, false] {
+                let mut got = vec![f32::NAN; t * n_out];
+                matmul_q8_fwd_codes_at(Level::Scalar, four_bit, w, &inp.x, &mut got);
+                let mut want = vec![0f64; t * n_out];
+                // Q4_0/Q4_1 (their 4-bit codes, `dot_u4`, unless `four_bit` is off) and Q8_0 (its
+                // 8-bit codes) multiply W's own values; the rest W re-quantized per (row, 32 inputs).
+                let own = matches!(case, Case::Ggml(GgmlType::Q8_0, ..))
+                    || (four_bit && matches!(case, Case::Ggml(GgmlType::Q4_0 | GgmlType::Q4_1, ..)));
+                for i0 in (0..n_in).step_by(32) {
+                    let i1 = (i0 + 32).min(n_in);
+                    if own {
+                        for tt in 0..t {
+                            let (sx, qx) = quantize(&inp.x[tt * n_in + i0..tt * n_in + i1]);
+                            for o in 0..n_out {
+                                let dot: f64 = qx.iter().zip(&wf[o * n_in + i0..o * n_in + i1]).map(|(&a, &b)| a as f64 * b as f64).sum();
+                                want[tt * n_out + o] += dot * sx as f64;
+                            }
+                        }
+                        continue;
+                    }
+                    let rows: Vec<(f32, Vec<i32>)> = (0..n_out).map(|o| quantize(&wf[o * n_in + i0..o * n_in + i1])).collect();
                     for tt in 0..t {
                         let (sx, qx) = quantize(&inp.x[tt * n_in + i0..tt * n_in + i1]);
-                        for o in 0..n_out {
-                            let dot: f64 = qx.iter().zip(&wf[o * n_in + i0..o * n_in + i1]).map(|(&a, &b)| a as f64 * b as f64).sum();
-                            want[tt * n_out + o] += dot * sx as f64;
+                        for (o, (sw, qw)) in rows.iter().enumerate() {
+                            let dot: i32 = qx.iter().zip(qw).map(|(a, b)| a * b).sum();
+                            want[tt * n_out + o] += dot as f64 * (sw * sx) as f64;
                         }
                     }
-                    continue;
                 }
-                let rows: Vec<(f32, Vec<i32>)> = (0..n_out).map(|o| quantize(&wf[o * n_in + i0..o * n_in + i1])).collect();
-                for tt in 0..t {
-                    let (sx, qx) = quantize(&inp.x[tt * n_in + i0..tt * n_in + i1]);
-                    for (o, (sw, qw)) in rows.iter().enumerate() {
-                        let dot: i32 = qx.iter().zip(qw).map(|(a, b)| a * b).sum();
-                        want[tt * n_out + o] += dot as f64 * (sw * sx) as f64;
-                    }
+                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                assert!(scale > 0.0);
+                for (j, (&g, &e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g as f64 - e).abs() <= 1e-5 * scale,
+                        "{} {n_out}×{n_in} T={t} four_bit={four_bit} element {j}: {g} vs {e}",
+                        w.format()
+                    );
                 }
-            }
-            let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-            assert!(scale > 0.0);
-            for (j, (&g, &e)) in got.iter().zip(&want).enumerate() {
-                assert!((g as f64 - e).abs() <= 1e-5 * scale, "{} {n_out}×{n_in} T={t} element {j}: {g} vs {e}", w.format());
             }
         });
     }

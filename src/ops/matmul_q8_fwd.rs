@@ -66,12 +66,25 @@ pub fn matmul_q8_fwd(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
 }
 
 /// [`matmul_q8_fwd`]'s integer path at kernel level `level`, whatever the token count (tests
-/// compare levels; it quantizes float weights too).
+/// compare levels; it quantizes float weights too). Q4_0/Q4_1 take their 4-bit codes where the
+/// level has that kernel ([`dot_u4::level_has_u4`]).
 ///
 /// # Panics
 /// If this CPU cannot run `level`, or the buffers do not fit W's shape.
 pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
+    matmul_q8_fwd_codes_at(level, dot_u4::level_has_u4(level), w, x, y)
+}
+
+/// [`matmul_q8_fwd_at`] with the Q4_0/Q4_1 path chosen: `four_bit` multiplies their 4-bit
+/// codes, else W is decoded and re-quantized as for the other formats (what AVX-512 VNNI and
+/// NEON run; tests compare each level with the scalar reference of its path).
+///
+/// # Panics
+/// If this CPU cannot run `level`, `four_bit` on a level without that kernel, or the buffers
+/// do not fit W's shape.
+pub fn matmul_q8_fwd_codes_at(level: Level, four_bit: bool, w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
     assert!(level.supported(), "kernel level {level:?} is not supported on this CPU");
+    assert!(!four_bit || dot_u4::level_has_u4(level), "kernel level {level:?} has no 4-bit-code kernel");
     let (k, n) = (w.n_in(), w.n_out());
     if k == 0 {
         y.fill(0.0);
@@ -83,7 +96,7 @@ pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f
     if t == 0 || n == 0 {
         return;
     }
-    if let Some(qm) = w.as_ggml().filter(|qm| dot_u4::covers(qm.ty) && dot_u4::level_has_u4(level)) {
+    if let Some(qm) = w.as_ggml().filter(|qm| four_bit && dot_u4::covers(qm.ty)) {
         return fwd_u4(level, &qm, x, t, y);
     }
     // Q8_0 blocks are already a row's 32 inputs in 8 bits: the tile takes them as they are.
