@@ -12,7 +12,7 @@
 //!
 //! Two GGUF formats skip the decode and re-quantization, so W enters with no error beyond its
 //! own format's: Q8_0 (its blocks are already 8-bit codes per row and 32 inputs:
-//! `dot_i8_rows::pack_q8_0_rows`, every level), and Q4_0/Q4_1 at the scalar and AVX2 levels
+//! `dot_i8_rows::pack_q8_0_rows`, every level), and Q4_0/Q4_1/Q4_K at the scalar and AVX2 levels
 //! (their 4-bit codes in `vpmaddubsw`, [`crate::quant::dot_u4`]; AVX-512 VNNI and NEON
 //! re-quantize them, so there the bits differ from AVX2's).
 //!
@@ -66,7 +66,7 @@ pub fn matmul_q8_fwd(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
 }
 
 /// [`matmul_q8_fwd`]'s integer path at kernel level `level`, whatever the token count (tests
-/// compare levels; it quantizes float weights too). Q4_0/Q4_1 take their 4-bit codes where the
+/// compare levels; it quantizes float weights too). Q4_0/Q4_1/Q4_K take their 4-bit codes where the
 /// level has that kernel ([`dot_u4::level_has_u4`]).
 ///
 /// # Panics
@@ -75,7 +75,7 @@ pub fn matmul_q8_fwd_at(level: Level, w: &dyn QuantWeight, x: &[f32], y: &mut [f
     matmul_q8_fwd_codes_at(level, dot_u4::level_has_u4(level), w, x, y)
 }
 
-/// [`matmul_q8_fwd_at`] with the Q4_0/Q4_1 path chosen: `four_bit` multiplies their 4-bit
+/// [`matmul_q8_fwd_at`] with the Q4_0/Q4_1/Q4_K path chosen: `four_bit` multiplies their 4-bit
 /// codes, else W is decoded and re-quantized as for the other formats (what AVX-512 VNNI and
 /// NEON run; tests compare each level with the scalar reference of its path).
 ///
@@ -159,7 +159,7 @@ pub fn matmul_q8_fwd_codes_at(level: Level, four_bit: bool, w: &dyn QuantWeight,
     });
 }
 
-/// [`matmul_q8_fwd_at`] on Q4_0/Q4_1 weights' own 4-bit codes ([`dot_u4`]): the same task
+/// [`matmul_q8_fwd_at`] on Q4_0/Q4_1/Q4_K weights' own 4-bit codes ([`dot_u4`]): the same task
 /// split and input chunks, the tile unpacked from the raw blocks instead of decoded and
 /// re-quantized.
 fn fwd_u4(level: Level, w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {

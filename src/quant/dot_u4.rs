@@ -1,8 +1,9 @@
-//! The training forward `y = x·Wᵀ` on Q4_0/Q4_1 weights' *own* 4-bit codes
+//! The training forward `y = x·Wᵀ` on Q4_0/Q4_1/Q4_K weights' *own* 4-bit codes
 //! ([`crate::ops::matmul_q8_fwd`]): instead of decoding W to f32 and re-quantizing it to 8 bits
-//! per block (`dot_i8_rows`), the tile holds each block's codes `q ∈ 0..=15` as stored and its
-//! `W = d·q + m` coefficients (Q4_1: `d`, `m`; Q4_0: `d`, `−8·d`), so W carries no error beyond
-//! its own format's and packing is a nibble unpack. This is llama.cpp's Q4_1 × Q8_1 dot, tiled.
+//! per block (`dot_i8_rows`), the tile holds each 32-input block's codes `q ∈ 0..=15` as stored
+//! and its `W = d·q + m` coefficients (Q4_1: `d`, `m`; Q4_0: `d`, `−8·d`; Q4_K: `d·sc`,
+//! `−dmin·mn` of the sub-block), so W carries no error beyond its own format's and packing is
+//! a nibble unpack. This is llama.cpp's Q4_1 × Q8_1 dot, tiled.
 //!
 //! Tile ([`pack_u4`]): outputs (W rows) in slivers of [`SLIVER`], per sliver `nb` blocks of 32
 //! inputs, a block 8 steps of `[16 outputs][4 inputs]` bytes `q` (the [`Layout::Bytes`] order,
@@ -19,7 +20,7 @@
 //! i16 codes (1.6 ops per 32 products instead of 4) and the decode + re-quantize of W. AVX-512
 //! VNNI and NEON keep the re-quantizing path: `vpdpbusd`/`sdot` already take 8-bit codes at
 //! full rate, and a kernel this machine's CPUs (AVX2 only) cannot run would be untested. So
-//! on Q4_0/Q4_1 weights the training forward's bits differ between AVX2 and AVX-512/ARM
+//! on these weights the training forward's bits differ between AVX2 and AVX-512/ARM
 //! machines (both within the 8-bit error bounds of `tests/matmul_q8_fwd.rs`).
 //!
 //! [`Layout::Bytes`]: super::dot_i8::Layout::Bytes
@@ -34,7 +35,7 @@ pub const BLOCK_BYTES: usize = BLOCK * SLIVER;
 
 /// Whether the 4-bit-code path covers weights of type `ty`.
 pub fn covers(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1)
+    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K)
 }
 
 /// Whether `level` has a kernel for this path (else the forward re-quantizes W).
@@ -63,11 +64,11 @@ pub fn pack_u4(
     m: &mut [f32],
 ) {
     assert!(covers(ty), "{ty:?} has no 4-bit-code tile");
-    let ts = ty.type_size();
-    assert!(nrows == 0 || rows.len() >= (nrows - 1) * row_bytes + (b0 + nb) * ts, "rows too short");
+    // Blocks of 32 per stored block, and the bytes of the stored blocks that hold `b0..b0+nb`.
+    let per = ty.block_size() / BLOCK;
+    assert!(nrows == 0 || rows.len() >= (nrows - 1) * row_bytes + (b0 + nb).div_ceil(per) * ty.type_size(), "rows too short");
     let end = s0 + nrows.div_ceil(SLIVER);
     assert!(tile.len() >= end * nb * BLOCK_BYTES && d.len() >= end * nb * SLIVER && m.len() >= end * nb * SLIVER, "tile too short");
-    let (off, q1) = if ty == GgmlType::Q4_1 { (4, true) } else { (2, false) };
     for o in 0..nrows.div_ceil(SLIVER) * SLIVER {
         let (s, l) = (s0 + o / SLIVER, o % SLIVER);
         for b in 0..nb {
@@ -80,17 +81,50 @@ pub fn pack_u4(
                 }
                 continue;
             }
-            let blk = &rows[o * row_bytes + (b0 + b) * ts..o * row_bytes + (b0 + b + 1) * ts];
-            let scale = f16_at(blk, 0);
-            (d[at], m[at]) = if q1 { (scale, f16_at(blk, 2)) } else { (scale, -8.0 * scale) };
-            let qs = &blk[off..off + 16];
+            let mut codes = [0u8; BLOCK];
+            (d[at], m[at]) = block_codes(ty, &rows[o * row_bytes..(o + 1) * row_bytes], b0 + b, &mut codes);
             for p in 0..BLOCK / 4 {
-                for j in 0..4 {
-                    let k = 4 * p + j;
-                    dst[(p * SLIVER + l) * 4 + j] = if k < 16 { qs[k] & 15 } else { qs[k - 16] >> 4 };
-                }
+                dst[(p * SLIVER + l) * 4..(p * SLIVER + l) * 4 + 4].copy_from_slice(&codes[4 * p..4 * p + 4]);
             }
         }
+    }
+}
+
+/// The 32 codes of block `b` (of 32 inputs) of one raw row of type `ty`, and its `(d, m)`
+/// with `W = d·q + m` exactly as the format's decoder computes it (Q4_0: `(q − 8)·d`; Q4_1:
+/// `d·q + m`; Q4_K: `d·sc·q − dmin·mn` with the sub-block's 6-bit scale and min).
+fn block_codes(ty: GgmlType, row: &[u8], b: usize, codes: &mut [u8; BLOCK]) -> (f32, f32) {
+    let ts = ty.type_size();
+    let unpack = |codes: &mut [u8], qs: &[u8], high: bool| {
+        for (c, &q) in codes.iter_mut().zip(qs) {
+            *c = if high { q >> 4 } else { q & 15 };
+        }
+    };
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 => {
+            // Inputs 0..16 in the low nibbles of the 16 code bytes, 16..32 in the high ones.
+            let blk = &row[b * ts..(b + 1) * ts];
+            let off = if ty == GgmlType::Q4_1 { 4 } else { 2 };
+            let qs = &blk[off..off + 16];
+            unpack(&mut codes[..16], qs, false);
+            unpack(&mut codes[16..], qs, true);
+            let scale = f16_at(blk, 0);
+            if ty == GgmlType::Q4_1 {
+                (scale, f16_at(blk, 2))
+            } else {
+                (scale, -8.0 * scale)
+            }
+        }
+        GgmlType::Q4_K => {
+            // Sub-block j of a 256-input super-block: 32 bytes of codes per pair of sub-blocks,
+            // the even one in the low nibbles.
+            let (sb, j) = (b / 8, b % 8);
+            let blk = &row[sb * ts..(sb + 1) * ts];
+            let (sc, mn) = super::kquants::q4_k::scale_min(j, &blk[4..16]);
+            unpack(codes, &blk[16 + 32 * (j / 2)..16 + 32 * (j / 2) + 32], j % 2 == 1);
+            (f16_at(blk, 0) * sc as f32, -(f16_at(blk, 2) * mn as f32))
+        }
+        _ => unreachable!("covers() checked"),
     }
 }
 
@@ -170,7 +204,6 @@ pub unsafe fn chunk_u4(level: Level, c: &ChunkU4) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::legacy::{decode_q4_0, decode_q4_1};
 
     /// xorshift64*: a fixed-seed generator for the tests.
     struct Rng(u64);
@@ -191,8 +224,9 @@ mod tests {
             for b in blk.iter_mut() {
                 *b = rng.next() as u8;
             }
-            // d and m as f16 in [2^-8, 2^-4) with random sign (exponent 7..10 of 15-bias).
-            for off in if ty == GgmlType::Q4_1 { vec![0, 2] } else { vec![0] } {
+            // d and m (Q4_K: d and dmin) as f16 in [2^-8, 2^-4) with random sign (exponent
+            // 7..10 of 15-bias).
+            for off in if ty == GgmlType::Q4_0 { vec![0] } else { vec![0, 2] } {
                 let h = (((7 + rng.next() % 4) as u16) << 10) | (rng.next() as u16 & 0x3ff) | ((rng.next() as u16 & 1) << 15);
                 blk[off..off + 2].copy_from_slice(&h.to_le_bytes());
             }
@@ -203,33 +237,31 @@ mod tests {
     #[test]
     fn tile_values_are_the_decoded_weights() {
         let mut rng = Rng(3);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1] {
-            let (nrows, nb) = (21, 3);
-            let raw = raw_rows(ty, nrows, nb, &mut rng);
-            let rb = nb * ty.type_size();
-            let nsl = nrows.div_ceil(SLIVER);
-            let mut tile = vec![0xAAu8; nsl * nb * BLOCK_BYTES];
-            let (mut d, mut m) = (vec![f32::NAN; nsl * nb * SLIVER], vec![f32::NAN; nsl * nb * SLIVER]);
-            pack_u4(ty, &raw, rb, nrows, 0, nb, 0, &mut tile, &mut d, &mut m);
-            for o in 0..nsl * SLIVER {
-                let (s, l) = (o / SLIVER, o % SLIVER);
-                for b in 0..nb {
-                    let at = (s * nb + b) * SLIVER + l;
-                    let mut want = [0f32; 32];
-                    if o < nrows {
-                        let blk = &raw[o * rb + b * ty.type_size()..o * rb + (b + 1) * ty.type_size()];
-                        if ty == GgmlType::Q4_0 {
-                            decode_q4_0(blk, &mut want)
-                        } else {
-                            decode_q4_1(blk, &mut want)
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K] {
+            let (nrows, stored) = (21, 2);
+            let raw = raw_rows(ty, nrows, stored, &mut rng);
+            let (rb, n_in) = (stored * ty.type_size(), stored * ty.block_size());
+            let mut dec = vec![0f32; nrows * n_in];
+            crate::quant::decode(ty, &raw, &mut dec).unwrap();
+            // All blocks of 32, and a window of them starting past the first.
+            for (b0, nb) in [(0, n_in / BLOCK), (1, n_in / BLOCK - 2)] {
+                let nsl = nrows.div_ceil(SLIVER);
+                let mut tile = vec![0xAAu8; nsl * nb * BLOCK_BYTES];
+                let (mut d, mut m) = (vec![f32::NAN; nsl * nb * SLIVER], vec![f32::NAN; nsl * nb * SLIVER]);
+                pack_u4(ty, &raw, rb, nrows, b0, nb, 0, &mut tile, &mut d, &mut m);
+                for o in 0..nsl * SLIVER {
+                    let (s, l) = (o / SLIVER, o % SLIVER);
+                    for b in 0..nb {
+                        let at = (s * nb + b) * SLIVER + l;
+                        for r in 0..BLOCK {
+                            let want = if o < nrows { dec[o * n_in + (b0 + b) * BLOCK + r] } else { 0.0 };
+                            let q = tile[(s * nb + b) * BLOCK_BYTES + (r / 4 * SLIVER + l) * 4 + r % 4];
+                            assert!(q < 16, "{ty:?} row {o} block {b} input {r}: code {q}");
+                            // d·q and the offset are exact in f32 for these formats, so the sum is
+                            // the decoded value (as a value: Q4_0's (8 − 8)·d is −0 for negative
+                            // d, d·8 − 8d is +0).
+                            assert_eq!(d[at] * q as f32 + m[at], want, "{ty:?} row {o} block {b0}+{b} input {r}");
                         }
-                    }
-                    for (r, &w) in want.iter().enumerate() {
-                        let q = tile[(s * nb + b) * BLOCK_BYTES + (r / 4 * SLIVER + l) * 4 + r % 4];
-                        assert!(q < 16, "{ty:?} row {o} block {b} input {r}: code {q}");
-                        // d·q and the offset are exact in f32, so the sum is the decoded value (as a
-                        // value: Q4_0's (8 − 8)·d is −0 for negative d, d·8 − 8d is +0).
-                        assert_eq!(d[at] * q as f32 + m[at], w, "{ty:?} row {o} block {b} input {r}");
                     }
                 }
             }
