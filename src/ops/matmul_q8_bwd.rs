@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul_backward_input, matmul_backward_input_add};
 use super::send_ptr::SendPtr;
-use crate::quant::dot_i8::{self, Chunk, Layout, Level, BLOCK, SLIVER};
+use crate::quant::dot_i8::{self, Chunk, Level, QuantRows, BLOCK, SLIVER};
 use crate::quant::GgmlType;
 use crate::weights::{QuantWeight, WeightFormat};
 
@@ -68,7 +68,7 @@ pub fn matmul_backward_input_q8_at(level: Level, w: &dyn QuantWeight, dy: &[f32]
         return;
     }
     let layout = level.layout();
-    let q = QuantDy::new(level, dy, t, n);
+    let q = QuantRows::new(level, layout, dy, t, n);
     let bs = w.col_block().max(1);
     let threads = rayon::current_num_threads();
     let per = (CW / bs).max(1).min((k.div_ceil(bs) / (2 * threads)).max(1));
@@ -116,40 +116,6 @@ pub fn matmul_backward_input_q8_at(level: Level, w: &dyn QuantWeight, dy: &[f32]
             }
         })
     });
-}
-
-/// dy quantized per (token, 32 rows of W): codes (i8 or i16 little-endian per the layout), the
-/// scales and `−128·Σ codes`, rows padded to a whole number of blocks with code 0.
-struct QuantDy {
-    codes: Vec<u8>,
-    scales: Vec<f32>,
-    corr: Vec<i32>,
-    ldq: usize,
-}
-
-impl QuantDy {
-    fn new(level: Level, dy: &[f32], t: usize, n: usize) -> QuantDy {
-        let layout = level.layout();
-        let nbt = n.div_ceil(BLOCK);
-        let ldq = nbt * BLOCK;
-        let cb = layout.code_bytes();
-        let mut q = QuantDy { codes: vec![0; t * ldq * cb], scales: vec![0.0; t * nbt], corr: vec![0; t * nbt], ldq };
-        q.codes.par_chunks_mut(ldq * cb).zip(q.scales.par_chunks_mut(nbt)).zip(q.corr.par_chunks_mut(nbt)).zip(dy.par_chunks(n)).for_each(
-            |(((codes, scales), corr), row)| {
-                let mut blk = [0i8; BLOCK];
-                for (b, (s, c)) in scales.iter_mut().zip(corr.iter_mut()).enumerate() {
-                    *s = dot_i8::quantize_block(level, &row[b * BLOCK..((b + 1) * BLOCK).min(n)], &mut blk);
-                    *c = -128 * blk.iter().map(|&v| v as i32).sum::<i32>();
-                    let dst = &mut codes[b * BLOCK * cb..(b + 1) * BLOCK * cb];
-                    match layout {
-                        Layout::Bytes => dst.iter_mut().zip(&blk).for_each(|(d, &v)| *d = v as u8),
-                        Layout::Words => dst.chunks_exact_mut(2).zip(&blk).for_each(|(d, &v)| d.copy_from_slice(&(v as i16).to_le_bytes())),
-                    }
-                }
-            },
-        );
-        q
-    }
 }
 
 /// Per-thread scratch: 32 decoded rows, the tile and its scales, per-column quantization

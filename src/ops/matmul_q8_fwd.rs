@@ -27,7 +27,7 @@ use super::matmul::matmul;
 use super::matmul_q8::{has_q8_path, matmul_q8};
 use super::matmul_q8_bwd::uses_integer_dots;
 use super::send_ptr::SendPtr;
-use crate::quant::dot_i8::{self, Chunk, Layout, Level, BLOCK, SLIVER};
+use crate::quant::dot_i8::{self, Chunk, Layout, Level, QuantRows, BLOCK, SLIVER};
 use crate::quant::dot_i8_rows::{pack_q8_0_rows, pack_rows};
 use crate::quant::dot_u4::{self, ChunkU4};
 use crate::quant::GgmlType;
@@ -104,7 +104,7 @@ pub fn matmul_q8_fwd_codes_at(level: Level, four_bit: bool, w: &dyn QuantWeight,
     let q8_0 = q8_0.as_ref();
     let layout = level.layout();
     let cb = layout.code_bytes();
-    let q = QuantX::new(level, layout, x, t, k);
+    let q = QuantRows::new(level, layout, x, t, k);
     let unit = lcm(w.col_block().max(1), BLOCK);
     let kc = (KC / unit).max(1) * unit;
     let threads = rayon::current_num_threads();
@@ -164,7 +164,7 @@ pub fn matmul_q8_fwd_codes_at(level: Level, four_bit: bool, w: &dyn QuantWeight,
 /// re-quantized.
 fn fwd_u4(level: Level, w: &QMatrix, x: &[f32], t: usize, y: &mut [f32]) {
     let (k, n) = (w.n_in, w.n_out);
-    let q = QuantX::new(level, Layout::Bytes, x, t, k);
+    let q = QuantRows::new(level, Layout::Bytes, x, t, k);
     let kc = KC;
     let threads = rayon::current_num_threads();
     let ow = OW.min(n.div_ceil(2 * threads).div_ceil(DEC) * DEC);
@@ -215,43 +215,6 @@ fn lcm(a: usize, b: usize) -> usize {
         (x, y) = (y, x % y);
     }
     a / x * b
-}
-
-/// x quantized per (token, 32 inputs): codes (i8, or i16 little-endian for `Words`), the scales,
-/// `−128·Σ codes` and `scale·Σ codes`, rows padded to whole blocks with code 0.
-struct QuantX {
-    codes: Vec<u8>,
-    scales: Vec<f32>,
-    corr: Vec<i32>,
-    ys: Vec<f32>,
-    ldq: usize,
-}
-
-impl QuantX {
-    fn new(level: Level, layout: Layout, x: &[f32], t: usize, k: usize) -> QuantX {
-        let nbt = k.div_ceil(BLOCK);
-        let ldq = nbt * BLOCK;
-        let cb = layout.code_bytes();
-        let mut q =
-            QuantX { codes: vec![0; t * ldq * cb], scales: vec![0.0; t * nbt], corr: vec![0; t * nbt], ys: vec![0.0; t * nbt], ldq };
-        let rows = q.codes.par_chunks_mut(ldq * cb).zip(q.scales.par_chunks_mut(nbt)).zip(q.corr.par_chunks_mut(nbt));
-        let rows = rows.zip(q.ys.par_chunks_mut(nbt));
-        rows.zip(x.par_chunks(k)).for_each(|((((codes, scales), corr), ys), row)| {
-            let mut blk = [0i8; BLOCK];
-            for (b, ((s, c), ys)) in scales.iter_mut().zip(corr.iter_mut()).zip(ys.iter_mut()).enumerate() {
-                *s = dot_i8::quantize_block(level, &row[b * BLOCK..((b + 1) * BLOCK).min(k)], &mut blk);
-                let sum = blk.iter().map(|&v| v as i32).sum::<i32>();
-                *c = -128 * sum;
-                *ys = *s * sum as f32;
-                let dst = &mut codes[b * BLOCK * cb..(b + 1) * BLOCK * cb];
-                match layout {
-                    Layout::Bytes => dst.iter_mut().zip(&blk).for_each(|(d, &v)| *d = v as u8),
-                    Layout::Words => dst.chunks_exact_mut(2).zip(&blk).for_each(|(d, &v)| d.copy_from_slice(&(v as i16).to_le_bytes())),
-                }
-            }
-        });
-        q
-    }
 }
 
 /// Per-thread scratch: decoded rows, the tile and its scales. Grown, never shrunk.

@@ -121,6 +121,68 @@ pub fn quantize_block(level: Level, x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
     quantize_block_scalar(x, q)
 }
 
+/// Activation (or output-gradient) rows quantized per (row, 32 values) for the chunk kernels:
+/// codes in a layout's code width (i8, or i16 little-endian for [`Layout::Words`]), rows padded
+/// to whole blocks with code 0; per block the scale, `−128·Σ codes` (VNNI's correction) and
+/// `scale·Σ codes` (`dot_u4`'s).
+pub struct QuantRows {
+    /// `t` rows of `ldq` codes.
+    pub codes: Vec<u8>,
+    /// Per (row, block).
+    pub scales: Vec<f32>,
+    /// Per (row, block): `−128·Σ codes`.
+    pub corr: Vec<i32>,
+    /// Per (row, block): `scale·Σ codes`.
+    pub ys: Vec<f32>,
+    /// Codes per row (a multiple of 32).
+    pub ldq: usize,
+}
+
+impl QuantRows {
+    /// Quantize the `t` rows of `n` values of `x` (each block as [`quantize_block_scalar`]),
+    /// codes in `layout`, rows in parallel.
+    pub fn new(level: Level, layout: Layout, x: &[f32], t: usize, n: usize) -> QuantRows {
+        use rayon::prelude::*;
+        let nbt = n.div_ceil(BLOCK);
+        let ldq = nbt * BLOCK;
+        let cb = layout.code_bytes();
+        let mut q =
+            QuantRows { codes: vec![0; t * ldq * cb], scales: vec![0.0; t * nbt], corr: vec![0; t * nbt], ys: vec![0.0; t * nbt], ldq };
+        let rows = q.codes.par_chunks_mut(ldq * cb).zip(q.scales.par_chunks_mut(nbt)).zip(q.corr.par_chunks_mut(nbt));
+        let rows = rows.zip(q.ys.par_chunks_mut(nbt));
+        rows.zip(x.par_chunks(n)).for_each(|((((codes, scales), corr), ys), row)| {
+            for (b, ((s, c), ys)) in scales.iter_mut().zip(corr.iter_mut()).zip(ys.iter_mut()).enumerate() {
+                let dst = &mut codes[b * BLOCK * cb..(b + 1) * BLOCK * cb];
+                let sum;
+                (*s, sum) = quantize_block_codes(level, layout, &row[b * BLOCK..((b + 1) * BLOCK).min(n)], dst);
+                *c = -128 * sum;
+                *ys = *s * sum as f32;
+            }
+        });
+        q
+    }
+}
+
+/// [`quantize_block_scalar`] written straight into `dst` (32 codes in `layout`'s width; past
+/// `x.len()` code 0): returns the scale and the sum of the codes. AVX2 where `level` has it (the
+/// same bits).
+pub fn quantize_block_codes(level: Level, layout: Layout, x: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    assert!(x.len() <= BLOCK && dst.len() == BLOCK * layout.code_bytes(), "one block of codes");
+    #[cfg(target_arch = "x86_64")]
+    if level != Level::Scalar && level.supported() {
+        // SAFETY: every non-scalar x86 level has AVX2; the lengths are checked above.
+        return unsafe { super::x86::dot_i8::quantize_block_codes_avx2(layout == Layout::Words, x, dst) };
+    }
+    let _ = level;
+    let mut q = [0i8; BLOCK];
+    let d = quantize_block_scalar(x, &mut q);
+    match layout {
+        Layout::Bytes => dst.iter_mut().zip(&q).for_each(|(d, &v)| *d = v as u8),
+        Layout::Words => dst.chunks_exact_mut(2).zip(&q).for_each(|(d, &v)| d.copy_from_slice(&(v as i16).to_le_bytes())),
+    }
+    (d, q.iter().map(|&v| v as i32).sum())
+}
+
 /// [`pack_block_scalar`] at `level`'s speed, in `level.layout()` (the same bits).
 #[allow(clippy::too_many_arguments)]
 pub fn pack_block(
@@ -306,6 +368,34 @@ mod tests {
     use super::*;
     use crate::quant::kernels::allows_avx512;
     use crate::quant::Isa;
+
+    #[test]
+    fn block_codes_have_the_scalar_bits_at_every_level() {
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 8.0
+        };
+        let mut blocks: Vec<Vec<f32>> = (0..40).map(|i| (0..[32, 31, 17, 1, 0][i % 5]).map(|_| next()).collect()).collect();
+        blocks.push(vec![0.0; 32]);
+        // Ties: x·(1/d) lands on .5 (amax 127 makes d = 1).
+        blocks.push((0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 }).collect());
+        blocks.push((0..32).map(|i| if i == 3 { -127.0 } else { 0.5 + i as f32 }).collect());
+        for x in &blocks {
+            for layout in [Layout::Bytes, Layout::Words] {
+                let mut want = vec![0xA5u8; BLOCK * layout.code_bytes()];
+                let (d0, s0) = quantize_block_codes(Level::Scalar, layout, x, &mut want);
+                let mut q = [0i8; BLOCK];
+                assert_eq!(d0.to_bits(), quantize_block_scalar(x, &mut q).to_bits());
+                assert_eq!(s0, q.iter().map(|&v| v as i32).sum::<i32>());
+                for level in Level::ALL.into_iter().filter(|l| l.supported() && *l != Level::Scalar) {
+                    let mut got = vec![0x5Au8; BLOCK * layout.code_bytes()];
+                    let (d, sum) = quantize_block_codes(level, layout, x, &mut got);
+                    assert_eq!((d.to_bits(), sum, &got), (d0.to_bits(), s0, &want), "{level:?} {layout:?} {x:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn finetune_simd_avx2_caps_the_int8_dots_at_avx2() {

@@ -279,3 +279,44 @@ pub unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
     }
     d
 }
+
+/// [`quantize_block_codes`](crate::quant::dot_i8::quantize_block_codes) with AVX2: the maximum,
+/// scale and reciprocal as [`quantize_block_avx2`], the codes packed by saturating packs (the
+/// values are within ±127, so they are the plain casts) into i16 (`words`) or i8, and their sum.
+///
+/// # Safety
+/// AVX2 present; `x.len() ≤ 32`, `dst` 32 codes long (64 bytes with `words`).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn quantize_block_codes_avx2(words: bool, x: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    let n = x.len().min(BLOCK);
+    assert!(dst.len() == if words { 2 * BLOCK } else { BLOCK }, "one block of codes");
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut v = [_mm256_setzero_ps(); 4];
+    let mut amax = _mm256_setzero_ps();
+    for (j, v) in v.iter_mut().enumerate() {
+        let m = mask_ps(n.saturating_sub(8 * j));
+        *v = _mm256_maskload_ps(x.as_ptr().wrapping_add(8 * j), m);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(*v, abs));
+    }
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
+    let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
+    let d = amax / 127.0;
+    let id = _mm256_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
+    let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, id)));
+    let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)));
+    // packs work within 128-bit lanes: [a0..3 b0..3 | a4..7 b4..7]; the permute restores order.
+    let w01 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(q[0], q[1]));
+    let w23 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(q[2], q[3]));
+    let out = dst.as_mut_ptr() as *mut __m256i;
+    if words {
+        _mm256_storeu_si256(out, w01);
+        _mm256_storeu_si256(out.add(1), w23);
+    } else {
+        _mm256_storeu_si256(out, _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi16(w01, w23)));
+    }
+    (d, sum)
+}
