@@ -110,17 +110,6 @@ pub fn level_for(isa: super::Isa) -> Level {
     }
 }
 
-/// [`quantize_block_scalar`] at `level`'s speed (the same bits).
-pub fn quantize_block(level: Level, x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if level != Level::Scalar && level.supported() {
-        // SAFETY: every non-scalar x86 level has AVX2.
-        return unsafe { super::x86::dot_i8::quantize_block_avx2(x, q) };
-    }
-    let _ = level;
-    quantize_block_scalar(x, q)
-}
-
 /// Activation (or output-gradient) rows quantized per (row, 32 values) for the chunk kernels:
 /// codes in a layout's code width (i8, or i16 little-endian for [`Layout::Words`]), rows padded
 /// to whole blocks with code 0; per block the scale, `−128·Σ codes` (VNNI's correction) and

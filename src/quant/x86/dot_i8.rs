@@ -249,39 +249,9 @@ pub unsafe fn pack_block_avx2(
     }
 }
 
-/// [`quantize_block_scalar`](crate::quant::dot_i8::quantize_block_scalar) with AVX2 (the same
-/// maximum, scale, reciprocal and round-half-to-even conversion: the same bits).
-///
-/// # Safety
-/// AVX2 present.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn quantize_block_avx2(x: &[f32], q: &mut [i8; BLOCK]) -> f32 {
-    let n = x.len().min(BLOCK);
-    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
-    let mut v = [_mm256_setzero_ps(); 4];
-    let mut amax = _mm256_setzero_ps();
-    for (j, v) in v.iter_mut().enumerate() {
-        let m = mask_ps(n.saturating_sub(8 * j));
-        *v = _mm256_maskload_ps(x.as_ptr().wrapping_add(8 * j), m);
-        amax = _mm256_max_ps(amax, _mm256_and_ps(*v, abs));
-    }
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), amax);
-    let amax = lanes.iter().fold(0f32, |m, &v| m.max(v));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let mut out = [0i32; BLOCK];
-    for (j, v) in v.iter().enumerate() {
-        _mm256_storeu_si256(out.as_mut_ptr().add(8 * j) as *mut __m256i, _mm256_cvtps_epi32(_mm256_mul_ps(*v, _mm256_set1_ps(id))));
-    }
-    for (q, o) in q.iter_mut().zip(out) {
-        *q = o as i8;
-    }
-    d
-}
-
-/// [`quantize_block_codes`](crate::quant::dot_i8::quantize_block_codes) with AVX2: the maximum,
-/// scale and reciprocal as [`quantize_block_avx2`], the codes packed by saturating packs (the
+/// [`quantize_block_codes`](crate::quant::dot_i8::quantize_block_codes) with AVX2: the same
+/// maximum, scale `amax/127`, reciprocal and round-half-to-even conversion as the scalar
+/// [`quantize_block_scalar`](crate::quant::dot_i8::quantize_block_scalar), the codes packed by saturating packs (the
 /// values are within ±127, so they are the plain casts) into i16 (`words`) or i8, and their sum.
 ///
 /// # Safety
