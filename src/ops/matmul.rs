@@ -367,8 +367,14 @@ pub(crate) fn pack_cols(b: &[f32], ldb: usize, k: usize, c0: usize, n: usize, st
     for s in 0..n.div_ceil(NR) {
         let (j0, nj) = (c0 + s * NR, NR.min(n - s * NR));
         for (kk, d) in out[s * stride..s * stride + k * NR].chunks_exact_mut(NR).enumerate() {
-            d[..nj].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + nj]);
-            d[nj..].fill(0.0);
+            let src = &b[kk * ldb + j0..kk * ldb + j0 + nj];
+            if let (Ok(d), Ok(src)) = (<&mut [f32; NR]>::try_from(&mut *d), <&[f32; NR]>::try_from(src)) {
+                // A whole sliver row: a fixed-size copy (vector moves, no memcpy call per row).
+                *d = *src;
+            } else {
+                d[..nj].copy_from_slice(src);
+                d[nj..].fill(0.0);
+            }
         }
     }
 }
