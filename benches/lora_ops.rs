@@ -58,6 +58,8 @@ fn main() {
     let dys: Vec<Vec<f32>> = shapes.iter().map(|&(_, n_out)| fill(&mut seed, t * n_out)).collect();
     let s = 2.0f32;
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    // The parts: down alone, up_add alone, backward without dx.
+    let (mut downs, mut ups, mut bwd_nodx) = (Vec::new(), Vec::new(), Vec::new());
     let mut h = 0xcbf29ce484222325u64;
     for rep in 0..reps + 1 {
         let mut ys: Vec<Vec<f32>> = dys.iter().map(|d| d.iter().map(|v| 0.25 * v).collect()).collect();
@@ -93,10 +95,26 @@ fn main() {
         }
         fwd.push((t1 - t0).as_secs_f64() * 1e3);
         bwd.push((t3 - t2).as_secs_f64() * 1e3);
+        let t4 = Instant::now();
+        let us2: Vec<Vec<f32>> = pairs.iter().zip(&xs).map(|(p, x)| cpu.lora_down(p, x)).collect();
+        let t5 = Instant::now();
+        for i in 0..pairs.len() {
+            cpu.lora_up_add(&pairs[i], &us2[i], s, &mut ys[i]);
+        }
+        let t6 = Instant::now();
+        for i in 0..pairs.len() {
+            cpu.lora_backward(&pairs[i], &xs[i], &us[i], &dys[i], s, &mut grads[i], None);
+        }
+        let t7 = Instant::now();
+        downs.push((t5 - t4).as_secs_f64() * 1e3);
+        ups.push((t6 - t5).as_secs_f64() * 1e3);
+        bwd_nodx.push((t7 - t6).as_secs_f64() * 1e3);
     }
     let ((fmin, fmed), (bmin, bmed)) = (stats(fwd), stats(bwd));
     println!("lora_ops: one SmolLM2-135M layer (7 targets), T {t}, r {r}, {threads} threads, {reps} reps");
     println!("forward  (down + up_add): min {fmin:.3} ms, median {fmed:.3} ms");
     println!("backward (with dx):       min {bmin:.3} ms, median {bmed:.3} ms");
+    let ((dmin, _), (umin, _), (nmin, _)) = (stats(downs), stats(ups), stats(bwd_nodx));
+    println!("parts (min): down {dmin:.3} ms, up_add {umin:.3} ms, backward without dx {nmin:.3} ms");
     println!("output bits hash: {h:016x}");
 }
