@@ -1,6 +1,6 @@
 //! The LoRA products of one SmolLM2-135M layer on the CPU backend, timed apart from the rest of
 //! the training step: for each of the seven targets (q, k, v, o, gate, up, down) the forward
-//! (`lora_down` + `lora_up_add`) and the backward (`lora_backward` with `dx`).
+//! (`lora_forward`: `lora_down` + `lora_up_add`) and the backward (`lora_backward` with `dx`).
 //! Run: `cargo bench --bench lora_ops` (env: LORA_BENCH_THREADS (2), LORA_BENCH_REPS (20),
 //! LORA_BENCH_SEQ (512), LORA_BENCH_RANK (16)). Prints the minimum and median time of a layer's
 //! forward and backward, and a hash of every output's bits (the same hash before and after a
@@ -64,18 +64,12 @@ fn main() {
     for rep in 0..reps + 1 {
         let mut ys: Vec<Vec<f32>> = dys.iter().map(|d| d.iter().map(|v| 0.25 * v).collect()).collect();
         let t0 = Instant::now();
-        let us: Vec<Vec<f32>> = pairs
-            .iter()
-            .zip(&xs)
-            .zip(&mut ys)
-            .map(|((p, x), y)| {
-                let u = cpu.lora_down(p, x);
-                cpu.lora_up_add(p, &u, s, y);
-                u
-            })
-            .collect();
+        let us: Vec<Vec<f32>> = pairs.iter().zip(&xs).zip(&mut ys).map(|((p, x), y)| cpu.lora_forward(p, x, s, y)).collect();
         let t1 = Instant::now();
-        let mut grads: Vec<LoraPair> = pairs.iter().map(|p| LoraPair { n_in: p.n_in, n_out: p.n_out, r, a: vec![0.0; r * p.n_in], b: vec![0.0; p.n_out * r] }).collect();
+        let mut grads: Vec<LoraPair> = pairs
+            .iter()
+            .map(|p| LoraPair { n_in: p.n_in, n_out: p.n_out, r, a: vec![0.0; r * p.n_in], b: vec![0.0; p.n_out * r] })
+            .collect();
         let mut dxs: Vec<Vec<f32>> = xs.iter().map(|x| x.iter().map(|v| 0.5 * v).collect()).collect();
         let t2 = Instant::now();
         for i in 0..pairs.len() {
@@ -112,7 +106,7 @@ fn main() {
     }
     let ((fmin, fmed), (bmin, bmed)) = (stats(fwd), stats(bwd));
     println!("lora_ops: one SmolLM2-135M layer (7 targets), T {t}, r {r}, {threads} threads, {reps} reps");
-    println!("forward  (down + up_add): min {fmin:.3} ms, median {fmed:.3} ms");
+    println!("forward  (lora_forward): min {fmin:.3} ms, median {fmed:.3} ms");
     println!("backward (with dx):       min {bmin:.3} ms, median {bmed:.3} ms");
     let ((dmin, _), (umin, _), (nmin, _)) = (stats(downs), stats(ups), stats(bwd_nodx));
     println!("parts (min): down {dmin:.3} ms, up_add {umin:.3} ms, backward without dx {nmin:.3} ms");

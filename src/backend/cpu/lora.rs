@@ -60,6 +60,37 @@ pub fn up_add(p: &LoraPair, u: &[f32], s: f32, y: &mut [f32]) {
     });
 }
 
+/// [`down`] then [`up_add`] in one parallel region: each task takes rows of T, computes their
+/// code `u` and adds `s·u·Bᵀ` to the same rows of `y` (the bits of the two calls). Returns `u`.
+pub fn forward(p: &LoraPair, x: &[f32], s: f32, y: &mut [f32]) -> Vec<f32> {
+    let (r, n_in, n_out) = (p.r, p.n_in, p.n_out);
+    let t = x.len() / n_in;
+    assert!(p.a.len() >= r * n_in && p.b.len() >= n_out * r && y.len() >= t * n_out, "lora forward: operand sizes");
+    let mut u = vec![0f32; t * r];
+    if t == 0 || r == 0 {
+        return u;
+    }
+    let (pa, pb) = (packed_rows(&p.a, r, n_in), packed_rows(&p.b, n_out, r));
+    let rows = rows_per_task(t);
+    let (up, yp) = (SendPtr(u.as_mut_ptr()), SendPtr(y.as_mut_ptr()));
+    let (up, yp) = (&up, &yp);
+    for_each(t.div_ceil(rows), t * r * (n_in + n_out) < SERIAL_FMAS, |i| {
+        let (t0, t1) = (i * rows, ((i + 1) * rows).min(t));
+        let nt = t1 - t0;
+        // SAFETY: task i writes rows t0..t1 of u ([t, r]) and of y ([t, n_out], asserted above),
+        // which no other task touches.
+        unsafe {
+            let ur = up.0.add(t0 * r);
+            tile::<SET, false>(nt, r, n_in, &x[t0 * n_in..], n_in, &pa, NR * n_in, ur, r);
+            let us: Vec<f32> = std::slice::from_raw_parts(ur, nt * r).iter().map(|&v| s * v).collect();
+            if n_out > 0 {
+                tile::<ADD, false>(nt, n_out, r, &us, r, &pb, NR * r, yp.0.add(t0 * n_out), n_out);
+            }
+        }
+    });
+    u
+}
+
 /// Backward of `y += s · B·(A·x)` given its input `x`, code `u` and the output gradient `dy`
 /// (`[T, n_out]`): accumulates `grad.a += duᵀ·x`, `grad.b += s·dyᵀ·u` and, when given,
 /// `dx += du·A` where `du = s · dy·B`.
@@ -240,7 +271,7 @@ mod tests {
         a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
     }
 
-    /// `down`, `up_add` and `backward` (with and without `dx`) give the plain GEMM
+    /// `down`, `up_add`, `forward` and `backward` (with and without `dx`) give the plain GEMM
     /// formulation's bits on odd shapes (T not a multiple of any tile, ranks 1 to 64, widths
     /// below and across the 16-column slivers and 64-column tiles), on 1 and 3 threads, and on
     /// shapes big enough for the parallel path. Run it also with `FINETUNE_SIMD=avx2` and
@@ -277,6 +308,10 @@ mod tests {
                 pool.install(|| up_add(&p, &u, s, &mut y));
                 plain::up_add(&p, &u, s, &mut y_ref);
                 assert!(same(&y, &y_ref), "up_add: {what}");
+
+                let mut y2 = y0.clone();
+                let u2 = pool.install(|| forward(&p, &x, s, &mut y2));
+                assert!(same(&u2, &u_ref) && same(&y2, &y_ref), "forward: {what}");
 
                 for with_dx in [true, false] {
                     let grad0 = LoraPair { n_in, n_out, r, a: ga0.clone(), b: gb0.clone() };
