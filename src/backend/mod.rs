@@ -155,6 +155,13 @@ pub trait Backend: Sync {
     fn lora_down(&self, p: &LoraPair<Self::Buf>, x: &Self::Buf) -> Self::Buf;
     /// LoRA up projection, added: `y += s · u·Bᵀ`.
     fn lora_up_add(&self, p: &LoraPair<Self::Buf>, u: &Self::Buf, s: f32, y: &mut Self::Buf);
+    /// [`Backend::lora_down`] then [`Backend::lora_up_add`] with the same bits: returns `u` and
+    /// adds `s · u·Bᵀ` to `y`. A backend may do both in one pass over the rows.
+    fn lora_forward(&self, p: &LoraPair<Self::Buf>, x: &Self::Buf, s: f32, y: &mut Self::Buf) -> Self::Buf {
+        let u = self.lora_down(p, x);
+        self.lora_up_add(p, &u, s, y);
+        u
+    }
 }
 
 /// The backward passes, the loss and the optimizer: what a training step needs beyond

@@ -178,8 +178,7 @@ impl<T> Model<'_, T> {
             let _s = span(Phase::FwdMatmul);
             for (set, user_scale) in &self.adapters {
                 if let Some(p) = set.get(il, target) {
-                    let u = b.lora_down(p, x);
-                    b.lora_up_add(p, &u, user_scale * set.scale(p), y);
+                    b.lora_forward(p, x, user_scale * set.scale(p), y);
                 }
             }
         }
@@ -187,10 +186,9 @@ impl<T> Model<'_, T> {
         let (lora, dropout) = train?;
         let p = lora.get(il, target)?;
         let u = match dropout {
-            None => b.lora_down(p, x),
-            Some(d) => b.lora_down(p, &b.mul(x, &b.upload(&d.mask(il, target, b.len(x))))),
+            None => b.lora_forward(p, x, lora.scale(p), y),
+            Some(d) => b.lora_forward(p, &b.mul(x, &b.upload(&d.mask(il, target, b.len(x)))), lora.scale(p), y),
         };
-        b.lora_up_add(p, &u, lora.scale(p), y);
         Some(u)
     }
 

@@ -17,7 +17,7 @@ pub use crate::weights::QMatrix;
 use crate::weights::QuantWeight;
 
 const MR: usize = 6;
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 
 /// `y[t, o] = Σ_i x[t, i]·W[o, i]` for `t < x.len()/n_in`; `y` is overwritten.
 pub fn matmul(w: &dyn QuantWeight, x: &[f32], y: &mut [f32]) {
@@ -342,7 +342,7 @@ pub fn gemm_f32_kn<const TA: bool, const ADD_C: bool>(
 
 /// Pack `n` rows of length `k` (row `r` at `b[r·ldb..]`) as the micro-kernel's B operand: slivers
 /// of 16 rows, each `[k][16]` (transposed), the rows past `n` zero; `out` holds whole slivers.
-fn pack_rows(b: &[f32], ldb: usize, n: usize, k: usize, out: &mut [f32]) {
+pub(crate) fn pack_rows(b: &[f32], ldb: usize, n: usize, k: usize, out: &mut [f32]) {
     for (s, sl) in out.chunks_exact_mut(NR * k).enumerate() {
         for r in 0..NR {
             let src = s * NR + r;
@@ -363,12 +363,18 @@ fn pack_rows(b: &[f32], ldb: usize, n: usize, k: usize, out: &mut [f32]) {
 /// Pack columns `c0..c0 + n` of the `k` rows of a row-major matrix (row `kk` at `b[kk·ldb..]`)
 /// as the micro-kernel's B operand: slivers of 16 columns, each `[k][16]`, the columns past `n`
 /// zero; sliver `s` starts at `out[s·stride]`.
-fn pack_cols(b: &[f32], ldb: usize, k: usize, c0: usize, n: usize, stride: usize, out: &mut [f32]) {
+pub(crate) fn pack_cols(b: &[f32], ldb: usize, k: usize, c0: usize, n: usize, stride: usize, out: &mut [f32]) {
     for s in 0..n.div_ceil(NR) {
         let (j0, nj) = (c0 + s * NR, NR.min(n - s * NR));
         for (kk, d) in out[s * stride..s * stride + k * NR].chunks_exact_mut(NR).enumerate() {
-            d[..nj].copy_from_slice(&b[kk * ldb + j0..kk * ldb + j0 + nj]);
-            d[nj..].fill(0.0);
+            let src = &b[kk * ldb + j0..kk * ldb + j0 + nj];
+            if let (Ok(d), Ok(src)) = (<&mut [f32; NR]>::try_from(&mut *d), <&[f32; NR]>::try_from(src)) {
+                // A whole sliver row: a fixed-size copy (vector moves, no memcpy call per row).
+                *d = *src;
+            } else {
+                d[..nj].copy_from_slice(src);
+                d[nj..].fill(0.0);
+            }
         }
     }
 }
@@ -376,8 +382,8 @@ fn pack_cols(b: &[f32], ldb: usize, k: usize, c0: usize, n: usize, stride: usize
 /// How a micro-kernel call combines its sums with C: overwrite C, add to C, or continue the
 /// sums from C (the accumulators start at C's values, so splitting k into chunks run in order
 /// gives the same bits as one call over all of k).
-const SET: u8 = 0;
-const ADD: u8 = 1;
+pub(crate) const SET: u8 = 0;
+pub(crate) const ADD: u8 = 1;
 const CONT: u8 = 2;
 
 /// `C[m×n] (mode) op(A)[m×k] · B` with B packed as slivers (`[k][16]`, sliver `s` at
@@ -388,7 +394,7 @@ const CONT: u8 = 2;
 /// # Safety
 /// `c` must be valid for `m` rows of `n` writes (and reads) at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const MODE: u8, const TA: bool>(
+pub(crate) unsafe fn tile<const MODE: u8, const TA: bool>(
     m: usize,
     n: usize,
     k: usize,
@@ -490,6 +496,20 @@ unsafe fn kernel_gen<const MODE: u8, const TA: bool>(
     c: *mut f32,
     ldc: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && nr == NR {
+        // A whole sliver: the kernel combines its accumulators with C itself (vector loads and
+        // stores; the same additions as the scalar loop below).
+        match mr {
+            6 => avx2_kernel::<6, MODE, TA>(k, a, lda, b, c, ldc),
+            5 => avx2_kernel::<5, MODE, TA>(k, a, lda, b, c, ldc),
+            4 => avx2_kernel::<4, MODE, TA>(k, a, lda, b, c, ldc),
+            3 => avx2_kernel::<3, MODE, TA>(k, a, lda, b, c, ldc),
+            2 => avx2_kernel::<2, MODE, TA>(k, a, lda, b, c, ldc),
+            _ => avx2_kernel::<1, MODE, TA>(k, a, lda, b, c, ldc),
+        }
+        return;
+    }
     let mut acc = [0f32; MR * NR];
     if MODE == CONT {
         for i in 0..mr {
@@ -501,13 +521,14 @@ unsafe fn kernel_gen<const MODE: u8, const TA: bool>(
     #[cfg(target_arch = "x86_64")]
     {
         if simd {
+            let p = acc.as_mut_ptr();
             match mr {
-                6 => avx2_kernel::<6, TA>(k, a, lda, b, &mut acc),
-                5 => avx2_kernel::<5, TA>(k, a, lda, b, &mut acc),
-                4 => avx2_kernel::<4, TA>(k, a, lda, b, &mut acc),
-                3 => avx2_kernel::<3, TA>(k, a, lda, b, &mut acc),
-                2 => avx2_kernel::<2, TA>(k, a, lda, b, &mut acc),
-                _ => avx2_kernel::<1, TA>(k, a, lda, b, &mut acc),
+                6 => avx2_kernel::<6, CONT, TA>(k, a, lda, b, p, NR),
+                5 => avx2_kernel::<5, CONT, TA>(k, a, lda, b, p, NR),
+                4 => avx2_kernel::<4, CONT, TA>(k, a, lda, b, p, NR),
+                3 => avx2_kernel::<3, CONT, TA>(k, a, lda, b, p, NR),
+                2 => avx2_kernel::<2, CONT, TA>(k, a, lda, b, p, NR),
+                _ => avx2_kernel::<1, CONT, TA>(k, a, lda, b, p, NR),
             }
         } else {
             scalar_kernel::<TA>(mr, k, a, lda, b, &mut acc);
@@ -557,10 +578,16 @@ fn scalar_kernel<const TA: bool>(mr: usize, k: usize, a: &[f32], lda: usize, b: 
     }
 }
 
-/// `acc += A·B` on one sliver with AVX2+FMA (the accumulators start at `acc`'s values).
+/// `M` rows × one whole sliver (16 columns) of `C (MODE) A·B` with AVX2+FMA, `C` at `c` with row
+/// stride `ldc`: the accumulators start at C's values (`CONT`) or at zero, run one fused
+/// multiply-add per k, k ascending, and are stored (`SET`, `CONT`) or added to C (`ADD`).
+/// Partial slivers come through a 16-wide scratch row block with `CONT`.
+///
+/// # Safety
+/// `c` must be valid for `M` rows of 16 reads and writes at stride `ldc`; AVX2 and FMA present.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: usize, b: &[f32], acc: &mut [f32; MR * NR]) {
+unsafe fn avx2_kernel<const M: usize, const MODE: u8, const TA: bool>(k: usize, a: &[f32], lda: usize, b: &[f32], c: *mut f32, ldc: usize) {
     use std::arch::x86_64::*;
     if TA {
         assert!(k == 0 || a.len() >= (k - 1) * lda + M);
@@ -570,9 +597,11 @@ unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: 
     assert!(b.len() >= k * NR);
     let mut c0 = [_mm256_setzero_ps(); M];
     let mut c1 = [_mm256_setzero_ps(); M];
-    for i in 0..M {
-        c0[i] = _mm256_loadu_ps(acc.as_ptr().add(i * NR));
-        c1[i] = _mm256_loadu_ps(acc.as_ptr().add(i * NR + 8));
+    if MODE == CONT {
+        for i in 0..M {
+            c0[i] = _mm256_loadu_ps(c.add(i * ldc));
+            c1[i] = _mm256_loadu_ps(c.add(i * ldc + 8));
+        }
     }
     let ap = a.as_ptr();
     let bp = b.as_ptr();
@@ -586,8 +615,14 @@ unsafe fn avx2_kernel<const M: usize, const TA: bool>(k: usize, a: &[f32], lda: 
         }
     }
     for i in 0..M {
-        _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR), c0[i]);
-        _mm256_storeu_ps(acc.as_mut_ptr().add(i * NR + 8), c1[i]);
+        let (p0, p1) = (c.add(i * ldc), c.add(i * ldc + 8));
+        if MODE == ADD {
+            _mm256_storeu_ps(p0, _mm256_add_ps(_mm256_loadu_ps(p0), c0[i]));
+            _mm256_storeu_ps(p1, _mm256_add_ps(_mm256_loadu_ps(p1), c1[i]));
+        } else {
+            _mm256_storeu_ps(p0, c0[i]);
+            _mm256_storeu_ps(p1, c1[i]);
+        }
     }
 }
 

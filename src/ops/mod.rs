@@ -20,5 +20,5 @@ pub mod matmul_q8_bwd;
 pub mod matmul_q8_fwd;
 pub mod norm;
 pub mod rope;
-mod send_ptr;
+pub(crate) mod send_ptr;
 pub mod vexp;

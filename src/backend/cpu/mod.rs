@@ -241,6 +241,9 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
     fn lora_up_add(&self, p: &LoraPair<Vec<f32>>, u: &Vec<f32>, s: f32, y: &mut Vec<f32>) {
         lora::up_add(p, u, s, y)
     }
+    fn lora_forward(&self, p: &LoraPair<Vec<f32>>, x: &Vec<f32>, s: f32, y: &mut Vec<f32>) -> Vec<f32> {
+        lora::forward(p, x, s, y)
+    }
 }
 
 impl TrainBackend for Cpu {
