@@ -134,8 +134,19 @@ fn check_model(model_path: &Path, cases: &[Case]) {
         m.adapters.push((read_adapter(last, &m).unwrap(), s1));
         let theirs = llama_logits(model_path, &ids, &[(&written[0], s0), (last, s1)], &dir, "stacked");
         let (agree, max_kl, mean_kl) = compare(&ours(&m, &ids), &theirs, nv);
-        println!("stacked ×{s0} + ×{s1}: argmax {agree:.3}, KL max {max_kl:.4} mean {mean_kl:.5}");
-        assert!(agree >= 0.9 && max_kl < 0.15 && mean_kl < 0.02, "stacked adapters differ from llama.cpp");
+        let effect = compare(&base_theirs, &theirs, nv);
+        println!(
+            "stacked ×{s0} + ×{s1}: argmax {agree:.3}, KL max {max_kl:.4} mean {mean_kl:.5}; effect in llama.cpp: KL mean {:.4}",
+            effect.2
+        );
+        // The mean bounds as for one adapter: a wrong scale or a dropped adapter would make the
+        // excess mismatch comparable to the stack's effect. The ×1.5 adapter sharpens some
+        // distributions, so a single token's KL sits further from llama.cpp's Q8 activations
+        // than with one adapter: measured 0.236 on an AVX2-only Zen 4 (llama.cpp's AVX2 kernels;
+        // < 0.15 with its AVX-512 ones) while the mean stayed 0.011, hence the bound 0.3.
+        assert!(agree >= 0.9 && mean_kl < 0.02, "stacked adapters differ from llama.cpp");
+        assert!(mean_kl - base.2 < 0.05 * effect.2, "stacked: mismatch grows with the adapters");
+        assert!(max_kl < 0.3, "stacked adapters: one token's KL {max_kl}");
     }
 }
 
