@@ -211,7 +211,10 @@ fn smollm2_different_targets_and_ranks_engine_and_llama_cpp() {
     let (floor_d, floor_kl) = stats(&ll_reordered);
     let within = |ll: &[f32]| {
         let (d, (agree, kl_max, kl_mean)) = stats(ll);
-        d <= 2.0 * floor_d && kl_mean <= 2.0 * floor_kl.2 && kl_max <= 2.0 * floor_kl.1 && agree >= 0.95
+        // Argmax: at least 95% agreement, or at most twice the floor's disagreements (on llama.cpp's
+        // AVX2 build the floor itself flipped 1 of 33 positions, and the combined file 2).
+        let agree_ok = agree >= 0.95 || 1.0 - agree <= 2.0 * (1.0 - floor_kl.0) + 1e-9;
+        d <= 2.0 * floor_d && kl_mean <= 2.0 * floor_kl.2 && kl_max <= 2.0 * floor_kl.1 && agree_ok
     };
     let effect = kl_stats(&ll_stacked, &base_ll, nv);
     println!(

@@ -123,7 +123,16 @@ fn check_f32(s: &Stats) {
 /// bound is therefore exact: every logit row bit-identical to llama.cpp's, and every greedy
 /// 32-token continuation (decoded one token at a time with the KV cache, where llama.cpp
 /// switches to its one-row kernels) the same.
+///
+/// On a CPU without AVX-512F llama.cpp here is its AVX2 build, which this mode does not follow
+/// bit for bit ([`common::llama_cpp_is_its_avx512_build`]); there the f32 mode's bounds apply
+/// and the test says so. Measured on an AVX2-only Zen 4: argmax 126/126 and 116/116, KL max
+/// 0.023 / 0.014, mean 0.0016 / 0.0010 (SmolLM2 / Gemma 3), 40/126 and 60/116 rows identical.
 fn check_ggml(s: &Stats) {
+    if !common::llama_cpp_is_its_avx512_build() {
+        common::note_not_bit_identical("logits");
+        return check_f32(s);
+    }
     assert_eq!(
         s.identical_rows,
         s.positions,

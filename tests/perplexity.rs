@@ -28,7 +28,10 @@ fn check(path: &std::path::Path, n_ctx: usize, numerics: Numerics) {
         ours.scored
     );
     assert!(rel < 0.01, "perplexity differs by {:.3}%", rel * 100.0);
-    if numerics == Numerics::Ggml {
+    if numerics == Numerics::Ggml && !common::llama_cpp_is_its_avx512_build() {
+        // Measured on an AVX2-only Zen 4: 0.19% (SmolLM2), 0.46% (Gemma 3).
+        common::note_not_bit_identical("perplexity");
+    } else if numerics == Numerics::Ggml {
         // The ggml numerics give llama.cpp's logits bit for bit (tests/forward.rs), so only the
         // f64 log-sum-exp (numpy's vs ours) separates the two figures.
         assert!(rel < 1e-9, "ggml numerics: perplexity differs by {rel:e} relative");

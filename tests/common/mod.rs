@@ -115,3 +115,27 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 #[allow(unused_imports)]
 pub use rng::Rng;
 pub mod random_blocks;
+
+/// Whether llama.cpp as built here is the build our llama.cpp-numerics mode reproduces bit for
+/// bit: its AVX-512 build (ggml's 16-lane `GGML_F32x16` reductions in the f16 dots and softmax,
+/// llamafile's 16-wide tiles, the AVX-512 repacked kernels). The oracle compiles llama.cpp for
+/// this CPU, so on an x86 CPU without AVX-512F it is the AVX2 build (8-lane reductions), whose
+/// summation orders the ggml mode does not follow: there the llama.cpp-numerics tests check
+/// closeness (the f32 mode's bounds) instead of bit-identity and print that they did.
+#[allow(dead_code)]
+pub fn llama_cpp_is_its_avx512_build() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// The notice a llama.cpp-numerics test prints when it cannot check bit-identity here.
+#[allow(dead_code)]
+pub fn note_not_bit_identical(what: &str) {
+    eprintln!(
+        "NOTE: {what}: exact equality with llama.cpp NOT checked on this CPU (no AVX-512F: llama.cpp here is its \
+         AVX2 build, whose reduction orders the llama.cpp-numerics mode does not reproduce); a closeness bound \
+         checked instead"
+    );
+}
