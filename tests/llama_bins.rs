@@ -133,20 +133,6 @@ fn llama_completion(lora_args: &[String]) -> String {
     text.strip_suffix(" [end of text]\n").unwrap_or(text).to_string()
 }
 
-/// The greedy texts of llama.cpp and ours with the same adapters: equal where llama.cpp here is
-/// its AVX-512 build (the one whose numerics ours reproduce, [`common::llama_cpp_is_its_avx512_build`]).
-/// Its AVX2 build rounds differently and parts from ours at near ties (measured on an AVX2-only
-/// Zen 4: after 9 and 7 words, "…the way the human eye…" vs "…the way the sun…"), so there the
-/// texts must agree on their first 6 words, and the test says it did not check equality.
-fn assert_same_text(name: &str, tool: &str, theirs: &str, mine: &str) {
-    if common::llama_cpp_is_its_avx512_build() {
-        return assert_eq!(theirs, mine, "{name}: {tool} and finetune generate differ");
-    }
-    let common_words = theirs.split_whitespace().zip(mine.split_whitespace()).take_while(|(a, b)| a == b).count();
-    common::note_not_bit_identical(&format!("{name} ({tool}): texts agree on their first {common_words} words"));
-    assert!(common_words >= 6, "{name}: {tool} and finetune generate part after {common_words} words: {theirs:?} vs {mine:?}");
-}
-
 #[test]
 fn llama_completion_with_our_adapters_equals_generate() {
     let f = fixture();
@@ -168,7 +154,7 @@ fn llama_completion_with_our_adapters_equals_generate() {
     for (name, args, adapters) in &cases {
         let (theirs, mine) = (llama_completion(args), ours(adapters));
         println!("{name}: llama-completion {theirs:?}\n{:w$}  finetune         {mine:?}", "", w = name.len());
-        assert_same_text(name, "llama-completion", &theirs, &mine);
+        common::assert_same_text(name, "llama-completion", &theirs, &mine);
         assert!(!seen.contains(&mine), "{name}: the same text as an earlier case, so this case checks nothing: {mine:?}");
         seen.push(mine);
     }
@@ -295,7 +281,7 @@ fn llama_server_hot_swap_and_per_request_lora_equal_generate() {
     let check = |name: &str, theirs: String, adapters: &[(&Path, f32)]| {
         let mine = ours(adapters);
         println!("{name}: llama-server {theirs:?}\n{:w$}  finetune     {mine:?}", "", w = name.len());
-        assert_same_text(name, "llama-server", &theirs, &mine);
+        common::assert_same_text(name, "llama-server", &theirs, &mine);
         mine
     };
     let set = |scales: serde_json::Value| {
