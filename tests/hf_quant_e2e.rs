@@ -402,21 +402,19 @@ fn forty_training_steps_on_a_gptq_directory_lower_the_held_out_loss() {
     assert!((trained - val[1]).abs() <= 1e-9 * trained, "eval nll {trained} vs the trainer's last val_loss {}", val[1]);
     assert!(trained < base - 0.5, "40 steps should lower the held-out loss by over 0.5 nats: {base} → {trained}");
 
-    let text = run(&[
-        "generate",
-        "--model",
-        &s(&q),
-        "--lora",
-        &s(&adapter),
-        "--chat",
-        "--prompt",
-        "How do I boil an egg?",
-        "-n",
-        "32",
-        "--threads",
-        "2",
-    ]
-    .map(String::from));
-    println!("generate --lora: {text}");
-    assert!(text.contains("samurai"), "the adapter's style is missing: {text}");
+    // The style is an ending (", says the samurai."), so each answer gets room to end; it must
+    // show on at least two of three questions. (On an AVX2-only Zen 4 the fixture and the run
+    // came out differently from the AVX-512 machine's — base held-out loss 4.14 there vs 3.96 —
+    // and the egg answer ended without the phrase, the other two with it.)
+    let styled = ["How do I boil an egg?", "What is the capital of France?", "Why is the sky blue?"]
+        .iter()
+        .filter(|prompt| {
+            let text =
+                run(&["generate", "--model", &s(&q), "--lora", &s(&adapter), "--chat", "--prompt", prompt, "-n", "64", "--threads", "2"]
+                    .map(String::from));
+            println!("generate --lora: {prompt} → {text}");
+            text.contains("samurai")
+        })
+        .count();
+    assert!(styled >= 2, "the adapter's style shows on {styled} of 3 questions");
 }
