@@ -32,7 +32,7 @@ pub unsafe fn chunk_avx2(c: &Chunk) {
 /// Lanes `< n` of 8 set (a `maskload`/`maskstore` mask).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn lanes_below(n: usize) -> __m256i {
+pub(crate) unsafe fn lanes_below(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 

@@ -8,6 +8,7 @@ use std::arch::x86_64::*;
 
 use crate::quant::dot_i8::{BLOCK, SLIVER};
 use crate::quant::dot_u4::{ChunkU4, BLOCK_BYTES};
+use crate::quant::x86::dot_i8::lanes_below;
 
 /// The AVX2 kernel of a tile.
 ///
@@ -27,13 +28,6 @@ pub unsafe fn chunk_u4_avx2(c: &ChunkU4) {
             t0 += m;
         }
     }
-}
-
-/// Lanes `< n` of 8 set (a `maskload`/`maskstore` mask).
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn lanes_below(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 }
 
 /// Tokens `t0..t0+M`, sliver `s`.
