@@ -43,7 +43,13 @@ fn inv_rms(row: &[f32], eps: f32) -> f32 {
 pub fn rms_norm_backward(x: &[f32], w: Option<&[f32]>, n: usize, eps: f32, dy: &[f32], dx: &mut [f32]) {
     assert!(x.len() == dy.len() && x.len() == dx.len(), "rms_norm_backward: x, dy, dx differ in size");
     assert!(w.is_none_or(|w| w.len() == n), "rms_norm_backward: w must hold n values");
-    for ((xr, dyr), dxr) in x.chunks_exact(n).zip(dy.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+    use rayon::prelude::*;
+    if n == 0 {
+        return;
+    }
+    // Rows are independent: many are split across threads (the same bits either way).
+    let rows = x.par_chunks_exact(n).zip(dy.par_chunks_exact(n)).zip(dx.par_chunks_exact_mut(n));
+    rows.with_min_len((PAR_MIN / 4).div_ceil(n)).for_each(|((xr, dyr), dxr)| {
         let r = inv_rms(xr, eps);
         // g = dy·w, written into dx first; then the row's projection onto x.
         match w {
@@ -53,5 +59,5 @@ pub fn rms_norm_backward(x: &[f32], w: Option<&[f32]>, n: usize, eps: f32, dy: &
         let gx: f64 = dxr.iter().zip(xr).map(|(&g, &v)| g as f64 * v as f64).sum();
         let c = (gx * (r as f64).powi(3) / n as f64) as f32;
         dxr.iter_mut().zip(xr).for_each(|(d, &v)| *d = r * *d - c * v);
-    }
+    });
 }

@@ -103,21 +103,34 @@ impl Rope {
     fn rotate_rows(&self, x: &mut [f32], n_heads: usize, head_dim: usize, positions: &[u32], back: bool) {
         let w = n_heads * head_dim;
         assert_eq!(x.len(), positions.len() * w, "rope: x must hold one row of n_heads·head_dim per position");
-        for (row, &p) in x.chunks_exact_mut(w).zip(positions) {
+        // Token rows are independent: many are rotated in parallel (the same bits).
+        use rayon::prelude::*;
+        x.par_chunks_exact_mut(w.max(1)).zip(positions).with_min_len(16).for_each(|(row, &p)| {
             self.rotate(row, n_heads, head_dim, p as usize, back);
-        }
+        });
     }
 
     /// Turn each pair by θ (`back`: by −θ, the transpose).
     fn rotate(&self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, back: bool) {
         assert!(self.n_rot <= head_dim && x.len() >= n_heads * head_dim, "rope: bad shape");
         let half = self.n_rot / 2;
+        // The angles once per row (every head turns by the same ones), on the stack for the
+        // usual head sizes.
+        let mut stack = [(0f32, 0f32); 256];
+        let mut heap = Vec::new();
+        let sc: &mut [(f32, f32)] = if half <= stack.len() {
+            &mut stack[..half]
+        } else {
+            heap.resize(half, (0f32, 0f32));
+            &mut heap
+        };
+        for (i, e) in sc.iter_mut().enumerate() {
+            let (s, c) = (pos as f32 * self.inv_freq[i]).sin_cos();
+            *e = (if back { -s } else { s }, c);
+        }
         for h in 0..n_heads {
             let v = &mut x[h * head_dim..(h + 1) * head_dim];
-            for i in 0..half {
-                let theta = pos as f32 * self.inv_freq[i];
-                let (s, c) = theta.sin_cos();
-                let s = if back { -s } else { s };
+            for (i, &(s, c)) in sc.iter().enumerate() {
                 let (a, b) = match self.style {
                     RopeStyle::Norm => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + half),

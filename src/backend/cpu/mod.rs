@@ -92,8 +92,12 @@ fn backward_input_f32(w: &dyn QuantWeight, dy: &[f32], dx: &mut [f32], accumulat
 
 /// `q·scale` as a new buffer (the training attention takes unscaled `q`).
 fn scaled(q: &[f32], s: f32) -> Vec<f32> {
-    q.iter().map(|&a| a * s).collect()
+    q.par_iter().with_min_len(PAR_CHUNK).map(|&a| a * s).collect()
 }
+
+/// Elements per parallel task of the elementwise ops: long buffers are split across threads
+/// (each element computed as alone, so the same bits).
+const PAR_CHUNK: usize = 1 << 13;
 
 impl<const GGML: bool> Backend for CpuBackend<GGML> {
     type Buf = Vec<f32>;
@@ -119,26 +123,27 @@ impl<const GGML: bool> Backend for CpuBackend<GGML> {
         x.len()
     }
     fn copy(&self, x: &Vec<f32>) -> Vec<f32> {
-        x.clone()
+        x.par_iter().with_min_len(PAR_CHUNK).copied().collect()
     }
     fn write_at(&self, dst: &mut Vec<f32>, at: usize, src: &Vec<f32>) {
         dst[at..at + src.len()].copy_from_slice(src);
     }
 
     fn add(&self, x: &mut Vec<f32>, y: &Vec<f32>) {
-        x.iter_mut().zip(y).for_each(|(a, &b)| *a += b);
+        x.par_chunks_mut(PAR_CHUNK).zip(y.par_chunks(PAR_CHUNK)).for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(a, &b)| *a += b));
     }
     fn add_rows(&self, x: &mut Vec<f32>, bias: &Vec<f32>) {
-        x.chunks_exact_mut(bias.len()).for_each(|r| r.iter_mut().zip(bias).for_each(|(a, &b)| *a += b));
+        let rows = x.par_chunks_exact_mut(bias.len()).with_min_len(PAR_CHUNK.div_ceil(bias.len()));
+        rows.for_each(|r| r.iter_mut().zip(bias).for_each(|(a, &b)| *a += b));
     }
     fn scale(&self, x: &mut Vec<f32>, s: f32) {
-        x.iter_mut().for_each(|a| *a *= s);
+        x.par_chunks_mut(PAR_CHUNK).for_each(|x| x.iter_mut().for_each(|a| *a *= s));
     }
     fn mul(&self, x: &Vec<f32>, m: &Vec<f32>) -> Vec<f32> {
-        x.iter().zip(m).map(|(&a, &k)| a * k).collect()
+        x.par_iter().zip(m).with_min_len(PAR_CHUNK).map(|(&a, &k)| a * k).collect()
     }
     fn softcap(&self, x: &mut Vec<f32>, cap: f32) {
-        x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+        x.par_chunks_mut(PAR_CHUNK).for_each(|x| x.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh()));
     }
     fn find_not_below(&self, x: &Vec<f32>, bound: f32) -> Option<f32> {
         x.iter().copied().find(|v| v.is_nan() || v.abs() >= bound)
