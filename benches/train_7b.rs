@@ -145,6 +145,7 @@ fn child(format: &str, matmul: Matmul, t: usize, threads: usize, keep: u64) {
 }
 
 fn main() {
+    finetune::util::alloc::keep_freed_buffers();
     let t: usize = env_or("TRAIN7B_SEQ", 512);
     let threads: usize = env_or("TRAIN7B_THREADS", 2);
     let keep: u64 = env_or("TRAIN7B_KEEP", DEFAULT_KEEP_BYTES);

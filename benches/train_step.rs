@@ -29,6 +29,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    finetune::util::alloc::keep_freed_buffers();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let path = std::env::var("TRAIN_BENCH_MODEL").map(PathBuf::from).unwrap_or(root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
     let threads: usize = env_or("TRAIN_BENCH_THREADS", 2);

@@ -487,6 +487,7 @@ fn parse_cli() -> Cli {
 }
 
 fn main() -> ExitCode {
+    finetune::util::alloc::keep_freed_buffers();
     match run(parse_cli()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

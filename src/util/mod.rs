@@ -3,6 +3,7 @@
 //! output-path policy and atomic writes ([`outpath`]), the stop signals ([`signals`]), checked
 //! reading of input files ([`input`]) and file text shown in messages ([`text`]).
 
+pub mod alloc;
 pub mod bytes;
 pub mod input;
 pub mod outpath;
