@@ -150,13 +150,15 @@ fn llama_completion_with_our_adapters_equals_generate() {
             vec![(a, 0.5), (b, 1.0)],
         ),
     ];
-    let mut seen: Vec<String> = Vec::new();
+    let (mut seen, mut seen_theirs): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for (name, args, adapters) in &cases {
         let (theirs, mine) = (llama_completion(args), ours(adapters));
         println!("{name}: llama-completion {theirs:?}\n{:w$}  finetune         {mine:?}", "", w = name.len());
         common::assert_same_text(name, "llama-completion", &theirs, &mine);
         assert!(!seen.contains(&mine), "{name}: the same text as an earlier case, so this case checks nothing: {mine:?}");
+        assert!(!seen_theirs.contains(&theirs), "{name}: llama-completion gave an earlier case's text: {theirs:?}");
         seen.push(mine);
+        seen_theirs.push(theirs);
     }
 }
 
